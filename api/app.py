@@ -1,0 +1,73 @@
+"""The FastAPI application: created by ``create_app()``, with its pool, catalogue and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from api import settings
+from api.catalogue import load_catalogue
+from api.errors import add_exception_handlers
+
+log = logging.getLogger("jointgrid")
+
+
+def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> ConnectionPool[Any]:
+    """A connection pool that opens without waiting, so the server starts while the database is down."""
+    pool: ConnectionPool[Any] = ConnectionPool(
+        db.require_url(),
+        min_size=db.pool_min,
+        max_size=db.pool_max,
+        kwargs={
+            "row_factory": dict_row,
+            "connect_timeout": max(1, int(db.connect_timeout_s)),
+            "options": f"-c statement_timeout={db.statement_timeout_ms}",
+        },
+        open=False,
+        name="jointgrid",
+        reconnect_timeout=0,  # keep retrying forever: the server must recover on its own
+        check=ConnectionPool.check_connection,
+    )
+    if open_now:
+        pool.open(wait=False)
+    return pool
+
+
+def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
+    """Build the app. Tests pass their own pool; the server makes one from ``DATABASE_URL``."""
+    db = settings.database()
+    catalogue = load_catalogue(settings.data().catalogue)
+    own_pool = pool is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if own_pool:
+            app.state.pool = make_pool(db)
+        try:
+            yield
+        finally:
+            if own_pool:
+                app.state.pool.close()
+
+    app = FastAPI(
+        title="JointGrid",
+        version="1.0.0",
+        summary="Grid governance across the Anju (Sichuan) - Tongnan (Chongqing) border",
+        lifespan=lifespan,
+    )
+    app.state.pool = pool
+    app.state.pool_timeout = db.connect_timeout_s
+    app.state.catalogue = catalogue
+    add_exception_handlers(app)
+
+    from api.routes import health, locate
+
+    app.include_router(health.router)
+    app.include_router(locate.router)
+    return app

@@ -1,0 +1,146 @@
+"""The ``jointgrid`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from api import settings
+from api.catalogue import load_catalogue
+from gis.crs import SUPPORTED_CRS
+from gis.errors import DomainError
+from layers.db import connect, migrate
+
+
+def _out(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+
+
+def _fail(exc: DomainError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    if exc.detail:
+        detail = exc.detail
+        if isinstance(detail, dict) and "rejected" in detail:
+            for r in detail["rejected"]:
+                click.echo(f"  row {r['row']} ({r['code'] or 'no code'}): {r['reason']}", err=True)
+        else:
+            click.echo(json.dumps(detail, ensure_ascii=False, indent=2, default=str), err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    """Turns domain errors into a clear message and exit status 2: never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DomainError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """JointGrid: grid governance across the Anju - Tongnan border."""
+
+
+def _conn():  # type: ignore[no-untyped-def]
+    return connect(settings.database().require_url())
+
+
+@main.command("migrate")
+def migrate_cmd() -> None:
+    """Apply the database migrations that are not yet applied."""
+    with _conn() as conn:
+        conn.autocommit = True
+        applied = migrate(conn)
+    click.echo(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+
+
+@main.command("seed")
+def seed_cmd() -> None:
+    """Load boundary_data/ (real districts and the synthetic demo). Re-running changes nothing."""
+    from api.loading import seed
+
+    cat = load_catalogue(settings.data().catalogue)
+    with _conn() as conn:
+        reports = seed(conn, settings.data().boundary_dir, catalogue=cat)
+    for r in reports:
+        c = r.counts
+        click.echo(
+            f"{Path(r.path).name:22} -> {r.layer:13} {r.loaded:5} rows: {c['inserted']} new, "
+            f"{c['updated']} updated, {c['unchanged']} unchanged"
+            + (f", {len(r.repaired)} repaired" if r.repaired else "")
+        )
+
+
+@main.command("load")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--layer", required=True, help="areas, grids, police_grids, teams or chiefs")
+@click.option("--crs", default="wgs84", type=click.Choice(SUPPORTED_CRS), show_default=True)
+@click.option("--side", default=None, help="every row must be on this side (district code)")
+@click.option("--skip-invalid", is_flag=True, help="load the good rows and report the bad ones")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def load_cmd(
+    path: Path, layer: str, crs: str, side: str | None, skip_invalid: bool, as_json: bool
+) -> None:
+    """Import a GeoJSON, GeoPackage or Shapefile into a layer (upsert by code)."""
+    from api.loading import load_file
+
+    cat = load_catalogue(settings.data().catalogue)
+    with _conn() as conn:
+        report = load_file(
+            conn, path, layer=layer, crs=crs, side=side, skip_invalid=skip_invalid, catalogue=cat
+        )
+    if as_json:
+        _out(report.as_dict())
+        return
+    c = report.counts
+    click.echo(
+        f"{report.layer}: {report.loaded} of {report.rows} rows loaded "
+        f"({c['inserted']} new, {c['updated']} updated, {c['unchanged']} unchanged)"
+    )
+    for r in report.repaired:
+        click.echo(f"  row {r['row']} ({r['code']}): {r['repair']}")
+    for r in report.rejected:
+        click.echo(f"  skipped row {r['row']} ({r['code'] or 'no code'}): {r['reason']}")
+    if report.border:
+        click.echo("border re-derived: " + ", ".join(b["id"] for b in report.border))
+
+
+@main.command("derive-border")
+@click.option("--width-m", type=float, default=None, help="zone width (default: catalogue)")
+def derive_border_cmd(width_m: float | None) -> None:
+    """Re-derive the border line and border zones from the districts."""
+    from layers import border
+
+    cat = load_catalogue(settings.data().catalogue)
+    with _conn() as conn:
+        rows = border.derive(conn, width_m=width_m or cat.border_zone_m)
+    for r in rows:
+        size = f"{r['length_m']} m long" if r["kind"] == "line" else f"{r['area_m2']} m²"
+        click.echo(f"{r['id']:28} {r['kind']:5} {','.join(r['sides'])}  {size}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True)
+@click.option("--workers", default=1, type=int, show_default=True)
+def serve_cmd(host: str, port: int, workers: int) -> None:
+    """Serve the API, the map and the report page."""
+    import uvicorn
+
+    settings.database().require_url()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,165 @@
+"""Use-cases shared by the CLI and HTTP: importing boundary files, seeding the demo, auditing."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gis.catalogue import Catalogue
+from gis.crs import Crs, parse_crs
+from gis.errors import ImportRejected, InvalidInput
+from gis.importing import check_rows
+from layers import border, importer, registry
+from layers.db import Conn
+
+
+@dataclass
+class LoadReport:
+    layer: str
+    path: str
+    rows: int
+    loaded: int
+    counts: dict[str, int]
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    repaired: list[dict[str, Any]] = field(default_factory=list)
+    border: list[dict[str, Any]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def read_features(path: Path) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Read a GeoJSON, GeoPackage or Shapefile into property dicts and shapely geometries.
+
+    The file's own CRS, when it declares one other than longitude/latitude, is refused: the
+    caller must say which geographic CRS the coordinates are in (``--crs``).
+    """
+    import pyogrio
+
+    if not path.exists():
+        raise InvalidInput(f"no such file: {path}", {"path": str(path)})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gdf = pyogrio.read_dataframe(path)
+    except Exception as exc:  # pyogrio raises several unrelated classes for unreadable files
+        raise InvalidInput(
+            f"cannot read {path.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            {"path": str(path), "hint": "give a GeoJSON, GeoPackage or Shapefile"},
+        ) from exc
+    if gdf.crs is not None and not gdf.crs.is_geographic:
+        raise InvalidInput(
+            f"{path.name} is in a projected CRS ({gdf.crs.to_string()}); "
+            "reproject it to longitude/latitude (WGS84 or CGCS2000) first",
+            {"crs": gdf.crs.to_string()},
+        )
+    props = gdf.drop(columns=gdf.geometry.name)
+    records = [
+        {k: (None if _isnull(v) else v) for k, v in rec.items()}
+        for rec in props.to_dict(orient="records")
+    ]
+    return records, list(gdf.geometry.values)
+
+
+def _isnull(v: Any) -> bool:
+    if isinstance(v, list | dict | np.ndarray):
+        return False
+    try:
+        return bool(v != v)  # NaN and NaT
+    except (TypeError, ValueError):
+        return False
+
+
+def load_file(
+    conn: Conn,
+    path: Path,
+    *,
+    layer: str,
+    crs: Crs | str = "wgs84",
+    side: str | None = None,
+    skip_invalid: bool = False,
+    catalogue: Catalogue,
+) -> LoadReport:
+    """Check and upsert one file into ``layer``, in one transaction.
+
+    With bad rows and not ``skip_invalid``, nothing is stored and ``ImportRejected`` lists them.
+    """
+    try:
+        spec = registry.get(layer)
+    except KeyError:
+        spec = None
+    if spec is None or spec.import_rules is None:
+        importable = sorted(k for k, v in registry.REGISTRY.items() if v.importable)
+        raise InvalidInput(f"cannot load into layer {layer!r}", {"importable": importable})
+    the_crs = parse_crs(crs)
+    records, geoms = read_features(path)
+    rules = spec.import_rules
+    with conn.transaction():
+        known_sides = importer.known_codes(conn, table="areas", where="level = 'district'")
+        if layer == "areas":
+            parents = importer.known_codes(conn, table="areas")
+        elif layer == "grids":
+            parents = importer.known_codes(conn, table="areas", where="level = 'village'")
+        else:
+            parents = set()
+        checked = check_rows(
+            rules,
+            records,
+            geoms,
+            crs=the_crs,
+            side=side,
+            known_parents=parents,
+            known_sides=known_sides,
+        )
+        rejected = [p.as_dict() for p in checked.problems]
+        if rejected and not skip_invalid:
+            raise ImportRejected(
+                f"{len(rejected)} of {len(records)} rows in {path.name} are bad; nothing was "
+                "loaded. Fix them, or pass --skip-invalid to load the good rows",
+                {"rejected": rejected, "rows": len(records)},
+            )
+        counts = importer.upsert(conn, spec, checked.rows)
+        derived = None
+        if layer == "areas" and any(
+            r.values.get("level") == "district" for r in checked.rows
+        ) and (counts.inserted or counts.updated):
+            derived = border.derive(conn, width_m=catalogue.border_zone_m)
+    return LoadReport(
+        layer=layer,
+        path=str(path),
+        rows=len(records),
+        loaded=len(checked.rows),
+        counts=counts.as_dict(),
+        rejected=rejected,
+        repaired=checked.repairs,
+        border=derived,
+    )
+
+
+# The demo, in load order: parents before children.
+SEED_FILES: tuple[tuple[str, str], ...] = (
+    ("districts.geojson", "areas"),
+    ("towns.geojson", "areas"),
+    ("villages.geojson", "areas"),
+    ("grids.geojson", "grids"),
+    ("police_grids.geojson", "police_grids"),
+    ("teams.geojson", "teams"),
+    ("chiefs.geojson", "chiefs"),
+)
+
+
+def seed(conn: Conn, folder: Path, *, catalogue: Catalogue) -> list[LoadReport]:
+    """Load the boundary data folder (real districts and the synthetic demo); idempotent."""
+    reports = []
+    for name, layer in SEED_FILES:
+        path = folder / name
+        if path.exists():
+            reports.append(load_file(conn, path, layer=layer, catalogue=catalogue))
+    has_border = conn.execute("SELECT count(*) AS n FROM border").fetchone()
+    if has_border and has_border["n"] == 0:
+        border.derive(conn, width_m=catalogue.border_zone_m)
+    return reports

@@ -1,0 +1,31 @@
+"""``GET /healthz``: 200 once the database answers, 503 before."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+from gis.errors import Unavailable
+from layers.db import postgis_version
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness and database readiness")
+def healthz(request: Request) -> JSONResponse:
+    pool = request.app.state.pool
+    try:
+        with pool.connection(timeout=2.0) as conn:
+            version = postgis_version(conn)
+    except (PoolTimeout, Unavailable, OSError) as exc:
+        body: dict[str, Any] = {
+            "status": "unavailable",
+            "database": "unreachable",
+            "postgis": None,
+            "detail": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        }
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse({"status": "ok", "database": "ok", "postgis": version})

@@ -1,0 +1,31 @@
+"""``GET /api/v1/locate``: the facts for a point."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import CatalogueDep, Conn
+from api.views import locate_view
+from gis.crs import parse_crs, to_wgs84
+from gis.location import check_lonlat, place
+from layers import locate
+
+router = APIRouter(prefix="/api/v1", tags=["routing"])
+
+
+@router.get("/locate", summary="Side, area chain, grids, distance to the border, and covering teams")
+def get_locate(
+    conn: Conn,
+    catalogue: CatalogueDep,
+    lon: Annotated[str, Query(description="longitude, decimal degrees")],
+    lat: Annotated[str, Query(description="latitude, decimal degrees")],
+    crs: Annotated[str, Query(description="wgs84 (default), cgcs2000, gcj02 or bd09")] = "wgs84",
+) -> dict[str, Any]:
+    the_crs = parse_crs(crs)
+    x, y = check_lonlat(lon, lat)
+    wx, wy = to_wgs84(x, y, the_crs)
+    f = locate.facts(conn, lon=wx, lat=wy, radius_m=catalogue.border_zone_m)
+    p = place(f, zone_m=catalogue.border_zone_m, tolerance_m=catalogue.service_area_tolerance_m)
+    return locate_view(f, p, input_={"lon": x, "lat": y, "crs": the_crs}, catalogue=catalogue)

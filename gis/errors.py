@@ -1,0 +1,82 @@
+"""Domain exceptions. Each carries a stable ``code``; ``api/errors.py`` maps codes to HTTP statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base class: a message for people, a stable code for programs, and structured detail."""
+
+    code = "domain_error"
+
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class InvalidCoordinates(InvalidInput):
+    code = "invalid_coordinates"
+
+
+class UnknownCrs(InvalidInput):
+    code = "unknown_crs"
+
+
+class InvalidGeometry(InvalidInput):
+    code = "invalid_geometry"
+
+
+class GeometryTooLarge(InvalidGeometry):
+    code = "geometry_too_large"
+
+
+class UnknownCategory(InvalidInput):
+    code = "unknown_category"
+
+
+class UnknownSide(InvalidInput):
+    code = "unknown_side"
+
+
+class OutsideServiceArea(DomainError):
+    code = "outside_service_area"
+
+
+class CatalogueError(DomainError):
+    """The mechanisms catalogue is malformed; ``detail`` lists every problem found."""
+
+    code = "invalid_catalogue"
+
+
+class ImportRejected(DomainError):
+    """An import file has bad rows; ``detail`` lists them with row numbers."""
+
+    code = "import_rejected"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_key_reused"
+
+
+class TransitionNotAllowed(Conflict):
+    code = "transition_not_allowed"
+
+
+class Unavailable(DomainError):
+    """A dependency (the database) is down; the caller may retry later."""
+
+    code = "service_unavailable"

@@ -1,0 +1,88 @@
+"""Location facts: side, area chain, grids, police grids, teams and chiefs for a point.
+
+One SQL round trip (``sql/locate.sql``); the result is turned into ``gis.facts`` values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from gis.facts import (
+    AreaRef,
+    ChiefRef,
+    DuplicateRef,
+    GridRef,
+    LocationFacts,
+    PoliceGridRef,
+    SideFact,
+    TeamCandidate,
+)
+from layers.db import Conn, sql, translate_errors
+
+_M_PER_DEG_LAT = 110_574.0  # the shortest degree of latitude on the ellipsoid, at the equator
+
+
+def degrees_covering(metres: float, lat: float) -> float:
+    """A radius in degrees that surely contains ``metres`` around latitude ``lat`` (index prefilter)."""
+    cos = max(math.cos(math.radians(min(abs(lat) + 1.0, 89.0))), 0.01)
+    return metres / (_M_PER_DEG_LAT * cos) * 1.01
+
+
+def facts(
+    conn: Conn,
+    *,
+    lon: float,
+    lat: float,
+    radius_m: float,
+    mechanism: str | None = None,
+    extent: BaseGeometry | None = None,
+) -> LocationFacts:
+    """Gather the facts for a WGS84 point; ``radius_m`` (metres) bounds the chiefs returned."""
+    params = {
+        "lon": lon,
+        "lat": lat,
+        "radius_m": radius_m,
+        "radius_deg": degrees_covering(radius_m, lat),
+        "mechanism": mechanism,
+        "extent": None
+        if extent is None
+        else shapely.to_wkb(shapely.set_srid(extent, 4326), include_srid=True),
+    }
+    with translate_errors():
+        row = conn.execute(sql("locate"), params).fetchone()
+    return to_facts(lon, lat, row["facts"] if row else {})
+
+
+def _grid(d: dict[str, Any]) -> GridRef:
+    return GridRef(**d)
+
+
+def _police(d: dict[str, Any]) -> PoliceGridRef:
+    return PoliceGridRef(**d)
+
+
+def to_facts(lon: float, lat: float, f: dict[str, Any]) -> LocationFacts:
+    """Build ``LocationFacts`` from the JSON document the facts query returns."""
+    return LocationFacts(
+        lon=lon,
+        lat=lat,
+        sides=tuple(SideFact(**s) for s in f.get("sides", [])),
+        chain=tuple(AreaRef(**a) for a in f.get("chain", [])),
+        grids_here=tuple(_grid(g) for g in f.get("grids_here", [])),
+        nearest_grids=tuple(_grid(g) for g in f.get("nearest_grids", [])),
+        police_here=tuple(_police(p) for p in f.get("police_here", [])),
+        nearest_police=tuple(_police(p) for p in f.get("nearest_police", [])),
+        teams=tuple(
+            TeamCandidate(
+                **{**t, "sides": tuple(t["sides"]), "mechanisms": tuple(t["mechanisms"])}
+            )
+            for t in f.get("teams", [])
+        ),
+        chiefs=tuple(ChiefRef(**c) for c in f.get("chiefs", [])),
+        extent_sides=None if f.get("extent_sides") is None else tuple(f["extent_sides"]),
+        duplicates=tuple(DuplicateRef(**d) for d in f.get("duplicates", []) or []),
+    )

@@ -1,0 +1,38 @@
+"""Joint teams: patrol area (polygon), base (point), duty roster and members from both sides."""
+
+from __future__ import annotations
+
+from gis.importing import FieldRule, ImportRules
+from layers.registry import LayerSpec, register
+
+SPEC = register(
+    LayerSpec(
+        id="teams",
+        title="Joint teams",
+        description="Joint patrol teams with their patrol areas, bases and duty rosters.",
+        table="teams",
+        geometry_column="patrol_area",
+        geometry_type="MultiPolygon",
+        id_column="code",
+        public=("code", "name", "kind", "side", "sides", "mechanisms", "roster", "synthetic"),
+        private=("members",),
+        temporal="updated_at",
+        style={"color": "#d95f0e", "weight": 2, "fillOpacity": 0.08},
+        import_rules=ImportRules(
+            layer="teams",
+            fields=(
+                FieldRule("code", "code", required=True, pattern=r"[-A-Za-z0-9_]{1,40}"),
+                FieldRule("name", "name", required=True),
+                FieldRule("kind", "kind", required=True),
+                FieldRule("side", "side", required=True, pattern=r"[0-9]{6}"),
+                FieldRule("sides", "sides", kind="strlist", required=True),
+                FieldRule("mechanisms", "mechanisms", kind="strlist", required=True),
+                FieldRule("roster", "roster", kind="json", required=True),
+                FieldRule("members", "members", kind="json", default=[]),
+                FieldRule("base", "base", kind="point", required=True),
+                FieldRule("synthetic", "synthetic", kind="bool", default=False),
+            ),
+            side_from_code=False,
+        ),
+    )
+)

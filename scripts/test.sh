@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make test`: lint, then the whole suite against a real PostGIS. The tests make their own
+# throwaway database on the server (the private cluster unless DATABASE_URL is set) and drop it
+# afterwards. A PostGIS test that is skipped fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+own_db=0
+if [ -z "${DATABASE_URL:-}" ]; then
+    if ! scripts/pgcluster.sh status >/dev/null 2>&1; then own_db=1; fi
+    scripts/pgcluster.sh start
+    DATABASE_URL=$(scripts/pgcluster.sh url)
+fi
+cleanup() { if [ "$own_db" = 1 ]; then scripts/pgcluster.sh stop; fi; }
+trap cleanup EXIT
+
+make --no-print-directory lint
+
+mkdir -p var/test-artifacts
+export JOINTGRID_TEST_SERVER_URL=$DATABASE_URL
+export JOINTGRID_REQUIRE_POSTGIS=1
+unset DATABASE_URL
+.venv/bin/python -m pytest "$@"

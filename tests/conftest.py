@@ -1,0 +1,140 @@
+"""Test fixtures on a real PostGIS.
+
+The suite makes its own throwaway database on the server named by JOINTGRID_TEST_SERVER_URL
+(``make test`` points it at the private cluster, or at DATABASE_URL), migrates it, loads
+``boundary_data/`` and drops it at the end. Each test that takes ``conn`` runs inside a
+transaction that is rolled back. When JOINTGRID_REQUIRE_POSTGIS=1, a skipped PostGIS test fails
+the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql as q
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+
+POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "seeded_db"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if POSTGIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgis)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and os.environ.get("JOINTGRID_REQUIRE_POSTGIS") == "1"
+        and item.get_closest_marker("postgis") is not None
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"a PostGIS test was skipped, which is not allowed: {report.longrepr}"
+
+
+def _server_url() -> str:
+    url = os.environ.get("JOINTGRID_TEST_SERVER_URL") or os.environ.get("DATABASE_URL")
+    if not url:
+        if os.environ.get("JOINTGRID_REQUIRE_POSTGIS") == "1":
+            pytest.fail("no PostGIS server: set JOINTGRID_TEST_SERVER_URL or DATABASE_URL")
+        pytest.skip("no PostGIS server configured (run `make test`)")
+    return url
+
+
+def _with_db(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def db_url() -> Iterator[str]:
+    """A fresh database, migrated and loaded with boundary_data/, dropped afterwards."""
+    server = _server_url()
+    name = f"jointgrid_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect(_with_db(server, "postgres"), autocommit=True)
+    admin.execute(q.SQL("CREATE DATABASE {}").format(q.Identifier(name)))
+    url = _with_db(server, name)
+    try:
+        from api import settings
+        from api.catalogue import load_catalogue
+        from api.loading import seed
+        from layers.db import connect, migrate
+
+        with connect(url) as conn:
+            conn.autocommit = True
+            migrate(conn)
+            conn.autocommit = False
+            seed(conn, settings.data().boundary_dir, catalogue=load_catalogue(settings.data().catalogue))
+            conn.commit()
+        yield url
+    finally:
+        admin.execute(q.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(q.Identifier(name)))
+        admin.close()
+
+
+@pytest.fixture()
+def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection whose every change is rolled back when the test ends."""
+    with psycopg.connect(db_url, row_factory=dict_row) as c:  # type: ignore[arg-type]
+        with c.transaction(force_rollback=True):
+            yield c
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> Any:
+    from api import settings
+    from api.catalogue import load_catalogue
+
+    return load_catalogue(settings.data().catalogue)
+
+
+@pytest.fixture()
+def client(db_url: str, conn: psycopg.Connection[Any]) -> Iterator[Any]:
+    """An HTTP client on the app whose requests share the test's rolled-back transaction."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app, make_pool
+    from api.deps import get_conn
+    from api.settings import DatabaseSettings
+
+    pool = make_pool(DatabaseSettings(DATABASE_URL=db_url, pool_min=1, pool_max=2))  # type: ignore[call-arg]
+    app = create_app(pool=pool)
+
+    def shared() -> Iterator[psycopg.Connection[Any]]:
+        with conn.transaction():
+            yield conn
+
+    app.dependency_overrides[get_conn] = shared
+    try:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            yield c
+    finally:
+        pool.close()
+
+
+@pytest.fixture()
+def live_client(db_url: str) -> Iterator[Any]:
+    """An HTTP client on the app with a real pool: requests commit (clean up after yourself)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app, make_pool
+    from api.settings import DatabaseSettings
+
+    pool = make_pool(DatabaseSettings(DATABASE_URL=db_url, pool_min=2, pool_max=20))  # type: ignore[call-arg]
+    app = create_app(pool=pool)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            yield c
+    finally:
+        pool.close()
