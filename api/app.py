@@ -28,6 +28,9 @@ def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> Connec
             "row_factory": dict_row,
             "connect_timeout": max(1, int(db.connect_timeout_s)),
             "options": f"-c statement_timeout={db.statement_timeout_ms}",
+            # Every unit of work is an explicit `conn.transaction()` that commits when it ends,
+            # so an acknowledged report is durable before the response leaves.
+            "autocommit": True,
         },
         open=False,
         name="jointgrid",
@@ -66,8 +69,11 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     app.state.catalogue = catalogue
     add_exception_handlers(app)
 
-    from api.routes import health, locate
+    from api.routes import catalogue as catalogue_routes
+    from api.routes import health, incidents, locate
 
     app.include_router(health.router)
     app.include_router(locate.router)
+    app.include_router(incidents.router)
+    app.include_router(catalogue_routes.router)
     return app

@@ -26,6 +26,7 @@ STATUS: dict[type[e.DomainError], int] = {
     e.InvalidGeometry: 422,
     e.UnknownCategory: 422,
     e.UnknownSide: 422,
+    e.UnknownSeverity: 422,
     e.InvalidInput: 422,
     e.OutsideServiceArea: 422,
     e.ImportRejected: 422,

@@ -80,3 +80,7 @@ class Unavailable(DomainError):
     """A dependency (the database) is down; the caller may retry later."""
 
     code = "service_unavailable"
+
+
+class UnknownSeverity(InvalidInput):
+    code = "unknown_severity"

@@ -37,6 +37,7 @@ class GridRef:
     chief_phone: str | None
     contains: bool
     distance_m: float
+    spans: tuple[str, ...] = ()  # for a joint grid: every side whose territory it covers
 
 
 @dataclass(frozen=True)

@@ -3,4 +3,4 @@
 Importing the package registers every layer in ``layers.registry.REGISTRY``.
 """
 
-from layers import areas, border, chiefs, grids, police_grids, teams  # noqa: F401
+from layers import areas, border, chiefs, grids, incidents, police_grids, teams  # noqa: F401

@@ -6,6 +6,8 @@ One SQL round trip (``sql/locate.sql``); the result is turned into ``gis.facts``
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import shapely
@@ -23,7 +25,16 @@ from gis.facts import (
 )
 from layers.db import Conn, sql, translate_errors
 
-_M_PER_DEG_LAT = 110_574.0  # the shortest degree of latitude on the ellipsoid, at the equator
+_M_PER_DEG_LAT = 110_574.0
+
+
+@dataclass(frozen=True)
+class DuplicateQuery:
+    """Look for open cases of ``category`` within ``radius_m`` reported since ``since``."""
+
+    category: str
+    radius_m: float
+    since: datetime  # the shortest degree of latitude on the ellipsoid, at the equator
 
 
 def degrees_covering(metres: float, lat: float) -> float:
@@ -40,8 +51,10 @@ def facts(
     radius_m: float,
     mechanism: str | None = None,
     extent: BaseGeometry | None = None,
+    duplicates: DuplicateQuery | None = None,
 ) -> LocationFacts:
     """Gather the facts for a WGS84 point; ``radius_m`` (metres) bounds the chiefs returned."""
+    dup = duplicates
     params = {
         "lon": lon,
         "lat": lat,
@@ -51,6 +64,10 @@ def facts(
         "extent": None
         if extent is None
         else shapely.to_wkb(shapely.set_srid(extent, 4326), include_srid=True),
+        "category": dup.category if dup else None,
+        "dup_radius_m": dup.radius_m if dup else None,
+        "dup_radius_deg": degrees_covering(dup.radius_m, lat) if dup else None,
+        "dup_since": dup.since if dup else None,
     }
     with translate_errors():
         row = conn.execute(sql("locate"), params).fetchone()
@@ -58,7 +75,7 @@ def facts(
 
 
 def _grid(d: dict[str, Any]) -> GridRef:
-    return GridRef(**d)
+    return GridRef(**{**d, "spans": tuple(d.get("spans") or ())})
 
 
 def _police(d: dict[str, Any]) -> PoliceGridRef:

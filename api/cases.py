@@ -1,0 +1,302 @@
+"""Case use-cases shared by the HTTP routes and the CLI: report, route, transition, escalate.
+
+Locate, decide and insert happen in one transaction; an idempotency key gives exactly one case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+from api.schemas import ReportIn
+from gis.catalogue import Catalogue
+from gis.crs import geometry_to_wgs84, parse_crs, to_wgs84
+from gis.errors import IdempotencyConflict, InvalidInput, UnknownSeverity
+from gis.geojson import parse_geometry, point_lonlat
+from gis.location import check_lonlat
+from gis.routing import Decision, Report, decide
+from layers import incidents, locate
+from layers.db import Conn
+
+FUTURE_SLACK = timedelta(minutes=10)  # phone clocks drift; a report may not come from later
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def normalise(body: ReportIn, catalogue: Catalogue, *, now: datetime) -> tuple[Report, dict[str, Any]]:
+    """Check a report body and convert its coordinates to WGS84; raise clear domain errors."""
+    crs = parse_crs(body.crs)
+    if body.location is not None and (body.lon is not None or body.lat is not None):
+        raise InvalidInput(
+            "give either location (a GeoJSON Point) or lon and lat, not both",
+            {"fix": "drop lon/lat or drop location"},
+        )
+    if body.location is not None:
+        raw = point_lonlat(body.location)
+    elif body.lon is not None and body.lat is not None:
+        raw = (body.lon, body.lat)
+    else:
+        raise InvalidInput(
+            "the report has no location: give location (a GeoJSON Point) or lon and lat",
+            {"example": {"location": {"type": "Point", "coordinates": [105.57, 30.19]}}},
+        )
+    x, y = check_lonlat(*raw)
+    lon, lat = to_wgs84(x, y, crs)
+    catalogue.category(body.category)
+    severity = body.severity or catalogue.default_severity
+    if severity not in catalogue.severities:
+        raise UnknownSeverity(
+            f"unknown severity {severity!r}", {"valid": list(catalogue.severities)}
+        )
+    occurred = body.occurred_at or now
+    if occurred > now + FUTURE_SLACK:
+        raise InvalidInput(
+            "occurred_at is in the future; check the phone's clock and time zone",
+            {"occurred_at": occurred.isoformat(), "server_time": now.isoformat()},
+        )
+    extent = None
+    if body.extent is not None:
+        extent = parse_geometry(
+            body.extent,
+            allowed=("LineString", "Polygon", "MultiLineString", "MultiPolygon"),
+            field="extent",
+            max_vertices=catalogue.max_extent_vertices,
+        )
+        extent = geometry_to_wgs84(extent, crs)
+    report = Report(
+        lon=lon,
+        lat=lat,
+        category=body.category,
+        severity=severity,
+        occurred_at=occurred,
+        extent=extent,
+        parties_sides=tuple(dict.fromkeys(body.parties_sides)),
+    )
+    return report, {"lon": x, "lat": y, "crs": crs}
+
+
+def request_hash(body: ReportIn) -> str:
+    """A stable hash of the request body, to tell a retry from a different report."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _decide(conn: Conn, report: Report, catalogue: Catalogue, *, now: datetime) -> Decision:
+    dup = catalogue.duplicates
+    facts = locate.facts(
+        conn,
+        lon=report.lon,
+        lat=report.lat,
+        radius_m=catalogue.border_zone_m,
+        mechanism=catalogue.mechanism_for(report.category),
+        extent=report.extent,
+        duplicates=locate.DuplicateQuery(
+            category=report.category,
+            radius_m=dup.radius_m,
+            since=now - timedelta(hours=dup.window_hours),
+        ),
+    )
+    return decide(
+        report, facts, catalogue, now=now, known_sides=frozenset(s.code for s in facts.sides)
+    )
+
+
+def decision_view(d: Decision) -> dict[str, Any]:
+    """The routing decision as the API shows it (the same shape as a stored case's routing)."""
+    p = d.placement
+    return {
+        "side": p.side,
+        "sides": list(d.sides),
+        "distance_to_border_m": None if p.distance_to_border_m is None else round(p.distance_to_border_m, 1),
+        "in_border_zone": p.in_border_zone,
+        "cross_boundary": d.cross_boundary,
+        "cross_boundary_reasons": list(d.reasons),
+        "mechanism": d.mechanism,
+        "lead_side": d.lead_side,
+        "teams": [{**asdict(t), "base_distance_m": round(t.base_distance_m, 1)} for t in d.teams],
+        "contacts": [{**asdict(c), "distance_m": round(c.distance_m, 1)} for c in d.contacts],
+        "grid": None if d.grid is None else {"code": d.grid.code, "name": d.grid.name,
+                                              "side": d.grid.side, "joint": d.grid.joint},
+        "police_grid": None if d.police_grid is None else {
+            "code": d.police_grid.code, "name": d.police_grid.name,
+            "side": d.police_grid.side, "station": d.police_grid.station},
+        "due_at": d.due_at.isoformat(),
+        "possible_duplicate_of": d.possible_duplicate_of,
+        "routing": {
+            "chain": [asdict(a) for a in d.chain],
+            "trace": [s.as_dict() for s in d.trace],
+        },
+    }
+
+
+def route(conn: Conn, body: ReportIn, catalogue: Catalogue) -> dict[str, Any]:
+    """The decision for a report, without storing anything (``POST /api/v1/route``)."""
+    now = now_utc()
+    report, given = normalise(body, catalogue, now=now)
+    d = _decide(conn, report, catalogue, now=now)
+    return {
+        "location": {"type": "Point", "coordinates": [round(report.lon, 7), round(report.lat, 7)]},
+        "input": given,
+        "category": report.category,
+        "severity": report.severity,
+        **decision_view(d),
+    }
+
+
+def report(
+    conn: Conn,
+    body: ReportIn,
+    catalogue: Catalogue,
+    *,
+    idempotency_key: str | None,
+    actor: dict[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """Store a report as a case; return (case, created). A retry returns the first case."""
+    digest = request_hash(body)
+    if idempotency_key:
+        existing = incidents.by_key(conn, idempotency_key)
+        if existing is not None:
+            return _replay(existing, digest, idempotency_key)
+    now = now_utc()
+    rep, given = normalise(body, catalogue, now=now)
+    with conn.transaction():
+        d = _decide(conn, rep, catalogue, now=now)
+        view = decision_view(d)
+        new_id = incidents.insert(
+            conn,
+            fields={
+                "side": d.lead_side,
+                "sides": list(d.sides),
+                "status": "reported",
+                "category": rep.category,
+                "severity": rep.severity,
+                "description": body.description,
+                "occurred_at": rep.occurred_at,
+                "due_at": d.due_at,
+                "cross_boundary": d.cross_boundary,
+                "reasons": list(d.reasons),
+                "mechanism": d.mechanism,
+                "lead_side": d.lead_side,
+                "distance_to_border_m": view["distance_to_border_m"],
+                "grid_code": d.grid.code if d.grid else None,
+                "police_grid_code": d.police_grid.code if d.police_grid else None,
+                "teams": view["teams"],
+                "contacts": view["contacts"],
+                "routing": {
+                    **view["routing"],
+                    "grid": view["grid"],
+                    "police_grid": view["police_grid"],
+                    "in_border_zone": view["in_border_zone"],
+                    "decided_at": now.isoformat(),
+                },
+                "possible_duplicate_of": d.possible_duplicate_of,
+                "input": given,
+                "reporter": (body.reporter.model_dump() if body.reporter else {}) | {
+                    k: v for k, v in actor.items() if k in ("key_id", "role", "side")
+                },
+            },
+            geom=_point(rep.lon, rep.lat),
+            extent=rep.extent,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+        )
+        if new_id is not None:
+            incidents.append_event(
+                conn,
+                incident_id=new_id,
+                side=d.lead_side,
+                action="report",
+                from_status=None,
+                to_status="reported",
+                actor=actor,
+                actor_side=actor.get("side"),
+                note=None,
+                payload={
+                    "cross_boundary": d.cross_boundary,
+                    "reasons": list(d.reasons),
+                    "mechanism": d.mechanism,
+                    "sides": list(d.sides),
+                    "teams": [t.code for t in d.teams],
+                },
+            )
+    if new_id is None:
+        # A concurrent retry with the same key committed first: answer with its case.
+        assert idempotency_key is not None
+        existing = incidents.by_key(conn, idempotency_key)
+        assert existing is not None
+        return _replay(existing, digest, idempotency_key)
+    return case_view(incidents.get(conn, new_id)), True
+
+
+def _replay(row: dict[str, Any], digest: str, key: str) -> tuple[dict[str, Any], bool]:
+    if row["request_hash"] != digest:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different report; "
+            "use a new key for a new report",
+            {"idempotency_key": key, "case": row["code"]},
+        )
+    return case_view(row), False
+
+
+def _point(lon: float, lat: float) -> Any:
+    from shapely.geometry import Point
+
+    return Point(lon, lat)
+
+
+def case_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored case as the API shows it."""
+    routing = row.get("routing") or {}
+    return {
+        "id": row["id"],
+        "code": row["code"],
+        "status": row["status"],
+        "category": row["category"],
+        "severity": row["severity"],
+        "description": row["description"],
+        "location": row["location"],
+        "extent": row["extent"],
+        "side": row["side"],
+        "sides": row["sides"],
+        "distance_to_border_m": row["distance_to_border_m"],
+        "in_border_zone": routing.get("in_border_zone"),
+        "cross_boundary": row["cross_boundary"],
+        "cross_boundary_reasons": row["reasons"],
+        "mechanism": row["mechanism"],
+        "lead_side": row["lead_side"],
+        "teams": row["teams"],
+        "contacts": row["contacts"],
+        "grid": routing.get("grid"),
+        "police_grid": routing.get("police_grid"),
+        "due_at": _iso(row["due_at"]),
+        "occurred_at": _iso(row["occurred_at"]),
+        "reported_at": _iso(row["reported_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "escalation_level": row["escalation_level"],
+        "verified_sides": row["verified_sides"],
+        "merged_into": row["merged_into"],
+        "possible_duplicate_of": row["possible_duplicate_of"],
+        "input": row["input"],
+        "reporter": row["reporter"],
+        "routing": {
+            "trace": routing.get("trace", []),
+            "chain": routing.get("chain", []),
+            "decided_at": routing.get("decided_at"),
+        },
+        "links": {
+            "self": f"/api/v1/incidents/{row['id']}",
+            "events": f"/api/v1/incidents/{row['id']}/events",
+        },
+    }
+
+
+def _iso(v: Any) -> str | None:
+    return None if v is None else v.isoformat()
+
+

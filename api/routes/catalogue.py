@@ -1,0 +1,16 @@
+"""``GET /api/v1/catalogue``: mechanisms, categories, severities and limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import CatalogueDep
+
+router = APIRouter(prefix="/api/v1", tags=["catalogue"])
+
+
+@router.get("/catalogue", summary="The six links, the categories, severities and limits")
+def get_catalogue(catalogue: CatalogueDep) -> dict[str, Any]:
+    return catalogue.model_dump(mode="json")

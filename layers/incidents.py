@@ -1,0 +1,237 @@
+"""Cases (incidents) and their append-only audit events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import shapely
+from psycopg import sql as q
+from psycopg.types.json import Jsonb
+from shapely.geometry.base import BaseGeometry
+
+from gis.errors import NotFound
+from layers.db import Conn, translate_errors
+from layers.registry import LayerSpec, register
+
+SPEC = register(
+    LayerSpec(
+        id="incidents",
+        title="Incidents",
+        description="Reported cases with their routing; reporter identity and contacts are never public.",
+        table="incidents",
+        geometry_column="geom",
+        geometry_type="Point",
+        id_column="id",
+        public=(
+            "id", "code", "status", "category", "severity", "side", "sides", "cross_boundary",
+            "reasons", "mechanism", "lead_side", "distance_to_border_m", "grid_code",
+            "police_grid_code", "occurred_at", "reported_at", "updated_at", "due_at",
+            "escalation_level",
+        ),
+        private=("description", "reporter", "contacts", "teams", "routing", "input"),
+        temporal="occurred_at",
+        style={"radius": 6},
+    )
+)
+
+_CASE_COLUMNS = """
+    i.id::text AS id, i.code, i.status, i.category, i.severity, i.description,
+    i.side, i.sides, i.cross_boundary, i.reasons, i.mechanism, i.lead_side,
+    i.distance_to_border_m, i.grid_code, i.police_grid_code, i.teams, i.contacts, i.routing,
+    i.occurred_at, i.reported_at, i.updated_at, i.due_at, i.escalation_level, i.verified_sides,
+    i.merged_into::text AS merged_into, i.possible_duplicate_of::text AS possible_duplicate_of,
+    i.input, i.reporter, i.request_hash,
+    ST_AsGeoJSON(i.geom, 7)::json AS location, ST_AsGeoJSON(i.extent, 7)::json AS extent
+"""
+
+
+def insert(
+    conn: Conn,
+    *,
+    fields: dict[str, Any],
+    geom: BaseGeometry,
+    extent: BaseGeometry | None,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> str | None:
+    """Insert a case; return its id, or None when the idempotency key is already taken.
+
+    The unique index on the key, not a prior check, makes concurrent retries create one case.
+    """
+    cols = list(fields)
+    values = [Jsonb(v) if isinstance(v, dict | list) and c not in ("sides", "reasons") else v
+              for c, v in fields.items()]
+    query = q.SQL(
+        "INSERT INTO incidents ({cols}, code, geom, extent, idempotency_key, request_hash) "
+        "VALUES ({vals}, 'JG' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' "
+        "|| lpad(nextval('incident_code_seq')::text, 6, '0'), "
+        "ST_GeomFromWKB(%s, 4326), ST_GeomFromWKB(%s, 4326), %s, %s) "
+        "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+        "RETURNING id::text AS id"
+    ).format(
+        cols=q.SQL(", ").join(q.Identifier(c) for c in cols),
+        vals=q.SQL(", ").join(q.Placeholder() * len(cols)),
+    )
+    with translate_errors():
+        row = conn.execute(
+            query,
+            [
+                *values,
+                shapely.to_wkb(geom),
+                None if extent is None else shapely.to_wkb(extent),
+                idempotency_key,
+                request_hash,
+            ],
+        ).fetchone()
+    return None if row is None else str(row["id"])
+
+
+def by_key(conn: Conn, key: str) -> dict[str, Any] | None:
+    """The case created with this idempotency key, if any."""
+    with translate_errors():
+        return conn.execute(  # type: ignore[no-any-return]
+            f"SELECT {_CASE_COLUMNS} FROM incidents i WHERE i.idempotency_key = %s", (key,)
+        ).fetchone()
+
+
+def get(conn: Conn, case_id: str, *, for_update: bool = False) -> dict[str, Any]:
+    """The case with this id (uuid or code); ``NotFound`` otherwise."""
+    lock = " FOR UPDATE" if for_update else ""
+    with translate_errors():
+        row = conn.execute(
+            f"SELECT {_CASE_COLUMNS} FROM incidents i "
+            "WHERE i.id::text = %(id)s OR i.code = %(id)s" + lock,
+            {"id": case_id},
+        ).fetchone()
+    if row is None:
+        raise NotFound(f"no case {case_id}", {"id": case_id})
+    return row  # type: ignore[no-any-return]
+
+
+def update_state(conn: Conn, case_id: str, *, changes: dict[str, Any]) -> None:
+    """Write workflow fields of a case (status, due time, sign-offs, escalation, merge)."""
+    sets = q.SQL(", ").join(
+        q.SQL("{} = {}").format(q.Identifier(c), q.Placeholder(c)) for c in changes
+    )
+    with translate_errors():
+        conn.execute(
+            q.SQL("UPDATE incidents SET {sets}, updated_at = now() WHERE id = %(_id)s").format(
+                sets=sets
+            ),
+            {**changes, "_id": case_id},
+        )
+
+
+def update_routing(conn: Conn, case_id: str, *, fields: dict[str, Any]) -> None:
+    """Replace a case's routing fields (after a re-route)."""
+    update_state(
+        conn,
+        case_id,
+        changes={k: Jsonb(v) if isinstance(v, dict | list) and k not in ("sides", "reasons") else v
+                 for k, v in fields.items()},
+    )
+
+
+def append_event(
+    conn: Conn,
+    *,
+    incident_id: str,
+    side: str,
+    action: str,
+    from_status: str | None,
+    to_status: str,
+    actor: dict[str, Any],
+    actor_side: str | None,
+    note: str | None,
+    payload: dict[str, Any],
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """Append one audit event; its sequence number follows the case's last one."""
+    with translate_errors():
+        row = conn.execute(
+            "INSERT INTO incident_events (incident_id, side, seq, action, from_status, to_status,"
+            " actor, actor_side, note, payload, at)"
+            " SELECT %(id)s, %(side)s, coalesce(max(seq), 0) + 1, %(action)s, %(from)s, %(to)s,"
+            " %(actor)s, %(actor_side)s, %(note)s, %(payload)s, coalesce(%(at)s, now())"
+            " FROM incident_events WHERE incident_id = %(id)s"
+            " RETURNING id, seq, at",
+            {
+                "id": incident_id,
+                "side": side,
+                "action": action,
+                "from": from_status,
+                "to": to_status,
+                "actor": Jsonb(actor),
+                "actor_side": actor_side,
+                "note": note,
+                "payload": Jsonb(payload),
+                "at": at,
+            },
+        ).fetchone()
+    return row  # type: ignore[return-value]
+
+
+def events(conn: Conn, case_id: str) -> list[dict[str, Any]]:
+    """The audit trail of a case, oldest first."""
+    with translate_errors():
+        return conn.execute(
+            "SELECT e.seq, e.action, e.from_status, e.to_status, e.actor, e.actor_side, e.note,"
+            " e.payload, e.at FROM incident_events e WHERE e.incident_id = %s ORDER BY e.seq",
+            (case_id,),
+        ).fetchall()
+
+
+# Filters of the case list: name -> (SQL clause with one placeholder).
+_FILTERS: dict[str, str] = {
+    "status": "i.status = ANY(%({})s)",
+    "mechanism": "i.mechanism = ANY(%({})s)",
+    "side": "i.sides && %({})s::text[]",
+    "category": "i.category = ANY(%({})s)",
+    "severity": "i.severity = ANY(%({})s)",
+    "since": "i.reported_at >= %({})s",
+    "until": "i.reported_at < %({})s",
+    "updated_since": "i.updated_at > %({})s",
+    "cross_boundary": "i.cross_boundary = %({})s",
+}
+
+
+def list_cases(
+    conn: Conn,
+    *,
+    filters: dict[str, Any],
+    bbox: tuple[float, float, float, float] | None,
+    limit: int,
+    after: tuple[str, str] | None,
+) -> list[dict[str, Any]]:
+    """Cases matching ``filters``, newest first, keyset-paged after (reported_at, id)."""
+    where = ["true"]
+    params: dict[str, Any] = {"limit": limit}
+    for name, value in filters.items():
+        if value is None or value == []:
+            continue
+        where.append(_FILTERS[name].format(name))
+        params[name] = value
+    if bbox is not None:
+        where.append("i.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)")
+        params.update(zip("wsen", bbox, strict=True))
+    if after is not None:
+        where.append("(i.reported_at, i.id::text) < (%(a_t)s::timestamptz, %(a_id)s)")
+        params.update(a_t=after[0], a_id=after[1])
+    with translate_errors():
+        return conn.execute(  # type: ignore[no-any-return]
+            f"SELECT {_CASE_COLUMNS} FROM incidents i WHERE {' AND '.join(where)} "
+            "ORDER BY i.reported_at DESC, i.id::text DESC LIMIT %(limit)s",
+            params,
+        ).fetchall()
+
+
+def overdue(conn: Conn, *, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
+    """Open cases past their due time, locked for this transaction (others skip them)."""
+    with translate_errors():
+        return conn.execute(  # type: ignore[no-any-return]
+            f"SELECT {_CASE_COLUMNS} FROM incidents i"
+            " WHERE i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')"
+            " AND i.due_at < %s ORDER BY i.due_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (now, limit),
+        ).fetchall()
