@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
@@ -42,19 +45,46 @@ def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> Connec
     return pool
 
 
+async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
+    """Escalate overdue cases every ``interval_s`` seconds; a database outage only delays it."""
+    from api.cases import escalate_overdue
+
+    def once() -> int:
+        with app.state.pool.connection(timeout=5) as conn:
+            return escalate_overdue(conn, app.state.catalogue)
+
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            n = await anyio.to_thread.run_sync(once)
+            if n:
+                log.info("escalated %d overdue case(s)", n)
+        except Exception:  # keep the loop alive through outages; the next pass retries
+            log.warning("the overdue escalation pass failed; retrying later", exc_info=True)
+
+
 def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     """Build the app. Tests pass their own pool; the server makes one from ``DATABASE_URL``."""
     db = settings.database()
     catalogue = load_catalogue(settings.data().catalogue)
     own_pool = pool is None
 
+    service = settings.ServiceSettings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_pool:
             app.state.pool = make_pool(db)
+        task = None
+        if service.escalation_interval_s > 0:
+            task = asyncio.create_task(_escalation_loop(app, service.escalation_interval_s))
         try:
             yield
         finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if own_pool:
                 app.state.pool.close()
 

@@ -11,14 +11,14 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-
-from api.schemas import ReportIn
+from api.schemas import ReportIn, TransitionIn
 from gis.catalogue import Catalogue
 from gis.crs import geometry_to_wgs84, parse_crs, to_wgs84
-from gis.errors import IdempotencyConflict, InvalidInput, UnknownSeverity
+from gis.errors import IdempotencyConflict, InvalidInput, NotFound, UnknownSeverity
 from gis.geojson import parse_geometry, point_lonlat
 from gis.location import check_lonlat
 from gis.routing import Decision, Report, decide
+from gis.workflow import CaseState, Transition, apply, auto_escalation, ladder_of
 from layers import incidents, locate
 from layers.db import Conn
 
@@ -29,7 +29,9 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def normalise(body: ReportIn, catalogue: Catalogue, *, now: datetime) -> tuple[Report, dict[str, Any]]:
+def normalise(
+    body: ReportIn, catalogue: Catalogue, *, now: datetime
+) -> tuple[Report, dict[str, Any]]:
     """Check a report body and convert its coordinates to WGS84; raise clear domain errors."""
     crs = parse_crs(body.crs)
     if body.location is not None and (body.lon is not None or body.lat is not None):
@@ -78,7 +80,10 @@ def normalise(body: ReportIn, catalogue: Catalogue, *, now: datetime) -> tuple[R
         extent=extent,
         parties_sides=tuple(dict.fromkeys(body.parties_sides)),
     )
-    return report, {"lon": x, "lat": y, "crs": crs}
+    given: dict[str, Any] = {"lon": x, "lat": y, "crs": crs}
+    if report.parties_sides:
+        given["parties_sides"] = list(report.parties_sides)
+    return report, given
 
 
 def request_hash(body: ReportIn) -> str:
@@ -113,7 +118,9 @@ def decision_view(d: Decision) -> dict[str, Any]:
     return {
         "side": p.side,
         "sides": list(d.sides),
-        "distance_to_border_m": None if p.distance_to_border_m is None else round(p.distance_to_border_m, 1),
+        "distance_to_border_m": None
+        if p.distance_to_border_m is None
+        else round(p.distance_to_border_m, 1),
         "in_border_zone": p.in_border_zone,
         "cross_boundary": d.cross_boundary,
         "cross_boundary_reasons": list(d.reasons),
@@ -121,11 +128,17 @@ def decision_view(d: Decision) -> dict[str, Any]:
         "lead_side": d.lead_side,
         "teams": [{**asdict(t), "base_distance_m": round(t.base_distance_m, 1)} for t in d.teams],
         "contacts": [{**asdict(c), "distance_m": round(c.distance_m, 1)} for c in d.contacts],
-        "grid": None if d.grid is None else {"code": d.grid.code, "name": d.grid.name,
-                                              "side": d.grid.side, "joint": d.grid.joint},
-        "police_grid": None if d.police_grid is None else {
-            "code": d.police_grid.code, "name": d.police_grid.name,
-            "side": d.police_grid.side, "station": d.police_grid.station},
+        "grid": None
+        if d.grid is None
+        else {"code": d.grid.code, "name": d.grid.name, "side": d.grid.side, "joint": d.grid.joint},
+        "police_grid": None
+        if d.police_grid is None
+        else {
+            "code": d.police_grid.code,
+            "name": d.police_grid.name,
+            "side": d.police_grid.side,
+            "station": d.police_grid.station,
+        },
         "due_at": d.due_at.isoformat(),
         "possible_duplicate_of": d.possible_duplicate_of,
         "routing": {
@@ -197,9 +210,8 @@ def report(
                 },
                 "possible_duplicate_of": d.possible_duplicate_of,
                 "input": given,
-                "reporter": (body.reporter.model_dump() if body.reporter else {}) | {
-                    k: v for k, v in actor.items() if k in ("key_id", "role", "side")
-                },
+                "reporter": (body.reporter.model_dump() if body.reporter else {})
+                | {k: v for k, v in actor.items() if k in ("key_id", "role", "side")},
             },
             geom=_point(rep.lon, rep.lat),
             extent=rep.extent,
@@ -300,3 +312,102 @@ def _iso(v: Any) -> str | None:
     return None if v is None else v.isoformat()
 
 
+def _state(row: dict[str, Any]) -> CaseState:
+    return CaseState(
+        status=row["status"],
+        sides=tuple(row["sides"]),
+        due_at=row["due_at"],
+        escalation_level=row["escalation_level"],
+        verified_sides=tuple(row["verified_sides"]),
+        merged_into=row["merged_into"],
+        case_id=row["id"],
+    )
+
+
+def _record(conn: Conn, row: dict[str, Any], t: Transition, *, actor: dict[str, Any]) -> None:
+    a = t.after
+    incidents.update_state(
+        conn,
+        row["id"],
+        changes={
+            "status": a.status,
+            "due_at": a.due_at,
+            "escalation_level": a.escalation_level,
+            "verified_sides": list(a.verified_sides),
+            "merged_into": a.merged_into,
+        },
+    )
+    incidents.append_event(
+        conn,
+        incident_id=row["id"],
+        side=row["side"],
+        action=t.action,
+        from_status=t.before.status,
+        to_status=a.status,
+        actor=actor,
+        actor_side=None if t.side == "system" else t.side,
+        note=t.note,
+        payload=t.event_payload(),
+        at=t.at,
+    )
+
+
+def transition(
+    conn: Conn,
+    case_id: str,
+    body: TransitionIn,
+    catalogue: Catalogue,
+    *,
+    actor: dict[str, Any],
+) -> dict[str, Any]:
+    """Apply one workflow action to a case, with its audit event, in one transaction."""
+    now = now_utc()
+    with conn.transaction():
+        row = incidents.get(conn, case_id, for_update=True)
+        into = None
+        if body.action == "merge" and body.into:
+            try:
+                into = incidents.get(conn, body.into)["id"]
+            except NotFound:
+                raise InvalidInput(
+                    f"cannot merge into {body.into}: no such case", {"into": body.into}
+                ) from None
+        t = apply(
+            _state(row),
+            body.action,
+            side=body.side,
+            now=now,
+            ladder=ladder_of(catalogue.escalation),
+            note=body.note,
+            resolve_within=catalogue.resolve_within(row["severity"]),
+            due_at=body.due_at,
+            into=into,
+        )
+        _record(conn, row, t, actor=actor)
+    return case_view(incidents.get(conn, row["id"]))
+
+
+ESCALATION_LOCK = 7_311_002  # advisory lock key: one escalator at a time across servers
+
+
+def escalate_overdue(conn: Conn, catalogue: Catalogue, *, now: datetime | None = None) -> int:
+    """Escalate every overdue open case one rung; return how many. Safe to run anywhere at once.
+
+    A transaction-level advisory lock keeps two servers (or a server and cron) from working at
+    the same moment; the row locks and the re-check of the due time make a second pass a no-op.
+    """
+    now = now or now_utc()
+    ladder = ladder_of(catalogue.escalation)
+    done = 0
+    with conn.transaction():
+        got = conn.execute(
+            "SELECT pg_try_advisory_xact_lock(%s) AS ok", (ESCALATION_LOCK,)
+        ).fetchone()
+        if not got or not got["ok"]:
+            return 0
+        for row in incidents.overdue(conn, now=now):
+            t = auto_escalation(_state(row), now, ladder=ladder)
+            if t is not None:
+                _record(conn, row, t, actor={"kind": "system", "task": "escalate-overdue"})
+                done += 1
+    return done

@@ -47,7 +47,7 @@ def main() -> None:
     """JointGrid: grid governance across the Anju - Tongnan border."""
 
 
-def _conn():  # type: ignore[no-untyped-def]
+def _conn():
     return connect(settings.database().require_url())
 
 
@@ -125,6 +125,41 @@ def derive_border_cmd(width_m: float | None) -> None:
         click.echo(f"{r['id']:28} {r['kind']:5} {','.join(r['sides'])}  {size}")
 
 
+@main.command("escalate-overdue")
+def escalate_overdue_cmd() -> None:
+    """Escalate every overdue open case one rung (for cron; the server also does it)."""
+    from api.cases import escalate_overdue
+
+    cat = load_catalogue(settings.data().catalogue)
+    with _conn() as conn:
+        conn.autocommit = True
+        n = escalate_overdue(conn, cat)
+    click.echo(f"escalated {n} overdue case(s)")
+
+
+@main.command("reroute")
+@click.option("--open-only/--all", default=True, show_default=True, help="only open cases")
+@click.option("--dry-run", is_flag=True, help="report what would change; write nothing")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def reroute_cmd(open_only: bool, dry_run: bool, as_json: bool) -> None:
+    """Recompute routing after boundaries, teams or the catalogue change."""
+    from api.reroute import reroute
+
+    cat = load_catalogue(settings.data().catalogue)
+    with _conn() as conn:
+        conn.autocommit = True
+        s = reroute(conn, cat, open_only=open_only, dry_run=dry_run)
+    if as_json:
+        _out(s.as_dict())
+        return
+    verb = "would change" if dry_run else "changed"
+    click.echo(f"examined {s.examined} case(s); {verb} {s.changed}; failed {s.failed}")
+    for k, v in sorted(s.by_change.items()):
+        click.echo(f"  {k}: {v}")
+    for e in s.examples:
+        click.echo(f"  e.g. {e}")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, type=int, show_default=True)
@@ -144,3 +179,7 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
         log_level="info",
         timeout_graceful_shutdown=10,
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,7 @@ from layers.db import translate_errors
 
 
 def get_pool(request: Request) -> ConnectionPool[Any]:
-    return request.app.state.pool  # type: ignore[no-any-return]
+    return request.app.state.pool
 
 
 def get_conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
@@ -29,7 +29,7 @@ def get_conn(request: Request) -> Iterator[psycopg.Connection[Any]]:
 
 
 def get_catalogue(request: Request) -> Catalogue:
-    return request.app.state.catalogue  # type: ignore[no-any-return]
+    return request.app.state.catalogue
 
 
 Conn = Annotated[psycopg.Connection[Any], Depends(get_conn)]

@@ -64,7 +64,9 @@ def body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
 def domain_response(exc: e.DomainError) -> JSONResponse:
     status = status_for(exc)
     headers = {"Retry-After": "5"} if status == 503 else None
-    return JSONResponse(body(exc.code, exc.message, exc.detail), status_code=status, headers=headers)
+    return JSONResponse(
+        body(exc.code, exc.message, exc.detail), status_code=status, headers=headers
+    )
 
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -124,9 +124,11 @@ def load_file(
             )
         counts = importer.upsert(conn, spec, checked.rows)
         derived = None
-        if layer == "areas" and any(
-            r.values.get("level") == "district" for r in checked.rows
-        ) and (counts.inserted or counts.updated):
+        if (
+            layer == "areas"
+            and any(r.values.get("level") == "district" for r in checked.rows)
+            and (counts.inserted or counts.updated)
+        ):
             derived = border.derive(conn, width_m=catalogue.border_zone_m)
     return LoadReport(
         layer=layer,

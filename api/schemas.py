@@ -46,8 +46,17 @@ class ReportIn(BaseModel):
 
 
 TransitionAction = Literal[
-    "accept", "dispatch", "start", "resolve", "verify", "close", "reject", "return",
-    "postpone", "escalate", "merge",
+    "accept",
+    "dispatch",
+    "start",
+    "resolve",
+    "verify",
+    "close",
+    "reject",
+    "return",
+    "postpone",
+    "escalate",
+    "merge",
 ]
 
 

@@ -8,7 +8,7 @@ runs through both districts, so lengths and areas there are true to about 1e-4.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,9 @@ _TO_METRIC = Transformer.from_crs(4326, METRIC_EPSG, always_xy=True)
 _TO_WGS84 = Transformer.from_crs(METRIC_EPSG, 4326, always_xy=True)
 
 
-def _apply(transformer: Transformer):  # type: ignore[no-untyped-def]
+def _apply(
+    transformer: Transformer,
+) -> Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
     def fn(xy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         x, y = transformer.transform(xy[:, 0], xy[:, 1])
         return np.column_stack([x, y])

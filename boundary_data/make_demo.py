@@ -23,10 +23,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import shapely
-from shapely.geometry import LineString, Point, Polygon, shape
-from shapely.geometry.base import BaseGeometry
-from shapely.ops import substring
-
 from geojson_io import (
     HERE,
     feature,
@@ -36,6 +32,9 @@ from geojson_io import (
     to_metric,
     write_collection,
 )
+from shapely.geometry import LineString, Point, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import substring
 
 SEED = 20261127
 GRID_M = 0.001  # overlay precision in metres
@@ -47,6 +46,9 @@ VILLAGES_PER_SIDE = (250, 320)
 VILLAGES_PER_TOWN = 15
 TOWNS_PER_SIDE = (16, 22)
 GRIDS_PER_BEAT = 7.5
+KMEANS_STEPS = 100
+BALANCE_STEPS = 300
+BALANCE_RATE = 0.02
 MISMATCHES_PER_SIDE = 3
 BORDER_ZONE_M = 2000.0
 PATROL_BUFFER_M = (1500.0, 1900.0)  # stays inside the border zone
@@ -81,13 +83,13 @@ TEAM_KINDS: dict[str, tuple[str, str]] = {
     "law_enforcement": ("综合执法队", "Comprehensive Law Enforcement Team"),
 }
 
-# One entry per stretch of the line, north to south. The river crosses near stretch 4 and a
-# forest lies near stretch 9, so those teams patrol where their work is.
+# One entry per stretch of the line, in order along it. The river crosses in stretch 2 and a
+# forest lies by stretch 9, so those teams patrol where their work is.
 TEAMS: list[tuple[str, list[str], str]] = [
     ("border_governance_service", ["joint_governance", "joint_building"], "full"),
-    ("public_security_joint_defense", ["joint_defense"], "full"),
-    ("mediation", ["joint_mediation"], "office"),
     ("river_patrol", ["joint_governance"], "full"),
+    ("mediation", ["joint_mediation"], "office"),
+    ("public_security_joint_defense", ["joint_defense"], "full"),
     ("emergency_squad", ["joint_response"], "full"),
     ("public_security_joint_defense", ["joint_defense", "joint_response"], "full"),
     ("law_enforcement", ["joint_management", "joint_governance"], "full"),
@@ -96,7 +98,8 @@ TEAMS: list[tuple[str, list[str], str]] = [
     ("mediation", ["joint_mediation", "joint_defense"], "full"),
 ]
 
-RIVER_CROSSING_AT = 0.35
+RIVER_CROSSING_AT = 0.15
+LINE_INSET_M = 0.05  # see inset_ends
 ROAD_CROSSING_AT = 0.6
 FORESTS_AT = ((0.15, "510904"), (0.5, "500152"), (0.86, "510904"))
 
@@ -131,6 +134,7 @@ def union(geoms: Sequence[BaseGeometry] | Geoms) -> BaseGeometry:
 
 
 def centroids_xy(geoms: Geoms) -> Coords:
+    """Centroids as an (n, 2) array, in the geometries' own units."""
     return shapely.get_coordinates(shapely.centroid(geoms))
 
 
@@ -190,7 +194,9 @@ def adjacency(polys: Geoms) -> tuple[Labels, Labels, Coords]:
     keep = i < j
     i, j = i[keep], j[keep]
     shared = shapely.length(
-        shapely.intersection(shapely.boundary(polys[i]), shapely.boundary(polys[j]), grid_size=GRID_M)
+        shapely.intersection(
+            shapely.boundary(polys[i]), shapely.boundary(polys[j]), grid_size=GRID_M
+        )
     )
     keep = shared > 1.0  # corner contacts do not make neighbours
     return i[keep], j[keep], shared[keep]
@@ -213,34 +219,46 @@ def components(n: int, i: Labels, j: Labels) -> Labels:
     return np.array([find(a) for a in range(n)], dtype=np.int64)
 
 
-def kmeans(
-    xy: Coords, k: int, rng: np.random.Generator, weights: Coords | None = None
-) -> Labels:
-    """Plain k-means (k-means++ start) labelling ``xy`` 0..k'-1; empty clusters are dropped."""
+def kmeans(xy: Coords, k: int, rng: np.random.Generator, weights: Coords | None = None) -> Labels:
+    """Clusters of points (metres) with about equal total weight, labelled 0..k'-1.
+
+    Plain k-means (k-means++ start) leaves clusters at the ragged outline much smaller or
+    larger than the rest, so a balancing phase follows: each cluster gets an additive bias on
+    squared distance (a power diagram), raised while it is lighter than the mean and lowered
+    while heavier. Clusters stay compact and come out within a factor of about two in size."""
     w = np.ones(len(xy)) if weights is None else weights
+    # Centred, so the expanded form |x|² - 2x·c + |c|² keeps sub-metre precision.
+    xy = xy - xy.mean(axis=0)
+    sq = (xy**2).sum(axis=1)
     centres = np.empty((k, 2))
     centres[0] = xy[rng.integers(len(xy))]
     d2 = ((xy - centres[0]) ** 2).sum(axis=1)
     for c in range(1, k):
         centres[c] = xy[rng.choice(len(xy), p=d2 / d2.sum())]
         d2 = np.minimum(d2, ((xy - centres[c]) ** 2).sum(axis=1))
+
+    target = w.sum() / k
+    # Squared size of one cluster: sets the scale for the bias steps.
+    spread = float(((xy.max(axis=0) - xy.min(axis=0)) ** 2).sum()) / k
+    bias = np.zeros(k)
     labels = np.full(len(xy), -1)
-    for _ in range(200):
-        dist = ((xy[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    for step in range(KMEANS_STEPS + BALANCE_STEPS):
+        dist = sq[:, None] - 2.0 * xy @ centres.T + (centres**2).sum(axis=1) - bias
         new = dist.argmin(axis=1)
-        if np.array_equal(new, labels):
-            break
+        if step < KMEANS_STEPS and np.array_equal(new, labels):
+            continue  # converged: go straight on to balancing
         labels = new
-        for c in range(k):
-            m = labels == c
-            if m.any():
-                centres[c] = np.average(xy[m], axis=0, weights=w[m])
+        mass = np.bincount(labels, weights=w, minlength=k)
+        if step >= KMEANS_STEPS:
+            bias += BALANCE_RATE * spread * (target - mass) / target
+        filled = mass > 0
+        for axis in range(2):
+            sums = np.bincount(labels, weights=w * xy[:, axis], minlength=k)
+            centres[filled, axis] = sums[filled] / mass[filled]
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
-def make_contiguous(
-    labels: Labels, areas: Coords, edges: tuple[Labels, Labels, Coords]
-) -> Labels:
+def make_contiguous(labels: Labels, areas: Coords, edges: tuple[Labels, Labels, Coords]) -> Labels:
     """Move every detached piece of a cluster to the neighbouring cluster it shares most edge
     with; k-means on centroids can jump across a concave bit of the outline. Pieces with no
     neighbour at all (exclaves) stay where they are."""
@@ -275,6 +293,46 @@ def make_contiguous(
     return np.unique(labels, return_inverse=True)[1].astype(np.int64)
 
 
+def snap_to_outline(geoms: Geoms, outline: BaseGeometry) -> Geoms:
+    """Move every vertex that an overlay put on the outline of ``outline`` (within 2 mm) but
+    that is not an outline vertex onto the nearer end of the outline segment it lies on.
+
+    Such a crossing point is exact in metres, but rounded to 1e-7 degrees it lands up to
+    ~0.7 cm off the outline, which leaves m²-sized slivers outside the district. Outline
+    vertices themselves round back to the published coordinates, so after this every
+    polygon lies strictly inside the district as written in districts.geojson. Equal
+    vertices map to equal vertices, so neighbours stay exact partners."""
+    rings = shapely.get_rings(shapely.get_parts(outline))
+    starts, ends = [], []
+    for r in rings:
+        c = shapely.get_coordinates(r)
+        starts.append(c[:-1])
+        ends.append(c[1:])
+    a, b = np.concatenate(starts), np.concatenate(ends)
+    tree = shapely.STRtree(shapely.linestrings(np.stack([a, b], axis=1)))
+    known = {tuple(v) for v in a.tolist()}
+    xy = np.unique(shapely.get_coordinates(geoms), axis=0)
+    todo = xy[[tuple(v) not in known for v in xy.tolist()]]
+    (_, seg), dist = tree.query_nearest(
+        shapely.points(todo), return_distance=True, all_matches=False
+    )
+    on = dist < 0.002
+    todo, seg = todo[on], seg[on]
+    nearer_a = np.hypot(*(todo - a[seg]).T) <= np.hypot(*(todo - b[seg]).T)
+    target = np.where(nearer_a[:, None], a[seg], b[seg])
+    moves = {tuple(p): tuple(q) for p, q in zip(todo.tolist(), target.tolist(), strict=True)}
+
+    def move(c: Coords) -> Coords:
+        return np.array([moves.get(tuple(v), tuple(v)) for v in c.tolist()]).reshape(c.shape)
+
+    out = shapely.remove_repeated_points(shapely.transform(geoms, move))
+    bad = ~shapely.is_valid(out)
+    if bad.any():  # keep the unsnapped shape rather than a broken one
+        print(f"  snap_to_outline: {int(bad.sum())} shapes left unsnapped (would be invalid)")
+        out[bad] = geoms[bad]
+    return out
+
+
 def chaikin(xy: Coords, iterations: int) -> Coords:
     """Corner-cutting smoothing of an open polyline; the end points stay put."""
     for _ in range(iterations):
@@ -298,6 +356,7 @@ def frame_at(line: LineString, fraction: float) -> tuple[Coords, Coords, Coords]
 
 
 def parts_of(geom: BaseGeometry) -> list[BaseGeometry]:
+    """The non-empty parts of a (multi)line after merging touching pieces."""
     return [g for g in shapely.get_parts(shapely.line_merge(geom)) if not g.is_empty]
 
 
@@ -344,7 +403,8 @@ def build_cells(region: BaseGeometry, rng: np.random.Generator) -> Geoms:
             groups.append([parts[p]])  # an exclave big enough to be its own grid
         else:
             groups[int(tree.nearest(parts[p]))].append(parts[p])
-    return np.array([g[0] if len(g) == 1 else union(g) for g in groups], dtype=object)
+    cells = np.array([g[0] if len(g) == 1 else union(g) for g in groups], dtype=object)
+    return snap_to_outline(cells, region)
 
 
 @dataclass
@@ -375,7 +435,7 @@ def build_side(code: str, district: BaseGeometry, rng: np.random.Generator) -> S
     v = make_contiguous(kmeans(centroids_xy(cells), k_v, rng), area, side.edges)
 
     n_v = int(v.max()) + 1
-    v_area = np.bincount(v, weights=area)
+    v_area = np.bincount(v, weights=area).astype(np.float64)
     v_xy = np.column_stack(
         [np.bincount(v, weights=area * c) / v_area for c in centroids_xy(cells).T]
     )
@@ -387,8 +447,8 @@ def build_side(code: str, district: BaseGeometry, rng: np.random.Generator) -> S
     t = make_contiguous(kmeans(v_xy, k_t, rng, weights=v_area), v_area, v_edges)
 
     # Renumber towns, and villages within each town, north to south then west to east.
-    t_xy = np.column_stack([np.bincount(t, weights=v_area * c) for c in v_xy.T])
-    t_xy /= np.bincount(t, weights=v_area)[:, None]
+    t_area = np.bincount(t, weights=v_area).astype(np.float64)
+    t_xy = np.column_stack([np.bincount(t, weights=v_area * c) / t_area for c in v_xy.T])
     t_rank = np.empty(len(t_xy), dtype=np.int64)
     t_rank[order_north_west(t_xy)] = np.arange(len(t_xy))
     t = t_rank[t]
@@ -477,7 +537,8 @@ def build_grids(sides: dict[str, SideLayers], line: LineString) -> list[Grid]:
     for g in grids:
         by_village[g.village].append(g)
     ordered: list[Grid] = []
-    for village in sorted(by_village):
+    side_rank = {code: n for n, code in enumerate(sides)}
+    for village in sorted(by_village, key=lambda v: (side_rank[v[:6]], v)):
         members = by_village[village]
         xy = centroids_xy(np.array([g.geom for g in members], dtype=object))
         for n, k in enumerate(order_north_west(xy)):
@@ -491,6 +552,8 @@ def build_grids(sides: dict[str, SideLayers], line: LineString) -> list[Grid]:
 
 @dataclass
 class Beat:
+    """A police beat: whole cells of one side plus, where a grid was split, parts of cells."""
+
     side: str
     town: int
     seq: int
@@ -567,7 +630,8 @@ def add_mismatches(
         shared = shapely.intersection(
             s.cells[a].boundary, union(s.cells[beats[other].cells]).boundary, grid_size=GRID_M
         )
-        near, far = split_through_centroid(s.cells[a], shared.centroid.coords[0] - xy)
+        towards = np.array(shared.centroid.coords[0]) - xy
+        near, far = split_through_centroid(s.cells[a], towards)
         rest = union([*s.cells[[c for c in beats[home].cells if c != a]], far])
         grown = union([*s.cells[beats[other].cells], near])
         if rest.geom_type != "Polygon" or grown.geom_type != "Polygon":
@@ -580,8 +644,8 @@ def add_mismatches(
         chosen.append(single[a].code)
     if len(chosen) != MISMATCHES_PER_SIDE:
         raise RuntimeError(f"{s.code}: found only {len(chosen)} grids to split")
-    for b in beats:
-        b.geom = union([*s.cells[b.cells], *b.extra])
+    for beat in beats:
+        beat.geom = union([*s.cells[beat.cells], *beat.extra])
     return sorted(chosen)
 
 
@@ -602,6 +666,7 @@ def shared_line(a: BaseGeometry, b: BaseGeometry) -> tuple[LineString, list[Base
 
 
 def side_of(point: Coords, sides: dict[str, SideLayers]) -> str | None:
+    """The side whose district contains ``point`` (metres), if any."""
     for code, s in sides.items():
         if s.district.contains(Point(point)):
             return code
@@ -615,8 +680,10 @@ def build_teams(
     people: People,
     rng: np.random.Generator,
 ) -> list[dict[str, Any]]:
-    """Ten joint teams, each patrolling a 5-11 km stretch of the line buffered by 1.5-1.9 km and
-    clipped to the two districts; neighbouring stretches overlap so the whole line is covered."""
+    """Ten joint teams, each patrolling a 6-10 km stretch of the line (metres) buffered by
+    1.5-1.9 km and clipped to the two districts; neighbouring stretches overlap so the whole
+    line is covered, and pieces of the line off the main one go to the team whose stretch
+    they sit beside."""
     codes = list(sides)
     land = union([s.district for s in sides.values()])
     n = len(TEAMS)
@@ -629,23 +696,17 @@ def build_teams(
         stretch = substring(line, lo, hi)
         mine = [p for p, d in zip(extra, extra_pos, strict=True) if lo <= d <= hi]
         reach = shapely.buffer(union([stretch, *mine]), rng.uniform(*PATROL_BUFFER_M))
-        patrol = shapely.intersection(reach, land, grid_size=GRID_M)
+        patrol = snap_to_outline(
+            np.array([shapely.intersection(reach, land, grid_size=GRID_M)], dtype=object), land
+        )[0]
         home = codes[t % len(codes)]
         mid = stretch.interpolate(0.5, normalized=True)
         near_home = shapely.intersection(
             patrol, sides[home].district.intersection(mid.buffer(2500.0)), grid_size=GRID_M
         )
         biggest = max(shapely.get_parts(near_home), key=lambda g: g.area)
-        base = shapely.point_on_surface(biggest.buffer(-50.0))  # well inside, not on an edge
-
-        size = int(rng.integers(2, 7))
-        member_sides = [home, *[c for c in codes if c != home]]
-        member_sides += [codes[int(rng.integers(len(codes)))] for _ in range(size - 2)]
-        members = []
-        for m, ms in enumerate(member_sides[:size]):
-            name, phone = people.new()
-            role = "leader" if m == 0 else "deputy" if m == 1 else "member"
-            members.append({"name": name, "side": ms, "phone": phone, "role": role})
+        core = biggest.buffer(-50.0)  # keep the base well inside, not on an edge
+        base = (biggest if core.is_empty else core).point_on_surface()
 
         code = f"T{t + 1:02d}"
         cn, en = TEAM_KINDS[kind]
@@ -661,13 +722,40 @@ def build_teams(
                     "mechanisms": mechanisms,
                     "base": point_to_wgs84(base.x, base.y),
                     "roster": roster(rota),
-                    "members": members,
+                    "members": team_members(home, codes, people, rng),
                     "synthetic": True,
                 },
                 "stretch_km": (hi - lo) / 1000,
             }
         )
+    check_border_zone(teams, sides)
     return teams
+
+
+def team_members(
+    home: str, codes: list[str], people: People, rng: np.random.Generator
+) -> list[dict[str, str]]:
+    """2-6 members: a leader from the home side, a deputy from another side, then anyone."""
+    size = int(rng.integers(2, 7))
+    member_sides = [home, *[c for c in codes if c != home]][:2]
+    member_sides += [codes[int(rng.integers(len(codes)))] for _ in range(size - 2)]
+    members = []
+    for m, side in enumerate(member_sides):
+        name, phone = people.new()
+        role = "leader" if m == 0 else "deputy" if m == 1 else "member"
+        members.append({"name": name, "side": side, "phone": phone, "role": role})
+    return members
+
+
+def check_border_zone(teams: list[dict[str, Any]], sides: dict[str, SideLayers]) -> None:
+    """Fail loudly if any patrol area reaches beyond BORDER_ZONE_M of the other side."""
+    zone = {c: shapely.buffer(s.district, BORDER_ZONE_M) for c, s in sides.items()}
+    for t in teams:
+        for c, s in sides.items():
+            others = union([zone[o] for o in sides if o != c])
+            stray = shapely.difference(shapely.intersection(t["geom"], s.district), others)
+            if stray.area > 1.0:
+                raise RuntimeError(f"{t['props']['code']} reaches beyond the border zone")
 
 
 def roster(rota: str) -> dict[str, Any]:
@@ -722,6 +810,10 @@ def build_river(
         ]
         if min(g.length for _, _, g in stretches) < 300.0:
             continue
+        first = next(iter(sides))
+        share = sum(g.length for c, _, g in stretches if c == first) / river.length
+        if not 0.3 <= share <= 0.7:
+            continue  # keep both sides' chiefs busy
         stretches.sort(key=lambda x: river.project(x[2].interpolate(0.5, normalized=True)))
         print(f"river: {river.length / 1000:.1f} km, {crossings} crossing(s)")
         return stretches
@@ -739,7 +831,10 @@ def build_road(
             continue
         if shapely.get_num_geometries(shapely.intersection(road, line)) != 1:
             continue
-        parts = [(c, parts_of(shapely.intersection(road, s.district, grid_size=GRID_M))) for c, s in sides.items()]
+        parts = [
+            (c, parts_of(shapely.intersection(road, s.district, grid_size=GRID_M)))
+            for c, s in sides.items()
+        ]
         if all(len(p) == 1 for _, p in parts):
             print(f"road: {road.length / 1000:.1f} km")
             return [(c, p[0]) for c, p in parts]
@@ -754,15 +849,28 @@ def build_forests(
     theta = np.linspace(0.0, 2 * np.pi, 72, endpoint=False)
     for at, code in FORESTS_AT:
         p, _, nrm = frame_at(line, at)
-        inward = nrm if side_of(p + 500.0 * nrm, sides) == code else -nrm
+        inward = next((v for v in (nrm, -nrm) if side_of(p + 500.0 * v, sides) == code), None)
+        if inward is None:
+            raise RuntimeError(f"forest at {at}: cannot tell which way {code} lies")
         centre = p + 3000.0 * inward
         radius = rng.uniform(900.0, 1400.0) * np.ones_like(theta)
         for k in (2, 3, 4):
             radius *= 1.0 + rng.uniform(0.04, 0.12) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
         blob = Polygon(centre + np.column_stack([radius * np.cos(theta), radius * np.sin(theta)]))
         inside = shapely.intersection(blob, sides[code].district, grid_size=GRID_M)
-        forests.append((code, max(shapely.get_parts(inside), key=lambda g: g.area)))
+        forest = max(shapely.get_parts(inside), key=lambda g: g.area)
+        forests.append((code, snap_to_outline(np.array([forest]), sides[code].district)[0]))
     return forests
+
+
+def inset_ends(line: LineString, district: BaseGeometry) -> LineString:
+    """Pull back by LINE_INSET_M the ends that lie on the district outline. The crossing point is
+    exact in metres, but rounding to 1e-7 degrees moves it up to ~0.7 cm off the outline, and
+    half the time outside; 5 cm back keeps each stretch strictly inside its side."""
+    ring = district.boundary
+    start = LINE_INSET_M if ring.distance(Point(line.coords[0])) < 0.01 else 0.0
+    end = line.length - (LINE_INSET_M if ring.distance(Point(line.coords[-1])) < 0.01 else 0.0)
+    return substring(line, start, end)
 
 
 def build_chiefs(
@@ -791,9 +899,9 @@ def build_chiefs(
         out.append((geom, props))
 
     for side, _town, stretch in build_river(sides, line, rng):
-        chief(stretch, side, "river", "R", "示例河 {side}段 {n}")
+        chief(inset_ends(stretch, sides[side].district), side, "river", "R", "示例河 {side}段 {n}")
     for side, part in build_road(sides, line, rng):
-        chief(part, side, "road", "D", "示例路 {side}段")
+        chief(inset_ends(part, sides[side].district), side, "road", "D", "示例路 {side}段")
     for side, forest in build_forests(sides, line, rng):
         chief(forest, side, "forest", "F", "示例林区 {side}{n}")
     return out
@@ -802,7 +910,10 @@ def build_chiefs(
 # --- output ----------------------------------------------------------------------------------
 
 
-def write(name: str, geoms: Sequence[BaseGeometry], props: Sequence[dict[str, Any]], **meta: Any) -> None:
+def write(
+    name: str, geoms: Sequence[BaseGeometry], props: Sequence[dict[str, Any]], **meta: Any
+) -> None:
+    """Write one demo layer (geometries in metres) as rounded WGS84 GeoJSON."""
     out = for_output(np.array(geoms, dtype=object))
     bad = int((~shapely.is_valid(out)).sum())
     if bad:
@@ -814,52 +925,15 @@ def write(name: str, geoms: Sequence[BaseGeometry], props: Sequence[dict[str, An
     print(f"  {name}: {len(props)} features, {size / 1e6:.2f} MB")
 
 
-def main() -> int:
-    started = time.perf_counter()
-    rng = np.random.default_rng(SEED)
-    people = People(rng)
-    districts = {
-        f["properties"]["code"]: f for f in read_collection(HERE / "districts.geojson")
-    }
-    sides: dict[str, SideLayers] = {}
-    for code in SIDES:
-        geom = shapely.set_precision(
-            to_metric(shape(districts[code]["geometry"])), GRID_M
-        )
-        sides[code] = build_side(code, geom, rng)
-        s = sides[code]
-        print(
-            f"{code}: {len(s.towns)} towns, {len(s.villages)} villages, {len(s.cells)} cells "
-            f"({time.perf_counter() - started:.1f} s)"
-        )
-    line, extra = shared_line(*(s.district for s in sides.values()))
-    print(f"shared line: {line.length / 1000:.2f} km + {len(extra)} other piece(s)")
-
-    grids = build_grids(sides, line)
-    joint = [g for g in grids if g.joint]
-    grid_people = []
-    for g in grids:
-        chief_name, chief_phone = people.new()
-        workers = [dict(zip(("name", "phone"), people.new(), strict=True)) for _ in range(int(rng.integers(1, 4)))]
-        grid_people.append((chief_name, chief_phone, workers))
-
-    beats: dict[str, list[Beat]] = {}
-    mismatches: list[str] = []
-    for code, s in sides.items():
-        beats[code] = build_beats(s, rng)
-        mismatches += add_mismatches(s, beats[code], grids, rng)
-
-    teams = build_teams(sides, line, extra, people, rng)
-    chiefs = build_chiefs(sides, line, people, rng)
-    print(f"built in {time.perf_counter() - started:.1f} s; writing")
-
-    # towns and villages
-    t_geoms, t_props, v_geoms, v_props = [], [], [], []
+def area_chain_features(sides: dict[str, SideLayers]) -> dict[str, tuple[list, list]]:
+    """(geometries, properties) for towns.geojson and villages.geojson."""
+    towns: tuple[list, list] = ([], [])
+    villages: tuple[list, list] = ([], [])
     for code, s in sides.items():
         cn, en = SIDES[code]
         for k, tc in enumerate(s.town_codes):
-            t_geoms.append(s.towns[k])
-            t_props.append(
+            towns[0].append(s.towns[k])
+            towns[1].append(
                 {
                     "code": tc,
                     "name": f"{cn}示例镇{k + 1:02d} Demo {en} Town {k + 1:02d}",
@@ -872,8 +946,8 @@ def main() -> int:
         for k, vc in enumerate(s.village_codes):
             tk = int(s.village_town[k])
             label = f"{tk + 1:02d}-{int(vc[-3:]) - 200:02d}"
-            v_geoms.append(s.villages[k])
-            v_props.append(
+            villages[0].append(s.villages[k])
+            villages[1].append(
                 {
                     "code": vc,
                     "name": f"{cn}示例村{label} Demo {en} Village {label}",
@@ -883,15 +957,22 @@ def main() -> int:
                     "synthetic": True,
                 }
             )
-    write("towns.geojson", t_geoms, t_props)
-    write("villages.geojson", v_geoms, v_props)
+    return {"towns.geojson": towns, "villages.geojson": villages}
 
-    g_props = []
-    for g, (chief_name, chief_phone, workers) in zip(grids, grid_people, strict=True):
+
+def grid_properties(grids: list[Grid], people: People) -> list[dict[str, Any]]:
+    """Properties for grids.geojson, with a chief and 1-3 workers per grid."""
+    props = []
+    for g in grids:
         cn, en = SIDES[g.side]
         label = f"{int(g.code[6:9]) - 100:02d}-{int(g.code[9:12]) - 200:02d}-{g.code[12:]}"
         kind_cn, kind_en = ("联合网格", "Joint Grid") if g.joint else ("网格", "Grid")
-        g_props.append(
+        chief_name, chief_phone = people.new()
+        workers = [
+            {"name": name, "phone": phone}
+            for name, phone in (people.new() for _ in range(int(people.rng.integers(1, 4))))
+        ]
+        props.append(
             {
                 "code": g.code,
                 "name": f"{cn}示例{kind_cn}{label} Demo {en} {kind_en} {label}",
@@ -904,36 +985,84 @@ def main() -> int:
                 "synthetic": True,
             }
         )
-    joint_meta = [
-        {
-            "code": g.code,
-            "side": g.side,
-            "village": g.village,
-            "covers_villages": sorted(sides[c].village_codes[sides[c].cell_village[k]] for c, k in g.cells),
-        }
-        for g in joint
-    ]
-    write("grids.geojson", [g.geom for g in grids], g_props, joint_grids=joint_meta)
+    return props
 
-    p_geoms, p_props = [], []
+
+def beat_properties(beats: dict[str, list[Beat]], people: People) -> list[dict[str, Any]]:
+    """Properties for police_grids.geojson: one station per town, one officer per beat."""
+    props = []
     for code, bs in beats.items():
         cn, en = SIDES[code]
         for b in bs:
             officer, phone = people.new()
-            st = b.town + 1
-            p_geoms.append(b.geom)
-            p_props.append(
+            label = f"{b.town + 1:02d}-{b.seq:02d}"
+            props.append(
                 {
-                    "code": f"{code}-P{st:02d}{b.seq:02d}",
-                    "name": f"{cn}示例警务区{st:02d}-{b.seq:02d} Demo {en} Police Beat {st:02d}-{b.seq:02d}",
-                    "station": f"{cn}示例派出所{st:02d} Demo {en} Police Station {st:02d}",
+                    "code": f"{code}-P{b.town + 1:02d}{b.seq:02d}",
+                    "name": f"{cn}示例警务区{label} Demo {en} Police Beat {label}",
+                    "station": f"{cn}示例派出所{b.town + 1:02d} Demo {en} Police Station "
+                    f"{b.town + 1:02d}",
                     "officer_name": officer,
                     "officer_phone": phone,
                     "side": code,
                     "synthetic": True,
                 }
             )
-    write("police_grids.geojson", p_geoms, p_props, deliberate_police_mismatches=mismatches)
+    return props
+
+
+def main() -> int:
+    started = time.perf_counter()
+    # Separate streams, so that a change to the geometry code does not rename everyone.
+    geo_seed, people_seed = np.random.SeedSequence(SEED).spawn(2)
+    rng = np.random.default_rng(geo_seed)
+    people = People(np.random.default_rng(people_seed))
+
+    districts = {f["properties"]["code"]: f for f in read_collection(HERE / "districts.geojson")}
+    sides: dict[str, SideLayers] = {}
+    for code in SIDES:
+        geom = shapely.set_precision(to_metric(shape(districts[code]["geometry"])), GRID_M)
+        sides[code] = s = build_side(code, geom, rng)
+        print(
+            f"{code}: {len(s.towns)} towns, {len(s.villages)} villages, {len(s.cells)} cells "
+            f"({time.perf_counter() - started:.1f} s)"
+        )
+    line, extra = shared_line(*(s.district for s in sides.values()))
+    print(f"shared line: {line.length / 1000:.2f} km + {len(extra)} other piece(s)")
+
+    grids = build_grids(sides, line)
+    g_props = grid_properties(grids, people)
+    beats: dict[str, list[Beat]] = {}
+    mismatches: list[str] = []
+    for code, s in sides.items():
+        beats[code] = build_beats(s, rng)
+        mismatches += add_mismatches(s, beats[code], grids, rng)
+    p_props = beat_properties(beats, people)
+    teams = build_teams(sides, line, extra, people, rng)
+    chiefs = build_chiefs(sides, line, people, rng)
+    print(f"built in {time.perf_counter() - started:.1f} s; writing")
+
+    for name, (geoms, props) in area_chain_features(sides).items():
+        write(name, geoms, props)
+    joint_meta = [
+        {
+            "code": g.code,
+            "side": g.side,
+            "village": g.village,
+            "covers_villages": sorted(
+                sides[c].village_codes[sides[c].cell_village[k]] for c, k in g.cells
+            ),
+        }
+        for g in grids
+        if g.joint
+    ]
+    write("grids.geojson", [g.geom for g in grids], g_props, joint_grids=joint_meta)
+    write(
+        "police_grids.geojson",
+        [b.geom for bs in beats.values() for b in bs],
+        p_props,
+        deliberate_police_mismatches=mismatches,
+    )
     write("teams.geojson", [t["geom"] for t in teams], [t["props"] for t in teams])
     write("chiefs.geojson", [g for g, _ in chiefs], [p for _, p in chiefs])
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import shapely
+from geojson_io import HERE, feature, round_coords, to_metric, write_collection
 from shapely.geometry import MultiPolygon, shape
 
-from geojson_io import HERE, feature, round_coords, to_metric, write_collection
 from gis.crs import geometry_to_wgs84
 
 CNMAPS_VERSION = "1.1.2"

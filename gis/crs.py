@@ -15,7 +15,7 @@ scalars too. Longitudes and latitudes are in degrees.
 from __future__ import annotations
 
 import math
-from typing import Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,7 @@ _MAX_ITER = 50
 _CHINA_BOX = (72.004, 0.8293, 137.8347, 55.8271)
 
 Num = TypeVar("Num", float, npt.NDArray[np.float64])
+Arr = npt.NDArray[np.float64]
 
 
 def parse_crs(name: str | None) -> Crs:
@@ -72,7 +73,7 @@ def _in_china(lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64]) -> npt
     return (lon >= w) & (lon <= e) & (lat >= s) & (lat <= n)
 
 
-def _delta(lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64]):  # type: ignore[no-untyped-def]
+def _delta(lon: Arr, lat: Arr) -> tuple[Arr, Arr]:
     """GCJ-02 offset (dlon, dlat) in degrees at WGS84 (lon, lat)."""
     x = lon - 105.0
     y = lat - 35.0
@@ -102,18 +103,18 @@ def _arrays(lon: Num, lat: Num) -> tuple[npt.NDArray[np.float64], npt.NDArray[np
     )
 
 
-def _out(lon: npt.NDArray[np.float64], lat: npt.NDArray[np.float64], scalar: bool):  # type: ignore[no-untyped-def]
+def _out(lon: Arr, lat: Arr, scalar: bool) -> tuple[Any, Any]:
     if scalar:
         return float(lon[0]), float(lat[0])
     return lon, lat
 
 
-def _wgs_to_gcj(lon, lat):  # type: ignore[no-untyped-def]
+def _wgs_to_gcj(lon: Arr, lat: Arr) -> tuple[Arr, Arr]:
     dlon, dlat = _delta(lon, lat)
     return lon + dlon, lat + dlat
 
 
-def _gcj_to_wgs(glon, glat):  # type: ignore[no-untyped-def]
+def _gcj_to_wgs(glon: Arr, glat: Arr) -> tuple[Arr, Arr]:
     # Fixed point: w = g - delta(w). The offset varies slowly (its derivative is ~1e-5),
     # so each step gains about five digits; three or four steps reach 1e-12 degrees.
     lon, lat = glon.copy(), glat.copy()
@@ -127,13 +128,13 @@ def _gcj_to_wgs(glon, glat):  # type: ignore[no-untyped-def]
     return lon, lat
 
 
-def _gcj_to_bd(lon, lat):  # type: ignore[no-untyped-def]
+def _gcj_to_bd(lon: Arr, lat: Arr) -> tuple[Arr, Arr]:
     z = np.sqrt(lon * lon + lat * lat) + 0.00002 * np.sin(lat * _X_PI)
     theta = np.arctan2(lat, lon) + 0.000003 * np.cos(lon * _X_PI)
     return z * np.cos(theta) + 0.0065, z * np.sin(theta) + 0.006
 
 
-def _bd_to_gcj(blon, blat):  # type: ignore[no-untyped-def]
+def _bd_to_gcj(blon: Arr, blat: Arr) -> tuple[Arr, Arr]:
     # Start from Baidu's published approximate inverse, then correct it by fixed-point
     # iteration on the forward formula so the round trip is exact.
     x, y = blon - 0.0065, blat - 0.006
@@ -198,7 +199,7 @@ def from_wgs84(lon: Num, lat: Num, crs: Crs | str = "wgs84") -> tuple[Num, Num]:
 G = TypeVar("G", bound=BaseGeometry)
 
 
-def _transform_geometry(geom: G, fn) -> G:  # type: ignore[no-untyped-def]
+def _transform_geometry(geom: G, fn) -> G:
     def apply(coords: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         x, y = fn(coords[:, 0], coords[:, 1])
         return np.column_stack([x, y])

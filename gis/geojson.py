@@ -12,7 +12,9 @@ from shapely.geometry.base import BaseGeometry
 from gis.errors import GeometryTooLarge, InvalidGeometry
 
 
-def parse_geometry(obj: Any, *, allowed: tuple[str, ...], field: str, max_vertices: int) -> BaseGeometry:
+def parse_geometry(
+    obj: Any, *, allowed: tuple[str, ...], field: str, max_vertices: int
+) -> BaseGeometry:
     """A shapely geometry from a GeoJSON object of one of the ``allowed`` types.
 
     Raises ``InvalidGeometry`` for anything malformed, empty, non-finite or invalid, and
@@ -67,7 +69,7 @@ def point_lonlat(obj: Any, *, field: str = "location") -> tuple[float, float]:
     """(lon, lat) from a GeoJSON Point, unchecked for range (see ``gis.location.check_lonlat``)."""
     if not isinstance(obj, dict) or obj.get("type") != "Point":
         raise InvalidGeometry(
-            f"{field} must be a GeoJSON Point, e.g. {{\"type\": \"Point\", \"coordinates\": [105.6, 30.2]}}",
+            f'{field} must be a GeoJSON Point, e.g. {{"type": "Point", "coordinates": [105.6, 30.2]}}',
             {"field": field},
         )
     c = obj.get("coordinates")

@@ -50,7 +50,9 @@ class ImportRules:
     parent_field: str | None = None  # the field naming a parent record that must exist
     side_from_code: bool = True  # the code starts with the 6-digit side code
     parent_is_prefix: bool = False  # the parent's code is a prefix of the row's code
-    level_code_lengths: tuple[tuple[str, int], ...] = ()  # e.g. (("town", 9),): code length by level
+    level_code_lengths: tuple[
+        tuple[str, int], ...
+    ] = ()  # e.g. (("town", 9),): code length by level
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,11 @@ _FALSE = {"false", "0", "no", "n", "f", ""}
 
 
 def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+    return (
+        v is None
+        or (isinstance(v, float) and math.isnan(v))
+        or (isinstance(v, str) and not v.strip())
+    )
 
 
 def _coerce(rule: FieldRule, v: Any, crs: Crs) -> Any:
@@ -150,7 +156,7 @@ def _geometry(
     if geom is None or geom.is_empty:
         raise ValueError("the geometry is empty")
     gtype = geom.geom_type
-    allowed = ("Polygon", "MultiPolygon")
+    allowed: tuple[str, ...] = ("Polygon", "MultiPolygon")
     if kind == "line_or_polygon":
         allowed += ("LineString", "MultiLineString")
     if gtype not in allowed:
@@ -244,7 +250,9 @@ def check_rows(
             if not row_side:
                 raise ValueError("missing side")
             if side is not None and row_side != side:
-                raise ValueError(f"wrong side: the row is on side {row_side}, the load is for {side}")
+                raise ValueError(
+                    f"wrong side: the row is on side {row_side}, the load is for {side}"
+                )
             if row_side not in sides:
                 raise ValueError(f"unknown side {row_side}; load its district first")
             lengths = dict(rules.level_code_lengths)
@@ -255,8 +263,14 @@ def check_rows(
                 parent = values.get(rules.parent_field)
                 if parent is not None and parent not in parents:
                     raise ValueError(f"unknown parent {parent}")
-                if parent is not None and rules.parent_is_prefix and not str(code).startswith(parent):
-                    raise ValueError(f"the code {code} does not start with its parent's code {parent}")
+                if (
+                    parent is not None
+                    and rules.parent_is_prefix
+                    and not str(code).startswith(parent)
+                ):
+                    raise ValueError(
+                        f"the code {code} does not start with its parent's code {parent}"
+                    )
                 if parent is None and level not in (None, "district"):
                     raise ValueError(f"missing {rules.parent_field}: a {level} needs its parent")
             wgs, repaired = _geometry(geom, rules.geometry, crs)

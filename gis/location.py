@@ -29,7 +29,11 @@ def check_lonlat(lon: object, lat: object) -> tuple[float, float]:
     if not (math.isfinite(x) and math.isfinite(y)):
         raise InvalidCoordinates(
             "lon and lat must be finite numbers (got NaN or infinity)",
-            {"lon": repr(x), "lat": repr(y), "hint": "send decimal degrees, e.g. lon=105.6, lat=30.2"},
+            {
+                "lon": repr(x),
+                "lat": repr(y),
+                "hint": "send decimal degrees, e.g. lon=105.6, lat=30.2",
+            },
         )
     if abs(y) > 90 and abs(x) <= 90 and abs(y) <= 180:
         raise InvalidCoordinates(

@@ -138,15 +138,18 @@ def decide(
     near = [s for s in facts.sides if s.code != p.side and (s.distance_m <= zone or p.on_line)]
     if near:
         reasons.append("border_zone")
-        for s in near:
-            involved.setdefault(s.code, []).append("border_zone")
+        for side_fact in near:
+            involved.setdefault(side_fact.code, []).append("border_zone")
         trace.append(
             Step(
                 "border_zone",
                 f"{p.distance_to_border_m:,.0f} m from {', '.join(s.name for s in near)}: "
                 f"within the {zone:,.0f} m border zone",
-                {"distance_m": _m(p.distance_to_border_m), "zone_m": zone,
-                 "sides": [s.code for s in near]},
+                {
+                    "distance_m": _m(p.distance_to_border_m),
+                    "zone_m": zone,
+                    "sides": [s.code for s in near],
+                },
             )
         )
     else:
@@ -167,8 +170,8 @@ def decide(
         ext = tuple(facts.extent_sides or ())
         if len(ext) >= 2 or any(s != p.side for s in ext):
             reasons.append("extent_crosses")
-            for s in ext:
-                involved.setdefault(s, []).append("extent_crosses")
+            for code in ext:
+                involved.setdefault(code, []).append("extent_crosses")
             trace.append(
                 Step("extent", f"the extent touches sides {', '.join(ext)}", {"sides": list(ext)})
             )
@@ -176,7 +179,9 @@ def decide(
             trace.append(Step("extent", "the extent stays on one side", {"sides": list(ext)}))
 
     if report.parties_sides:
-        unknown = [s for s in report.parties_sides if known_sides is not None and s not in known_sides]
+        unknown = [
+            s for s in report.parties_sides if known_sides is not None and s not in known_sides
+        ]
         if unknown:
             raise UnknownSide(
                 f"unknown side code(s) in parties_sides: {', '.join(unknown)}",
@@ -185,8 +190,8 @@ def decide(
         others = [s for s in report.parties_sides if s != p.side]
         if others:
             reasons.append("parties")
-            for s in others:
-                involved.setdefault(s, []).append("parties")
+            for code in others:
+                involved.setdefault(code, []).append("parties")
             trace.append(
                 Step("parties", f"people involved belong to {', '.join(others)}", {"sides": others})
             )
@@ -196,8 +201,8 @@ def decide(
         spans = sorted({s for g in joint for s in (g.spans or (g.side,))} | {g.side for g in joint})
         if any(s != p.side for s in spans) or len(spans) > 1:
             reasons.append("joint_grid")
-            for s in spans:
-                involved.setdefault(s, []).append("joint_grid")
+            for code in spans:
+                involved.setdefault(code, []).append("joint_grid")
             trace.append(
                 Step(
                     "joint_grid",
@@ -227,24 +232,33 @@ def decide(
                 {"group": group, "mechanism": None},
             )
         )
-    trace.append(Step("lead_side", f"lead side {p.side}: it contains the point", {"lead_side": p.side}))
+    trace.append(
+        Step("lead_side", f"lead side {p.side}: it contains the point", {"lead_side": p.side})
+    )
 
     # 3. Teams.
     teams = _pick_teams(facts.teams, mechanism, report.occurred_at, trace) if cross else ()
 
     # 4. Contacts on every involved side.
     contacts: list[Contact] = []
-    for s in sides:
-        g = facts.grid_for(s)
+    for code in sides:
+        g = facts.grid_for(code)
         if g is not None:
             contacts.append(
-                Contact(s, "grid_chief", g.chief_name, g.chief_phone, g.name, g.code, g.distance_m)
+                Contact(code, "grid_chief", g.chief_name, g.chief_phone, g.name, g.code, g.distance_m)
             )
-        pg = facts.police_for(s)
+        pg = facts.police_for(code)
         if pg is not None:
             contacts.append(
-                Contact(s, "police_officer", pg.officer_name, pg.officer_phone, pg.name, pg.code,
-                        pg.distance_m)
+                Contact(
+                    code,
+                    "police_officer",
+                    pg.officer_name,
+                    pg.officer_phone,
+                    pg.name,
+                    pg.code,
+                    pg.distance_m,
+                )
             )
     roles = catalogue.chief_roles_for(report.category)
     chiefs = [
@@ -259,9 +273,12 @@ def decide(
         Step(
             "contacts",
             "; ".join(
-                f"{s}: " + ", ".join(f"{c.role} {c.name} ({c.distance_m:,.0f} m)"
-                                     for c in contacts if c.side == s)
-                for s in sides if any(c.side == s for c in contacts)
+                f"{s}: "
+                + ", ".join(
+                    f"{c.role} {c.name} ({c.distance_m:,.0f} m)" for c in contacts if c.side == s
+                )
+                for s in sides
+                if any(c.side == s for c in contacts)
             )
             + (f"; no contact found for {', '.join(missing)}" if missing else ""),
             {"count": len(contacts), "chief_roles": list(roles) if chiefs else []},
@@ -349,8 +366,12 @@ def _pick_teams(
             {
                 "at": at.isoformat(),
                 "candidates": [
-                    {"code": t.code, "covers": t.covers, "on_duty": duty[t.code],
-                     "base_distance_m": _m(t.base_distance_m)}
+                    {
+                        "code": t.code,
+                        "covers": t.covers,
+                        "on_duty": duty[t.code],
+                        "base_distance_m": _m(t.base_distance_m),
+                    }
                     for t in by_dist
                 ],
             },

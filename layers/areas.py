@@ -23,9 +23,7 @@ SPEC = register(
                 FieldRule("code", "code", required=True, pattern=r"[0-9]{6}([0-9]{3}){0,2}"),
                 FieldRule("name", "name", required=True),
                 FieldRule("name_en", "name_en"),
-                FieldRule(
-                    "level", "level", required=True, choices=("district", "town", "village")
-                ),
+                FieldRule("level", "level", required=True, choices=("district", "town", "village")),
                 FieldRule("parent", "parent_code", aliases=("parent_code",)),
                 FieldRule("side", "side", pattern=r"[0-9]{6}"),
                 FieldRule("synthetic", "synthetic", kind="bool", default=False),

@@ -72,15 +72,13 @@ def _diag(exc: psycopg.Error) -> dict[str, Any]:
 def connect(url: str, **kwargs: Any) -> Conn:
     """Open a connection returning dict rows; database errors come out as domain errors."""
     with translate_errors():
-        return psycopg.connect(url, row_factory=dict_row, **kwargs)  # type: ignore[arg-type]
+        return psycopg.connect(url, row_factory=dict_row, **kwargs)
 
 
 @functools.cache
 def sql(name: str) -> str:
     """The text of ``layers/sql/<name>.sql``, loaded once."""
     return (resources.files("layers") / "sql" / f"{name}.sql").read_text(encoding="utf-8")
-
-
 
 
 def migrate(conn: Conn) -> list[str]:
@@ -106,7 +104,7 @@ def migrate(conn: Conn) -> list[str]:
                     continue
                 text = (folder / name).read_text(encoding="utf-8")
                 with conn.transaction():
-                    conn.execute(text)  # type: ignore[arg-type]
+                    conn.execute(text)
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                         (version, name),

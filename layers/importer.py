@@ -65,7 +65,9 @@ def upsert(conn: Conn, spec: LayerSpec, rows: Sequence[CleanRow]) -> UpsertCount
         ) as copy:
             for r in rows:
                 vals = [
-                    Jsonb(r.values[c]) if c in json_cols and r.values[c] is not None else _value(r.values[c])
+                    Jsonb(r.values[c])
+                    if c in json_cols and r.values[c] is not None
+                    else _value(r.values[c])
                     for c in cols
                 ]
                 copy.write_row([*vals, _value(r.geom)])
@@ -98,6 +100,6 @@ def known_codes(conn: Conn, *, table: str, where: str | None = None) -> set[str]
     """Every ``code`` in ``table`` (optionally filtered by a fixed, trusted clause)."""
     query = q.SQL("SELECT code FROM {}").format(q.Identifier(table))
     if where:
-        query = q.SQL("{} WHERE {}").format(query, q.SQL(where))  # type: ignore[arg-type]
+        query = q.SQL("{} WHERE {}").format(query, q.SQL(where))
     with translate_errors():
         return {r["code"] for r in conn.execute(query)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -24,9 +25,24 @@ SPEC = register(
         geometry_type="Point",
         id_column="id",
         public=(
-            "id", "code", "status", "category", "severity", "side", "sides", "cross_boundary",
-            "reasons", "mechanism", "lead_side", "distance_to_border_m", "grid_code",
-            "police_grid_code", "occurred_at", "reported_at", "updated_at", "due_at",
+            "id",
+            "code",
+            "status",
+            "category",
+            "severity",
+            "side",
+            "sides",
+            "cross_boundary",
+            "reasons",
+            "mechanism",
+            "lead_side",
+            "distance_to_border_m",
+            "grid_code",
+            "police_grid_code",
+            "occurred_at",
+            "reported_at",
+            "updated_at",
+            "due_at",
             "escalation_level",
         ),
         private=("description", "reporter", "contacts", "teams", "routing", "input"),
@@ -60,8 +76,10 @@ def insert(
     The unique index on the key, not a prior check, makes concurrent retries create one case.
     """
     cols = list(fields)
-    values = [Jsonb(v) if isinstance(v, dict | list) and c not in ("sides", "reasons") else v
-              for c, v in fields.items()]
+    values = [
+        Jsonb(v) if isinstance(v, dict | list) and c not in ("sides", "reasons") else v
+        for c, v in fields.items()
+    ]
     query = q.SQL(
         "INSERT INTO incidents ({cols}, code, geom, extent, idempotency_key, request_hash) "
         "VALUES ({vals}, 'JG' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' "
@@ -90,7 +108,7 @@ def insert(
 def by_key(conn: Conn, key: str) -> dict[str, Any] | None:
     """The case created with this idempotency key, if any."""
     with translate_errors():
-        return conn.execute(  # type: ignore[no-any-return]
+        return conn.execute(
             f"SELECT {_CASE_COLUMNS} FROM incidents i WHERE i.idempotency_key = %s", (key,)
         ).fetchone()
 
@@ -106,7 +124,7 @@ def get(conn: Conn, case_id: str, *, for_update: bool = False) -> dict[str, Any]
         ).fetchone()
     if row is None:
         raise NotFound(f"no case {case_id}", {"id": case_id})
-    return row  # type: ignore[no-any-return]
+    return row
 
 
 def update_state(conn: Conn, case_id: str, *, changes: dict[str, Any]) -> None:
@@ -128,8 +146,10 @@ def update_routing(conn: Conn, case_id: str, *, fields: dict[str, Any]) -> None:
     update_state(
         conn,
         case_id,
-        changes={k: Jsonb(v) if isinstance(v, dict | list) and k not in ("sides", "reasons") else v
-                 for k, v in fields.items()},
+        changes={
+            k: Jsonb(v) if isinstance(v, dict | list) and k not in ("sides", "reasons") else v
+            for k, v in fields.items()
+        },
     )
 
 
@@ -219,7 +239,7 @@ def list_cases(
         where.append("(i.reported_at, i.id::text) < (%(a_t)s::timestamptz, %(a_id)s)")
         params.update(a_t=after[0], a_id=after[1])
     with translate_errors():
-        return conn.execute(  # type: ignore[no-any-return]
+        return conn.execute(
             f"SELECT {_CASE_COLUMNS} FROM incidents i WHERE {' AND '.join(where)} "
             "ORDER BY i.reported_at DESC, i.id::text DESC LIMIT %(limit)s",
             params,
@@ -229,9 +249,40 @@ def list_cases(
 def overdue(conn: Conn, *, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
     """Open cases past their due time, locked for this transaction (others skip them)."""
     with translate_errors():
-        return conn.execute(  # type: ignore[no-any-return]
+        return conn.execute(
             f"SELECT {_CASE_COLUMNS} FROM incidents i"
             " WHERE i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')"
             " AND i.due_at < %s ORDER BY i.due_at LIMIT %s FOR UPDATE SKIP LOCKED",
             (now, limit),
         ).fetchall()
+
+
+def stream_for_reroute(
+    conn: Conn,
+    *,
+    open_only: bool,
+    radius_m: float,
+    radius_deg: float,
+    mechanism_by_category: dict[str, str],
+    batch: int = 2000,
+) -> Iterator[dict[str, Any]]:
+    """Every case (or every open one) with its fresh location facts, streamed by a server cursor.
+
+    One statement computes the facts for the whole set; the caller runs the pure decision.
+    """
+    from layers.db import sql
+
+    cats = sorted(mechanism_by_category)
+    with translate_errors(), conn.transaction(), conn.cursor(name="reroute") as cur:
+        cur.itersize = batch
+        cur.execute(
+            sql("reroute_facts"),
+            {
+                "open_only": open_only,
+                "radius_m": radius_m,
+                "radius_deg": radius_deg,
+                "categories": cats,
+                "mechanisms": [mechanism_by_category[c] for c in cats],
+            },
+        )
+        yield from cur

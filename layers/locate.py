@@ -94,9 +94,7 @@ def to_facts(lon: float, lat: float, f: dict[str, Any]) -> LocationFacts:
         police_here=tuple(_police(p) for p in f.get("police_here", [])),
         nearest_police=tuple(_police(p) for p in f.get("nearest_police", [])),
         teams=tuple(
-            TeamCandidate(
-                **{**t, "sides": tuple(t["sides"]), "mechanisms": tuple(t["mechanisms"])}
-            )
+            TeamCandidate(**{**t, "sides": tuple(t["sides"]), "mechanisms": tuple(t["mechanisms"])})
             for t in f.get("teams", [])
         ),
         chiefs=tuple(ChiefRef(**c) for c in f.get("chiefs", [])),

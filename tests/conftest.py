@@ -20,7 +20,7 @@ from psycopg import sql as q
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "seeded_db"}
+POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "live_server"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,7 +75,11 @@ def db_url() -> Iterator[str]:
             conn.autocommit = True
             migrate(conn)
             conn.autocommit = False
-            seed(conn, settings.data().boundary_dir, catalogue=load_catalogue(settings.data().catalogue))
+            seed(
+                conn,
+                settings.data().boundary_dir,
+                catalogue=load_catalogue(settings.data().catalogue),
+            )
             conn.commit()
         yield url
     finally:
@@ -86,9 +90,11 @@ def db_url() -> Iterator[str]:
 @pytest.fixture()
 def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection whose every change is rolled back when the test ends."""
-    with psycopg.connect(db_url, row_factory=dict_row) as c:  # type: ignore[arg-type]
-        with c.transaction(force_rollback=True):
-            yield c
+    with (
+        psycopg.connect(db_url, row_factory=dict_row) as c,  # type: ignore[arg-type]
+        c.transaction(force_rollback=True),
+    ):
+        yield c
 
 
 @pytest.fixture(scope="session")
@@ -138,3 +144,57 @@ def live_client(db_url: str) -> Iterator[Any]:
             yield c
     finally:
         pool.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(base: str, proc: Any, timeout: float = 60.0) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited early with status {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the server did not become healthy in time")
+
+
+@pytest.fixture(scope="session")
+def live_server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn server on 127.0.0.1 and a free port, on the test database."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "DATABASE_URL": db_url, "JOINTGRID_ESCALATION_INTERVAL_S": "0"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, proc)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -130,6 +130,13 @@ def seed_joint_cross_side_overlap(w: World) -> Expected:
     return []
 
 
+def seed_joint_grid_covers_other_side(w: World) -> Expected:
+    # Anju's G30 is gone, but Tongnan's joint G40 now covers its cell: no gap, nothing else.
+    del w.grids[f"{A}-G30"]
+    grid_box(w, f"{B}-G40", 3000, 0, 5000, 1000, joint=True)
+    return []
+
+
 def seed_non_joint_cross_side(w: World) -> Expected:
     # Same shape without the joint flag: it leaves its village, yet is no same-side overlap.
     grid_box(w, f"{B}-G40", 3900, 0, 5000, 1000)
@@ -156,6 +163,12 @@ def seed_joint_grid_into_own_side(w: World) -> Expected:
         ("overlap", (f"{A}-G10", f"{A}-G20"), 250 * 1000),
         ("grid_outside_village", (f"{A}-G10",), 250 * 1000),
     ]
+
+
+def seed_grid_in_wrong_village(w: World) -> Expected:
+    # Lies wholly in V01 but is registered to V02. V01 is still covered, so no gap.
+    w.grids[f"{A}-G00"] = replace(w.grids[f"{A}-G00"], village=f"{A}-V02")
+    return [("grid_outside_village", (f"{A}-G00",), 1000 * 1000)]
 
 
 def seed_joint_grid_beyond_all_sides(w: World) -> Expected:
@@ -185,6 +198,18 @@ def seed_police_crosses_side(w: World) -> Expected:
     return [("police_crosses_side", (f"{A}-P0101",), 300 * 1000)]
 
 
+def seed_split_under_other_side_police(w: World) -> Expected:
+    # Anju's P0101 wholly covers Tongnan's G40, which its own side's police grids split.
+    w.police[f"{A}-P0101"] = (box(0, 0, 5000, 1000), A)
+    notch = box(4000, 700, 5000, 1000)
+    w.police[f"{B}-P0101"] = (box(4000, 0, 8000, 1000).difference(notch), B)
+    w.police[f"{B}-P0102"] = (box(4000, 1000, 8000, 2000).union(notch), B)
+    return [
+        ("grid_split_police", (f"{B}-G40", f"{B}-P0101", f"{B}-P0102"), 1000 * 300),
+        ("police_crosses_side", (f"{A}-P0101",), 1000 * 1000),
+    ]
+
+
 def seed_float_slivers(w: World) -> Expected:
     eps = 1e-4  # 0.1 mm along a 1 km edge: 0.1 m²
     grid_box(w, f"{A}-G00", 0, 0, 1000 - eps, 1000)
@@ -197,14 +222,17 @@ DEFECTS: list[Callable[[World], Expected]] = [
     seed_gap,
     seed_same_side_overlap,
     seed_joint_cross_side_overlap,
+    seed_joint_grid_covers_other_side,
     seed_non_joint_cross_side,
     seed_grid_leaves_district,
     seed_grid_into_neighbour_village,
     seed_joint_grid_into_own_side,
+    seed_grid_in_wrong_village,
     seed_joint_grid_beyond_all_sides,
     seed_split_police,
     seed_small_police_share,
     seed_police_crosses_side,
+    seed_split_under_other_side_police,
     seed_float_slivers,
 ]
 

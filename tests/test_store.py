@@ -127,9 +127,7 @@ def test_a_gcj02_point_is_converted_before_placing(client, conn):
         wgs = (x + dx, y)
         truth = client.get("/api/v1/locate", params={"lon": wgs[0], "lat": wgs[1]}).json()
         g = from_wgs84(wgs[0], wgs[1], "gcj02")
-        got = client.get(
-            "/api/v1/locate", params={"lon": g[0], "lat": g[1], "crs": "gcj02"}
-        ).json()
+        got = client.get("/api/v1/locate", params={"lon": g[0], "lat": g[1], "crs": "gcj02"}).json()
         assert got["side"] == truth["side"]
         assert got["location"]["coordinates"] == pytest.approx(list(wgs), abs=1e-6)
         assert got["distance_to_border_m"] == pytest.approx(truth["distance_to_border_m"], abs=0.5)

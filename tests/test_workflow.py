@@ -538,7 +538,9 @@ class Walk(RuleBasedStateMachine):
             return
         action = moves[pick % len(moves)]
         inputs = valid_inputs(action, self.state, self.now)
-        self._record(apply(self.state, action, side=side, now=self.now, ladder=self.ladder, **inputs))
+        self._record(
+            apply(self.state, action, side=side, now=self.now, ladder=self.ladder, **inputs)
+        )
 
     @precondition(lambda self: self.state is not None)
     @rule(hours=st.integers(min_value=0, max_value=300))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from api import cases
+from api import cases, params
 from api.deps import CatalogueDep, Conn
-from api.schemas import ReportIn
+from api.schemas import ReportIn, TransitionIn
+from layers import incidents
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 
@@ -46,3 +47,82 @@ def post_incident(
 @router.post("/route", summary="The routing decision for a report, without storing anything")
 def post_route(body: ReportIn, conn: Conn, catalogue: CatalogueDep) -> dict[str, Any]:
     return cases.route(conn, body, catalogue)
+
+
+@router.get("/incidents/{case_id}", summary="A case, by id or code")
+def get_incident(case_id: str, conn: Conn) -> dict[str, Any]:
+    return cases.case_view(incidents.get(conn, case_id))
+
+
+@router.get("/incidents/{case_id}/events", summary="The audit trail of a case, oldest first")
+def get_incident_events(case_id: str, conn: Conn) -> dict[str, Any]:
+    row = incidents.get(conn, case_id)
+    return {"id": row["id"], "code": row["code"], "events": incidents.events(conn, row["id"])}
+
+
+STATUSES = {
+    "reported",
+    "accepted",
+    "dispatched",
+    "in_progress",
+    "resolved",
+    "verified",
+    "closed",
+    "rejected",
+    "duplicate",
+}
+
+
+@router.get("/incidents", summary="Cases, newest first, filtered and paged")
+def list_incidents(
+    conn: Conn,
+    catalogue: CatalogueDep,
+    status: str | None = None,
+    mechanism: str | None = None,
+    side: str | None = None,
+    category: str | None = None,
+    severity: str | None = None,
+    cross_boundary: bool | None = None,
+    bbox: Annotated[str | None, Query(description="west,south,east,north (WGS84)")] = None,
+    since: Annotated[str | None, Query(description="reported at or after (ISO 8601)")] = None,
+    until: Annotated[str | None, Query(description="reported before (ISO 8601)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    filters = {
+        "status": params.parse_csv(status, name="status", valid=STATUSES),
+        "mechanism": params.parse_csv(mechanism, name="mechanism", valid=set(catalogue.mechanisms)),
+        "side": params.parse_csv(side, name="side"),
+        "category": params.parse_csv(category, name="category", valid=set(catalogue.categories)),
+        "severity": params.parse_csv(severity, name="severity", valid=set(catalogue.severities)),
+        "since": params.parse_time(since, name="since"),
+        "until": params.parse_time(until, name="until"),
+        "cross_boundary": cross_boundary,
+    }
+    after = params.decode_cursor(cursor, size=2)
+    rows = incidents.list_cases(
+        conn,
+        filters=filters,
+        bbox=params.parse_bbox(bbox),
+        limit=limit + 1,
+        after=after,  # type: ignore[arg-type]
+    )
+    page, more = rows[:limit], len(rows) > limit
+    out: dict[str, Any] = {"items": [cases.case_view(r) for r in page], "count": len(page)}
+    if more:
+        last = page[-1]
+        out["next_cursor"] = params.encode_cursor(last["reported_at"].isoformat(), last["id"])
+    return out
+
+
+@router.post(
+    "/incidents/{case_id}/transitions",
+    summary="Move a case through the workflow (accept, dispatch, start, resolve, verify, close, …)",
+    responses={
+        409: {"description": "the workflow does not allow this action now; lists the allowed"}
+    },
+)
+def post_transition(
+    case_id: str, body: TransitionIn, conn: Conn, catalogue: CatalogueDep
+) -> dict[str, Any]:
+    return cases.transition(conn, case_id, body, catalogue, actor={"kind": "anonymous"})

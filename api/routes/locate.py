@@ -15,7 +15,9 @@ from layers import locate
 router = APIRouter(prefix="/api/v1", tags=["routing"])
 
 
-@router.get("/locate", summary="Side, area chain, grids, distance to the border, and covering teams")
+@router.get(
+    "/locate", summary="Side, area chain, grids, distance to the border, and covering teams"
+)
 def get_locate(
     conn: Conn,
     catalogue: CatalogueDep,
