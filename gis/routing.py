@@ -245,7 +245,9 @@ def decide(
         g = facts.grid_for(code)
         if g is not None:
             contacts.append(
-                Contact(code, "grid_chief", g.chief_name, g.chief_phone, g.name, g.code, g.distance_m)
+                Contact(
+                    code, "grid_chief", g.chief_name, g.chief_phone, g.name, g.code, g.distance_m
+                )
             )
         pg = facts.police_for(code)
         if pg is not None:
