@@ -125,6 +125,50 @@ def derive_border_cmd(width_m: float | None) -> None:
         click.echo(f"{r['id']:28} {r['kind']:5} {','.join(r['sides'])}  {size}")
 
 
+@main.command("audit")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "geojson"]), default="text")
+@click.option(
+    "--min-area-m2",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="ignore pieces smaller than this (float noise)",
+)
+def audit_cmd(fmt: str, min_area_m2: float) -> None:
+    """Coverage audit: gaps, overlaps, grids leaving their village, police-grid mismatches."""
+    from api.loading import audit
+    from gis.coverage import metric_transformer, to_feature_collection
+
+    with _conn() as conn:
+        report = audit(conn, min_area_m2=min_area_m2)
+    if fmt == "geojson":
+        _out(to_feature_collection(report, metric_transformer()[1]))
+    elif fmt == "json":
+        _out(
+            {
+                "clean": report.clean,
+                "summary": report.summary(),
+                "findings": [
+                    {
+                        "kind": f.kind,
+                        "codes": list(f.codes),
+                        "area_m2": round(f.area_m2, 1),
+                        "detail": dict(f.detail),
+                    }
+                    for f in report.findings
+                ],
+            }
+        )
+    else:
+        for kind, s in report.summary().items():
+            click.echo(f"{kind:24} {int(s['count']):5} finding(s), {s['area_m2']:14,.1f} m²")
+        for f in report.findings:
+            click.echo(
+                f"  {f.kind:24} {', '.join(f.codes):40} {f.area_m2:12,.1f} m²  {dict(f.detail)}"
+            )
+        click.echo("clean" if report.clean else f"{len(report.findings)} finding(s)")
+
+
 @main.command("escalate-overdue")
 def escalate_overdue_cmd() -> None:
     """Escalate every overdue open case one rung (for cron; the server also does it)."""

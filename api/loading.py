@@ -165,3 +165,28 @@ def seed(conn: Conn, folder: Path, *, catalogue: Catalogue) -> list[LoadReport]:
     if has_border and has_border["n"] == 0:
         border.derive(conn, width_m=catalogue.border_zone_m)
     return reports
+
+
+def audit(conn: Conn, *, min_area_m2: float = 1.0) -> Any:
+    """The coverage audit of the stored layers (``gis.coverage``), areas in m² (EPSG:4544)."""
+    from gis.coverage import DistrictLayer, GridLayer, PoliceLayer, VillageLayer, audit_coverage
+    from layers.audit import layers_for_audit
+
+    data = layers_for_audit(conn)
+
+    def base(name: str) -> dict[str, Any]:
+        d = data[name]
+        return {"codes": d.get("code", []), "geoms": d.get("geoms", []), "sides": d.get("side", [])}
+
+    g = data["grids"]
+    return audit_coverage(
+        districts=DistrictLayer(**base("districts")),
+        villages=VillageLayer(**base("villages")),
+        grids=GridLayer(
+            **base("grids"),
+            village_codes=g.get("village_code", []),
+            joint=np.array(g.get("joint", []), dtype=bool),
+        ),
+        police_grids=PoliceLayer(**base("police_grids")),
+        min_area_m2=min_area_m2,
+    )

@@ -34,7 +34,7 @@ from gis.coverage import (
     metric_transformer,
     to_feature_collection,
 )
-from gis.errors import InvalidGeometry, InvalidInput, UnknownSide
+from gis.errors import DomainError, InvalidGeometry, InvalidInput, UnknownSide
 
 A, B, C = "510904", "500152", "500151"
 CELL = 1000.0
@@ -124,8 +124,19 @@ def seed_same_side_overlap(w: World) -> Expected:
     return [("overlap", (f"{A}-G00", f"{A}-G10"), 100 * 1000)]
 
 
-def seed_joint_cross_side_overlap(w: World) -> Expected:
-    # Overlaps Anju's G30 and leaves its Tongnan village, but only into Anju: allowed.
+def seed_overlap_and_gap_of_equal_area(w: World) -> Expected:
+    # The village's grid areas still sum to its area; the gap must be found all the same.
+    grid_box(w, f"{A}-G00", 0, 0, 1100, 1000)
+    g = w.grids[f"{A}-G11"]
+    w.grids[f"{A}-G11"] = replace(g, geom=g.geom.difference(box(1400, 1200, 1600, 1700)))
+    return [
+        ("gap", (f"{A}-V01",), 200 * 500),
+        ("overlap", (f"{A}-G00", f"{A}-G10"), 100 * 1000),
+    ]
+
+
+def seed_joint_grid_straddles_side_line(w: World) -> Expected:
+    # Leaves its Tongnan village only into Anju, and overlaps Anju's G30: both allowed.
     grid_box(w, f"{B}-G40", 3900, 0, 5000, 1000, joint=True)
     return []
 
@@ -221,7 +232,8 @@ def seed_float_slivers(w: World) -> Expected:
 DEFECTS: list[Callable[[World], Expected]] = [
     seed_gap,
     seed_same_side_overlap,
-    seed_joint_cross_side_overlap,
+    seed_overlap_and_gap_of_equal_area,
+    seed_joint_grid_straddles_side_line,
     seed_joint_grid_covers_other_side,
     seed_non_joint_cross_side,
     seed_grid_leaves_district,
@@ -257,7 +269,9 @@ def test_seeded_defect_is_found(seed: Callable[[World], Expected]) -> None:
 
     assert observed(report) == sorted((k, c) for k, c, _ in expected)
     assert report.clean == (not expected)
-    areas = {(f.kind, f.codes): f.area_m2 for f in report.findings}
+    areas: dict[tuple[str, tuple[str, ...]], float] = {
+        (f.kind, f.codes): f.area_m2 for f in report.findings
+    }
     for kind, codes, area in expected:
         assert areas[(kind, codes)] == pytest.approx(area, rel=0.01)
     for f in report.findings:
@@ -426,13 +440,13 @@ def test_multipolygon_village_with_enclave() -> None:
     ids=["bowtie", "point", "empty", "unknown_side", "unknown_village"],
 )
 def test_bad_input_is_rejected(
-    mutate: Callable[[World], None], error: type[Exception], code: str
+    mutate: Callable[[World], None], error: type[DomainError], code: str
 ) -> None:
     w = make_world()
     mutate(w)
     with pytest.raises(error) as info:
         w.audit()
-    assert code in str(info.value.detail)  # type: ignore[attr-defined]
+    assert code in str(info.value.detail)
 
 
 def test_duplicate_codes_and_ragged_arrays_are_rejected() -> None:
