@@ -60,7 +60,8 @@ def test_bad_rows_are_reported_by_number_and_nothing_is_loaded(conn, tmp_path, c
     v = village(conn)
     x, y = v["x"], v["y"]
     other = "500152" if v["side"] == "510904" else "510904"
-    rows = good_rows(v, 2) + [
+    rows = [
+        *good_rows(v, 2),
         grid_feature("", v["code"], box(x, y, x + 0.001, y + 0.001)),  # row 3: missing code
         grid_feature(
             f"{v['code']}950", "999999999999", box(x, y, x + 0.001, y + 0.001)
