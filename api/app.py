@@ -100,10 +100,13 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     add_exception_handlers(app)
 
     from api.routes import catalogue as catalogue_routes
-    from api.routes import health, incidents, locate
+    from api.routes import health, incidents, locate, ogc, open311, pages
 
     app.include_router(health.router)
     app.include_router(locate.router)
     app.include_router(incidents.router)
     app.include_router(catalogue_routes.router)
+    ogc.install(app)
+    open311.install(app)
+    pages.install(app)
     return app
