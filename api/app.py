@@ -17,8 +17,19 @@ from psycopg_pool import ConnectionPool
 from api import settings
 from api.catalogue import load_catalogue
 from api.errors import add_exception_handlers
+from api.limits import BodyLimit
 
 log = logging.getLogger("jointgrid")
+
+
+def _as_app_role(conn: Any) -> None:
+    """Work as `jointgrid_app` where it exists: it may only append to the audit trail."""
+    row = conn.execute(
+        "SELECT 1 FROM pg_roles WHERE rolname = 'jointgrid_app'"
+        " AND pg_has_role(current_user, 'jointgrid_app', 'MEMBER')"
+    ).fetchone()
+    if row:
+        conn.execute("SET ROLE jointgrid_app")
 
 
 def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> ConnectionPool[Any]:
@@ -39,6 +50,7 @@ def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> Connec
         name="jointgrid",
         reconnect_timeout=0,  # keep retrying forever: the server must recover on its own
         check=ConnectionPool.check_connection,
+        configure=_as_app_role,
     )
     if open_now:
         pool.open(wait=False)
@@ -97,7 +109,9 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     app.state.pool = pool
     app.state.pool_timeout = db.connect_timeout_s
     app.state.catalogue = catalogue
+    app.state.public_feeds = service.public_feeds
     add_exception_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=service.max_body_bytes)
 
     from api.routes import catalogue as catalogue_routes
     from api.routes import health, incidents, locate, ogc, open311, pages

@@ -169,8 +169,15 @@ def report(
     *,
     idempotency_key: str | None,
     actor: dict[str, Any],
+    scope: Any = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Store a report as a case; return (case, created). A retry returns the first case."""
+    """Store a report as a case; return (case, created). A retry returns the first case.
+
+    ``scope`` (the caller, ``api.access.Principal``) decides whether the reporter's identity is
+    shown in the answer; idempotency keys are per caller, so one key cannot reach another's case.
+    """
+    if idempotency_key and actor.get("key_id"):
+        idempotency_key = f"{actor['key_id']}:{idempotency_key}"
     digest = request_hash(body)
     if idempotency_key:
         existing = incidents.by_key(conn, idempotency_key)
@@ -262,10 +269,10 @@ def _point(lon: float, lat: float) -> Any:
     return Point(lon, lat)
 
 
-def case_view(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored case as the API shows it."""
+def case_view(row: dict[str, Any], *, show_reporter: bool = True) -> dict[str, Any]:
+    """A stored case as the API shows it; the reporter only to those who may see it."""
     routing = row.get("routing") or {}
-    return {
+    view = {
         "id": row["id"],
         "code": row["code"],
         "status": row["status"],
@@ -306,6 +313,9 @@ def case_view(row: dict[str, Any]) -> dict[str, Any]:
             "events": f"/api/v1/incidents/{row['id']}/events",
         },
     }
+    if not show_reporter:
+        view["reporter"] = None
+    return view
 
 
 def _iso(v: Any) -> str | None:

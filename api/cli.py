@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import psycopg
 
 from api import settings
 from api.catalogue import load_catalogue
@@ -40,6 +41,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except DomainError as exc:
             _fail(exc)
+        except psycopg.Error as exc:
+            click.echo(f"database error: {str(exc).strip().splitlines()[0]}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group)
@@ -202,6 +206,98 @@ def reroute_cmd(open_only: bool, dry_run: bool, as_json: bool) -> None:
         click.echo(f"  {k}: {v}")
     for e in s.examples:
         click.echo(f"  e.g. {e}")
+
+
+@main.group("apikey")
+def apikey() -> None:
+    """Create, list and revoke API keys."""
+
+
+@apikey.command("create")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["grid_worker", "team_member", "operator", "admin", "feed"]),
+)
+@click.option("--side", default=None, help="the district code the key acts for")
+@click.option("--team", default=None, help="the team code, for team_member keys")
+@click.option("--name", default="", help="who holds the key")
+def apikey_create(role: str, side: str | None, team: str | None, name: str) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from layers import keys
+
+    with _conn() as conn:
+        conn.autocommit = True
+        token, rec = keys.create(conn, role=role, side=side, team=team, name=name)
+    click.echo(token)
+    click.echo(
+        f"(key id {rec['id']}, role {role}{', side ' + side if side else ''}; "
+        "keep it safe: it cannot be shown again)",
+        err=True,
+    )
+
+
+@apikey.command("list")
+def apikey_list() -> None:
+    """List keys (never their secrets)."""
+    from layers import keys
+
+    with _conn() as conn:
+        for k in keys.list_keys(conn):
+            state = f"revoked {k['revoked_at']:%Y-%m-%d}" if k["revoked_at"] else "live"
+            click.echo(
+                f"{k['id']}  {k['role']:12} {k['side'] or '-':7} {k['team'] or '-':6} "
+                f"{state:18} {k['name']}"
+            )
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke a key by its id (the part after jg_ and before the next underscore)."""
+    from layers import keys
+
+    with _conn() as conn:
+        conn.autocommit = True
+        keys.revoke(conn, key_id.removeprefix("jg_").split("_")[0])
+    click.echo(f"revoked {key_id}")
+
+
+@main.command("first-admin-hint", hidden=True)
+def first_admin_hint() -> None:
+    """Say how to make the first admin key, if there is none yet (make run calls this)."""
+    from layers import keys
+
+    with _conn() as conn:
+        if not keys.any_admin(conn):
+            click.echo(
+                "No admin key exists yet. Create the first one with:\n"
+                "  .venv/bin/jointgrid apikey create --role admin --name 'your name'\n"
+                "(with DATABASE_URL set to this database; `scripts/pgcluster.sh url` prints the "
+                "private cluster's)"
+            )
+
+
+@main.group("audit-trail")
+def audit_trail() -> None:
+    """The append-only case audit trail."""
+
+
+@audit_trail.command("verify")
+def audit_trail_verify() -> None:
+    """Check the hash chain over every case's events and report any break."""
+    from layers.incidents import verify_chain
+
+    with _conn() as conn:
+        result = verify_chain(conn)
+    for b in result["breaks"]:
+        click.echo(f"BREAK case {b['code']} event {b['seq']}: {b['problem']}")
+    click.echo(
+        f"checked {result['events']} event(s) of {result['cases']} case(s); "
+        f"{len(result['breaks'])} break(s)"
+    )
+    if result["breaks"]:
+        sys.exit(1)
 
 
 @main.command("serve")

@@ -36,6 +36,9 @@ STATUS: dict[type[e.DomainError], int] = {
     e.TransitionNotAllowed: 409,
     e.Conflict: 409,
     e.Unavailable: 503,
+    e.Unauthenticated: 401,
+    e.Forbidden: 403,
+    e.PayloadTooLarge: 413,
 }
 
 HTTP_CODES = {
@@ -64,6 +67,8 @@ def body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
 def domain_response(exc: e.DomainError) -> JSONResponse:
     status = status_for(exc)
     headers = {"Retry-After": "5"} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="jointgrid"'}
     return JSONResponse(
         body(exc.code, exc.message, exc.detail), status_code=status, headers=headers
     )

@@ -84,3 +84,19 @@ class Unavailable(DomainError):
 
 class UnknownSeverity(InvalidInput):
     code = "unknown_severity"
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or credentials that are unknown, revoked or expired."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    """Known credentials that may not do this."""
+
+    code = "forbidden"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"

@@ -43,8 +43,11 @@ def translate_errors() -> Iterator[None]:
         raise InvalidInput("a referenced record does not exist", _diag(exc)) from exc
     except (pgerr.CheckViolation, pgerr.NotNullViolation) as exc:
         raise InvalidInput("a value breaks a rule of the data model", _diag(exc)) from exc
-    except pgerr.InvalidTextRepresentation as exc:
-        raise InvalidInput("a value has the wrong form", {"reason": _first_line(exc)}) from exc
+    except psycopg.DataError as exc:
+        # Values PostgreSQL cannot take: NUL bytes in text, numbers out of range, bad dates.
+        raise InvalidInput(
+            "a value cannot be stored or compared as given", {"reason": _first_line(exc)}
+        ) from exc
     except pgerr.NoDataFound as exc:
         raise NotFound("no such record", {"reason": _first_line(exc)}) from exc
     except pgerr.InternalError as exc:

@@ -213,6 +213,10 @@ _FILTERS: dict[str, str] = {
     "until": "i.reported_at < %({})s",
     "updated_since": "i.updated_at > %({})s",
     "cross_boundary": "i.cross_boundary = %({})s",
+    # access scopes (api.access.case_scope)
+    "team": "i.teams @> jsonb_build_array(jsonb_build_object('code', %({})s::text))",
+    "reporter_key": "i.reporter->>'key_id' = %({})s",
+    "none": "NOT %({})s",
 }
 
 
@@ -286,3 +290,28 @@ def stream_for_reroute(
             },
         )
         yield from cur
+
+
+def verify_chain(conn: Conn) -> dict[str, Any]:
+    """Recompute every event's hash from its predecessor and content; list any break."""
+    with translate_errors():
+        breaks = conn.execute(
+            "WITH e AS (SELECT e.*, lag(e.hash) OVER w AS expected_prev,"
+            " lag(e.seq) OVER w AS prev_seq FROM incident_events e"
+            " WINDOW w AS (PARTITION BY e.incident_id ORDER BY e.seq))"
+            " SELECT i.code, e.seq, CASE"
+            "  WHEN e.prev_hash IS DISTINCT FROM e.expected_prev THEN 'does not follow the previous event'"
+            "  WHEN e.seq <> coalesce(e.prev_seq, 0) + 1 THEN 'an event is missing before it'"
+            "  ELSE 'its content does not match its hash' END AS problem"
+            " FROM e JOIN incidents i ON i.id = e.incident_id"
+            " WHERE e.prev_hash IS DISTINCT FROM e.expected_prev"
+            "    OR e.seq <> coalesce(e.prev_seq, 0) + 1"
+            "    OR e.hash IS DISTINCT FROM incident_event_digest(e.prev_hash,"
+            "       ROW(e.id, e.incident_id, e.side, e.seq, e.action, e.from_status, e.to_status,"
+            "           e.actor, e.actor_side, e.note, e.payload, e.at, e.prev_hash, e.hash)::incident_events)"
+            " ORDER BY i.code, e.seq"
+        ).fetchall()
+        n = conn.execute(
+            "SELECT count(*) AS events, count(DISTINCT incident_id) AS cases FROM incident_events"
+        ).fetchone()
+    return {"breaks": breaks, "events": n["events"] if n else 0, "cases": n["cases"] if n else 0}

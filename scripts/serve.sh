@@ -15,6 +15,7 @@ fi
 
 .venv/bin/jointgrid migrate
 .venv/bin/jointgrid seed
+.venv/bin/jointgrid first-admin-hint
 
 srv=""
 cleanup() {

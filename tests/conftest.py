@@ -20,7 +20,7 @@ from psycopg import sql as q
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "live_server"}
+POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "live_server", "api_keys"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -87,6 +87,37 @@ def db_url() -> Iterator[str]:
         admin.close()
 
 
+@pytest.fixture(scope="session")
+def api_keys(db_url: str) -> dict[str, str]:
+    """Committed keys: admin, feed, and operator / grid_worker / team_member for each side."""
+    from layers import keys
+    from layers.db import connect
+
+    out: dict[str, str] = {}
+    with connect(db_url) as c:
+        c.autocommit = True
+        teams = {
+            r["side"]: r["code"]
+            for r in c.execute(
+                "SELECT DISTINCT ON (side) side, code FROM teams ORDER BY side, code"
+            )
+        }
+        out["admin"], _ = keys.create(c, role="admin", side=None, name="test admin")
+        out["feed"], _ = keys.create(c, role="feed", side=None, name="test feed")
+        for side in ("510904", "500152"):
+            for role in ("operator", "grid_worker"):
+                out[f"{role}:{side}"], _ = keys.create(c, role=role, side=side, name=f"test {role}")
+            out[f"team_member:{side}"], _ = keys.create(
+                c, role="team_member", side=side, team=teams[side], name="test team member"
+            )
+            out[f"team:{side}"] = teams[side]
+    return out
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture()
 def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection whose every change is rolled back when the test ends."""
@@ -106,8 +137,8 @@ def catalogue() -> Any:
 
 
 @pytest.fixture()
-def client(db_url: str, conn: psycopg.Connection[Any]) -> Iterator[Any]:
-    """An HTTP client on the app whose requests share the test's rolled-back transaction."""
+def client(db_url: str, conn: psycopg.Connection[Any], api_keys: dict[str, str]) -> Iterator[Any]:
+    """An HTTP client (as admin) whose requests share the test's rolled-back transaction."""
     from fastapi.testclient import TestClient
 
     from api.app import create_app, make_pool
@@ -123,15 +154,15 @@ def client(db_url: str, conn: psycopg.Connection[Any]) -> Iterator[Any]:
 
     app.dependency_overrides[get_conn] = shared
     try:
-        with TestClient(app, raise_server_exceptions=False) as c:
+        with TestClient(app, raise_server_exceptions=False, headers=bearer(api_keys["admin"])) as c:
             yield c
     finally:
         pool.close()
 
 
 @pytest.fixture()
-def live_client(db_url: str) -> Iterator[Any]:
-    """An HTTP client on the app with a real pool: requests commit (clean up after yourself)."""
+def live_client(db_url: str, api_keys: dict[str, str]) -> Iterator[Any]:
+    """An HTTP client (as admin) on the app with a real pool: requests commit."""
     from fastapi.testclient import TestClient
 
     from api.app import create_app, make_pool
@@ -140,7 +171,7 @@ def live_client(db_url: str) -> Iterator[Any]:
     pool = make_pool(DatabaseSettings(DATABASE_URL=db_url, pool_min=2, pool_max=20))  # type: ignore[call-arg]
     app = create_app(pool=pool)
     try:
-        with TestClient(app, raise_server_exceptions=False) as c:
+        with TestClient(app, raise_server_exceptions=False, headers=bearer(api_keys["admin"])) as c:
             yield c
     finally:
         pool.close()
@@ -180,7 +211,12 @@ def live_server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "DATABASE_URL": db_url, "JOINTGRID_ESCALATION_INTERVAL_S": "0"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "JOINTGRID_ESCALATION_INTERVAL_S": "0",
+        "JOINTGRID_PUBLIC_FEEDS": "true",  # the feeds' client tests read them anonymously
+    }
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],

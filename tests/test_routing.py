@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from gis.crs import from_wgs84
+from tests.conftest import bearer
 from tests.geo import ANJU, TONGNAN, distance_to_other, line_vertex, point_inside, side_of
 
 MECHANISM_BY_CATEGORY = [
@@ -280,7 +281,7 @@ def test_unknown_case_is_404_with_body(client):
     assert r.status_code == 404 and r.json()["code"] == "not_found"
 
 
-def test_fifty_parallel_retries_make_exactly_one_case(live_server, db_url):
+def test_fifty_parallel_retries_make_exactly_one_case(live_server, db_url, api_keys):
     import psycopg
 
     key = f"retry-{uuid.uuid4()}"
@@ -289,7 +290,10 @@ def test_fifty_parallel_retries_make_exactly_one_case(live_server, db_url):
 
     def post(_: int) -> httpx.Response:
         return httpx.post(
-            f"{live_server}/api/v1/incidents", json=b, headers={"Idempotency-Key": key}, timeout=30
+            f"{live_server}/api/v1/incidents",
+            json=b,
+            headers={"Idempotency-Key": key, **bearer(api_keys["grid_worker:510904"])},
+            timeout=30,
         )
 
     with ThreadPoolExecutor(max_workers=50) as pool:
@@ -299,12 +303,12 @@ def test_fifty_parallel_retries_make_exactly_one_case(live_server, db_url):
     assert len({r.json()["id"] for r in responses}) == 1
     with psycopg.connect(db_url) as c:
         n = c.execute(
-            "SELECT count(*) FROM incidents WHERE idempotency_key = %s", (key,)
+            "SELECT count(*) FROM incidents WHERE idempotency_key LIKE %s", ("%:" + key,)
         ).fetchone()
         events = c.execute(
             "SELECT count(*) FROM incident_events e JOIN incidents i ON i.id = e.incident_id"
-            " WHERE i.idempotency_key = %s",
-            (key,),
+            " WHERE i.idempotency_key LIKE %s",
+            ("%:" + key,),
         ).fetchone()
     assert n == (1,) and events == (1,)
 

@@ -15,7 +15,7 @@ from tests.conftest import free_port, wait_healthy
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_make_run_serves_and_stops_cleanly_on_sigterm(db_url, tmp_path):
+def test_make_run_serves_and_stops_cleanly_on_sigterm(db_url, tmp_path, api_keys):
     port = free_port()
     log = tmp_path / "run.log"
     env = {**os.environ, "DATABASE_URL": db_url, "PORT": str(port)}
@@ -33,7 +33,11 @@ def test_make_run_serves_and_stops_cleanly_on_sigterm(db_url, tmp_path):
         wait_healthy(base, proc, timeout=180)
         health = httpx.get(f"{base}/healthz").json()
         assert health["status"] == "ok" and health["postgis"].startswith("3")
-        r = httpx.get(f"{base}/api/v1/locate", params={"lon": 105.6402, "lat": 30.2787})
+        r = httpx.get(
+            f"{base}/api/v1/locate",
+            params={"lon": 105.6402, "lat": 30.2787},
+            headers={"Authorization": f"Bearer {api_keys['operator:510904']}"},
+        )
         assert r.status_code == 200 and r.json()["side"] == "510904"
     finally:
         proc.send_signal(signal.SIGTERM)  # to make itself, as an operator or a supervisor would

@@ -8,13 +8,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
+from api.access import allow
 from gis.errors import Unavailable
 from layers.db import postgis_version
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness and database readiness")
+@router.get(
+    "/healthz", summary="Liveness and database readiness", dependencies=[allow(anyone=True)]
+)
 def healthz(request: Request) -> JSONResponse:
     pool = request.app.state.pool
     try:

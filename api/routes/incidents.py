@@ -8,8 +8,11 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from api import cases, params
+from api.access import CASE_ROLES, Principal, allow, can_see, check_transition, may_see_reporter
 from api.deps import CatalogueDep, Conn
+from api.access import case_scope as access_scope
 from api.schemas import ReportIn, TransitionIn
+from gis.errors import NotFound
 from layers import incidents
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
@@ -32,10 +35,14 @@ IdempotencyKey = Annotated[
     responses={200: {"description": "a retry: the case made by the first request"}},
 )
 def post_incident(
-    body: ReportIn, conn: Conn, catalogue: CatalogueDep, idempotency_key: IdempotencyKey = None
+    body: ReportIn,
+    conn: Conn,
+    catalogue: CatalogueDep,
+    who: Annotated[Principal, allow(*CASE_ROLES)],
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     case, created = cases.report(
-        conn, body, catalogue, idempotency_key=idempotency_key, actor={"kind": "anonymous"}
+        conn, body, catalogue, idempotency_key=idempotency_key, actor=who.actor(), scope=who
     )
     return JSONResponse(
         case,
@@ -45,18 +52,39 @@ def post_incident(
 
 
 @router.post("/route", summary="The routing decision for a report, without storing anything")
-def post_route(body: ReportIn, conn: Conn, catalogue: CatalogueDep) -> dict[str, Any]:
+def post_route(
+    body: ReportIn,
+    conn: Conn,
+    catalogue: CatalogueDep,
+    who: Annotated[Principal, allow(*CASE_ROLES)],
+) -> dict[str, Any]:
     return cases.route(conn, body, catalogue)
 
 
 @router.get("/incidents/{case_id}", summary="A case, by id or code")
-def get_incident(case_id: str, conn: Conn) -> dict[str, Any]:
-    return cases.case_view(incidents.get(conn, case_id))
+def get_incident(
+    case_id: str, conn: Conn, who: Annotated[Principal, allow(*CASE_ROLES)]
+) -> dict[str, Any]:
+    row = _visible(conn, who, case_id)
+    return cases.case_view(row, show_reporter=may_see_reporter(who, row))
+
+
+def _visible(conn: Conn, who: Principal, case_id: str) -> dict[str, Any]:
+    """The case, or 404 when it does not exist or the caller may not see it (the same answer)."""
+    try:
+        row = incidents.get(conn, case_id)
+    except NotFound:
+        raise NotFound("no such case, or not visible to this key", {"id": case_id}) from None
+    if not can_see(who, row):
+        raise NotFound("no such case, or not visible to this key", {"id": case_id})
+    return row
 
 
 @router.get("/incidents/{case_id}/events", summary="The audit trail of a case, oldest first")
-def get_incident_events(case_id: str, conn: Conn) -> dict[str, Any]:
-    row = incidents.get(conn, case_id)
+def get_incident_events(
+    case_id: str, conn: Conn, who: Annotated[Principal, allow(*CASE_ROLES)]
+) -> dict[str, Any]:
+    row = _visible(conn, who, case_id)
     return {"id": row["id"], "code": row["code"], "events": incidents.events(conn, row["id"])}
 
 
@@ -77,6 +105,7 @@ STATUSES = {
 def list_incidents(
     conn: Conn,
     catalogue: CatalogueDep,
+    who: Annotated[Principal, allow(*CASE_ROLES)],
     status: str | None = None,
     mechanism: str | None = None,
     side: str | None = None,
@@ -98,6 +127,7 @@ def list_incidents(
         "since": params.parse_time(since, name="since"),
         "until": params.parse_time(until, name="until"),
         "cross_boundary": cross_boundary,
+        **access_scope(who),
     }
     after = params.decode_cursor(cursor, size=2)
     rows = incidents.list_cases(
@@ -108,7 +138,10 @@ def list_incidents(
         after=after,  # type: ignore[arg-type]
     )
     page, more = rows[:limit], len(rows) > limit
-    out: dict[str, Any] = {"items": [cases.case_view(r) for r in page], "count": len(page)}
+    out: dict[str, Any] = {
+        "items": [cases.case_view(r, show_reporter=may_see_reporter(who, r)) for r in page],
+        "count": len(page),
+    }
     if more:
         last = page[-1]
         out["next_cursor"] = params.encode_cursor(last["reported_at"].isoformat(), last["id"])
@@ -123,6 +156,13 @@ def list_incidents(
     },
 )
 def post_transition(
-    case_id: str, body: TransitionIn, conn: Conn, catalogue: CatalogueDep
+    case_id: str,
+    body: TransitionIn,
+    conn: Conn,
+    catalogue: CatalogueDep,
+    who: Annotated[Principal, allow("team_member", "operator", "admin")],
 ) -> dict[str, Any]:
-    return cases.transition(conn, case_id, body, catalogue, actor={"kind": "anonymous"})
+    row = _visible(conn, who, case_id)
+    check_transition(who, row, body.side)
+    case = cases.transition(conn, row["id"], body, catalogue, actor=who.actor())
+    return {**case, "reporter": case["reporter"] if may_see_reporter(who, row) else None}

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.views import locate_view
 from gis.crs import parse_crs, to_wgs84
@@ -21,6 +22,7 @@ router = APIRouter(prefix="/api/v1", tags=["routing"])
 def get_locate(
     conn: Conn,
     catalogue: CatalogueDep,
+    who: Annotated[Principal, allow(*CASE_ROLES)],
     lon: Annotated[str, Query(description="longitude, decimal degrees")],
     lat: Annotated[str, Query(description="latitude, decimal degrees")],
     crs: Annotated[str, Query(description="wgs84 (default), cgcs2000, gcj02 or bd09")] = "wgs84",

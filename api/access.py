@@ -1,0 +1,207 @@
+"""Who may do what: API keys (Bearer), page sessions (cookie + CSRF), and one rule per route.
+
+Every route declares its rule next to it, as a parameter ``who: Annotated[Principal, allow(...)]``
+(or ``dependencies=[allow(...)]``). The test suite walks every route and fails if one has none.
+
+Roles:
+- ``grid_worker``: reports, reads its own reports;
+- ``team_member``: reads and moves the cases assigned to its team, for its side;
+- ``operator``: reads its side's cases and every cross-boundary case involving its side, and
+  moves them only for its own side;
+- ``admin``: everything, including reporter identity;
+- ``feed``: the redacted feeds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Depends, Request
+from psycopg_pool import PoolTimeout
+
+from gis.errors import Forbidden, NotFound, Unauthenticated, Unavailable
+from layers import keys
+
+SESSION_COOKIE = "jg_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CACHE_SECONDS = 10.0  # a revoked key stops working within this many seconds
+ALL_ROLES = keys.ROLES
+CASE_ROLES = ("grid_worker", "team_member", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a key's id, role, side and team, or nobody (anonymous)."""
+
+    key_id: str | None = None
+    role: str | None = None
+    side: str | None = None
+    team: str | None = None
+    name: str = ""
+    via: str = "anonymous"
+
+    @property
+    def anonymous(self) -> bool:
+        return self.role is None
+
+    def actor(self) -> dict[str, Any]:
+        """What the audit trail records about the caller."""
+        return {
+            "kind": "key" if self.key_id else "anonymous",
+            "key_id": self.key_id,
+            "role": self.role,
+            "side": self.side,
+            "team": self.team,
+        }
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: tuple[str, ...]
+    public_feed: bool = False  # open to anonymous callers when JOINTGRID_PUBLIC_FEEDS=true
+    anyone: bool = False  # open to everybody (health, sign-in page)
+
+
+@dataclass
+class _Cache:
+    entries: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
+
+    def get(self, token: str) -> tuple[bool, dict[str, Any] | None]:
+        hit = self.entries.get(token)
+        if hit is None or hit[0] < time.monotonic():
+            return False, None
+        return True, hit[1]
+
+    def put(self, token: str, value: dict[str, Any] | None) -> None:
+        if len(self.entries) > 10_000:
+            self.entries.clear()
+        self.entries[token] = (time.monotonic() + CACHE_SECONDS, value)
+
+
+def _cache(request: Request) -> _Cache:
+    cache = getattr(request.app.state, "key_cache", None)
+    if cache is None:
+        cache = request.app.state.key_cache = _Cache()
+    return cache  # type: ignore[no-any-return]
+
+
+def _lookup(request: Request, kind: str, token: str) -> dict[str, Any] | None:
+    cache = _cache(request)
+    hit, value = cache.get(f"{kind}:{token}")
+    if hit:
+        return value
+    try:
+        with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
+            value = keys.verify(conn, token) if kind == "key" else keys.session(conn, token)
+    except PoolTimeout as exc:
+        raise Unavailable("the database is not reachable; retry shortly") from exc
+    cache.put(f"{kind}:{token}", value)
+    return value
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller of this request; raises ``Unauthenticated`` for bad credentials."""
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("send the API key as: Authorization: Bearer <key>")
+        rec = _lookup(request, "key", token.strip())
+        if rec is None:
+            raise Unauthenticated("the API key is unknown or has been revoked")
+        return Principal(rec["id"], rec["role"], rec["side"], rec["team"], rec["name"], "bearer")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        rec = _lookup(request, "session", cookie)
+        if rec is None:
+            raise Unauthenticated("the session has expired; sign in again at /login")
+        if (
+            request.method not in SAFE_METHODS
+            and request.headers.get("x-csrf-token") != rec["csrf"]
+        ):
+            raise Forbidden(
+                "missing or wrong CSRF token: pages send it in the X-CSRF-Token header",
+                {"hint": "reload the page and try again"},
+            )
+        return Principal(rec["id"], rec["role"], rec["side"], rec["team"], rec["name"], "session")
+    return Principal()
+
+
+def allow(*roles: str, public_feed: bool = False, anyone: bool = False) -> Any:
+    """The access rule of one route, as a dependency that returns the caller."""
+    unknown = set(roles) - set(ALL_ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {unknown}")
+    rule = Rule(tuple(roles), public_feed, anyone)
+
+    def check(request: Request) -> Principal:
+        who = authenticate(request)
+        if rule.anyone:
+            return who
+        if who.anonymous:
+            if rule.public_feed and request.app.state.public_feeds:
+                return who
+            raise Unauthenticated(
+                "this needs an API key: send Authorization: Bearer <key> (ask an admin for one)",
+                {"roles": list(rule.roles)},
+            )
+        if who.role not in rule.roles:
+            raise Forbidden(f"a {who.role} key may not do this", {"roles": list(rule.roles)})
+        return who
+
+    check.access_rule = rule  # type: ignore[attr-defined]
+    return Depends(check)
+
+
+# -- cases ---------------------------------------------------------------------------------
+
+
+def case_scope(who: Principal) -> dict[str, Any]:
+    """List filters that limit cases to those the caller may see."""
+    if who.role == "admin":
+        return {}
+    if who.role == "operator":
+        return {"side": [who.side]}
+    if who.role == "team_member":
+        return {"team": who.team}
+    if who.role == "grid_worker":
+        return {"reporter_key": who.key_id}
+    return {"none": True}
+
+
+def can_see(who: Principal, row: dict[str, Any]) -> bool:
+    if who.role == "admin":
+        return True
+    if who.role == "operator":
+        return who.side in row["sides"]
+    if who.role == "team_member":
+        return any(t.get("code") == who.team for t in row["teams"] or [])
+    if who.role == "grid_worker":
+        return (row.get("reporter") or {}).get("key_id") == who.key_id
+    return False
+
+
+def visible(who: Principal, row: dict[str, Any]) -> dict[str, Any]:
+    """The row if the caller may see it; a 404 otherwise, so as not to reveal that it exists."""
+    if not can_see(who, row):
+        raise NotFound("no such case", {})
+    return row
+
+
+def may_see_reporter(who: Principal, row: dict[str, Any]) -> bool:
+    return who.role == "admin" or (who.role == "operator" and who.side in row["sides"])
+
+
+def check_transition(who: Principal, row: dict[str, Any], side: str) -> None:
+    """Operators and team members act only for their own side."""
+    if who.role == "admin":
+        return
+    if side != who.side:
+        raise Forbidden(
+            f"this key acts for side {who.side}; it cannot act for {side}",
+            {"side": who.side},
+        )
+    if who.role == "grid_worker":
+        raise Forbidden("grid workers report cases; operators and teams move them")
