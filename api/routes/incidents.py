@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 
 from api import cases, params
 from api.access import CASE_ROLES, Principal, allow, can_see, check_transition, may_see_reporter
-from api.deps import CatalogueDep, Conn
 from api.access import case_scope as access_scope
+from api.deps import CatalogueDep, Conn
 from api.schemas import ReportIn, TransitionIn
 from gis.errors import NotFound
 from layers import incidents
