@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from psycopg_pool import PoolTimeout
 
@@ -92,6 +93,13 @@ def _lookup(request: Request, kind: str, token: str) -> dict[str, Any] | None:
     hit, value = cache.get(f"{kind}:{token}")
     if hit:
         return value
+    held = getattr(request.state, "conn", None)
+    if held is not None:
+        # The request already holds a pooled connection (api.deps.get_conn): taking a second
+        # one could leave every request holding one and waiting for another until all time out.
+        value = keys.verify(held, token) if kind == "key" else keys.session(held, token)
+        cache.put(f"{kind}:{token}", value)
+        return value
     try:
         with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
             value = keys.verify(conn, token) if kind == "key" else keys.session(conn, token)
@@ -101,9 +109,15 @@ def _lookup(request: Request, kind: str, token: str) -> dict[str, Any] | None:
     return value
 
 
-def authenticate(request: Request) -> Principal:
-    """The caller of this request; raises ``Unauthenticated`` for bad credentials."""
+def authenticate(request: Request, param_key: str | None = None) -> Principal:
+    """The caller of this request; raises ``Unauthenticated`` for bad credentials.
+
+    ``param_key`` is a key sent as a request parameter, for protocols that name one (Open311's
+    ``api_key``); the Authorization header wins when both are given.
+    """
     auth = request.headers.get("authorization")
+    if not auth and param_key:
+        auth = f"Bearer {param_key}"
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -129,15 +143,30 @@ def authenticate(request: Request) -> Principal:
     return Principal()
 
 
-def allow(*roles: str, public_feed: bool = False, anyone: bool = False) -> Any:
-    """The access rule of one route, as a dependency that returns the caller."""
+def allow(
+    *roles: str, public_feed: bool = False, anyone: bool = False, key_param: str | None = None
+) -> Any:
+    """The access rule of one route, as a dependency that returns the caller.
+
+    ``key_param`` names a query or form field that may carry the key (Open311's ``api_key``).
+    """
     unknown = set(roles) - set(ALL_ROLES)
     if unknown:
         raise ValueError(f"unknown roles {unknown}")
     rule = Rule(tuple(roles), public_feed, anyone)
 
-    def check(request: Request) -> Principal:
-        who = authenticate(request)
+    async def check(request: Request) -> Principal:
+        param = None
+        if key_param:
+            param = request.query_params.get(key_param)
+            ctype = request.headers.get("content-type", "")
+            if param is None and ctype.startswith(
+                ("application/x-www-form-urlencoded", "multipart/form-data")
+            ):
+                value = (await request.form()).get(key_param)  # cached for the handler
+                param = value if isinstance(value, str) else None
+        # The key look-up may touch the database: keep it off the event loop.
+        who = await anyio.to_thread.run_sync(authenticate, request, param or None)
         if rule.anyone:
             return who
         if who.anonymous:
