@@ -39,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import cases, errors, params
-from api.deps import CatalogueDep, Conn
 from api.access import ALL_ROLES, CASE_ROLES, Principal, allow
+from api.deps import CatalogueDep, Conn
 from api.schemas import Reporter, ReportIn
 from gis.catalogue import Catalogue
 from gis.errors import DomainError, InvalidInput, NotFound
