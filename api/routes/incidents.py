@@ -12,6 +12,7 @@ from api.access import CASE_ROLES, Principal, allow, can_see, check_transition, 
 from api.access import case_scope as access_scope
 from api.deps import CatalogueDep, Conn
 from api.schemas import ReportIn, TransitionIn
+from gis import workflow
 from gis.errors import NotFound
 from layers import incidents
 
@@ -88,17 +89,7 @@ def get_incident_events(
     return {"id": row["id"], "code": row["code"], "events": incidents.events(conn, row["id"])}
 
 
-STATUSES = {
-    "reported",
-    "accepted",
-    "dispatched",
-    "in_progress",
-    "resolved",
-    "verified",
-    "closed",
-    "rejected",
-    "duplicate",
-}
+STATUSES = set(workflow.STATUSES)
 
 
 @router.get("/incidents", summary="Cases, newest first, filtered and paged")
