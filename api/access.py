@@ -42,6 +42,7 @@ class Principal:
     team: str | None = None
     name: str = ""
     via: str = "anonymous"
+    csrf: str | None = None  # the session's CSRF token, for pages to embed
 
     @property
     def anonymous(self) -> bool:
@@ -85,7 +86,7 @@ def _cache(request: Request) -> _Cache:
     cache = getattr(request.app.state, "key_cache", None)
     if cache is None:
         cache = request.app.state.key_cache = _Cache()
-    return cache  # type: ignore[no-any-return]
+    return cache
 
 
 def _lookup(request: Request, kind: str, token: str) -> dict[str, Any] | None:
@@ -139,7 +140,9 @@ def authenticate(request: Request, param_key: str | None = None) -> Principal:
                 "missing or wrong CSRF token: pages send it in the X-CSRF-Token header",
                 {"hint": "reload the page and try again"},
             )
-        return Principal(rec["id"], rec["role"], rec["side"], rec["team"], rec["name"], "session")
+        return Principal(
+            rec["id"], rec["role"], rec["side"], rec["team"], rec["name"], "session", rec["csrf"]
+        )
     return Principal()
 
 
@@ -166,9 +169,12 @@ def allow(
                 value = (await request.form()).get(key_param)  # cached for the handler
                 param = value if isinstance(value, str) else None
         # The key look-up may touch the database: keep it off the event loop.
+        if rule.anyone:  # open routes never fail on stale credentials (e.g. signing in again)
+            try:
+                return await anyio.to_thread.run_sync(authenticate, request, param or None)
+            except (Unauthenticated, Forbidden):
+                return Principal()
         who = await anyio.to_thread.run_sync(authenticate, request, param or None)
-        if rule.anyone:
-            return who
         if who.anonymous:
             if rule.public_feed and request.app.state.public_feeds:
                 return who

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gis import errors as e
@@ -92,11 +93,26 @@ def _short(value: Any) -> Any:
     return value if len(text) <= 200 else text[:200] + "…"
 
 
+API_PREFIXES = ("/api/", "/ogc", "/open311/", "/healthz")
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page (not an API client): send it to the sign-in page instead."""
+    return (
+        request.method == "GET"
+        and "text/html" in request.headers.get("accept", "")
+        and not request.url.path.startswith(API_PREFIXES)
+    )
+
+
 def add_exception_handlers(app: FastAPI) -> None:
     """Register the handlers once, when the app is created."""
 
     @app.exception_handler(e.DomainError)
-    async def _domain(request: Request, exc: e.DomainError) -> JSONResponse:
+    async def _domain(request: Request, exc: e.DomainError) -> Response:
+        if isinstance(exc, e.Unauthenticated) and _wants_page(request):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
         return domain_response(exc)
 
     @app.exception_handler(RequestValidationError)

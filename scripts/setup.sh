@@ -32,6 +32,8 @@ fi
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then need_pkgs+=(python3-venv); fi
 if [ "$mode" = test ] && ! command -v chromium >/dev/null; then need_pkgs+=(chromium); fi
+# A CJK font, so the browser tests' screenshots show the Chinese names.
+if [ "$mode" = test ] && [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then need_pkgs+=(fonts-wqy-microhei); fi
 if [ "$mode" = test ] && ! command -v node >/dev/null; then need_pkgs+=(nodejs npm); fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -419,3 +419,73 @@ def test_hostile_filter_strings_get_4xx_and_change_nothing(client, conn, param, 
         assert set(r.json()) == {"code", "message", "detail"}
     assert conn.execute("SELECT count(*) AS n FROM incidents").fetchone()["n"] == before
     assert conn.execute("SELECT to_regclass('incidents') IS NOT NULL AS ok").fetchone()["ok"]
+
+
+def sign_in(client: TestClient, token: str) -> str:
+    """Sign in through the form as a browser would; return the session's CSRF token."""
+    page = client.get("/login?next=/report", headers={"Authorization": ""})
+    assert page.status_code == 200
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = client.post("/login", data={"key": token, "csrf_token": form_token, "next": "/report"},
+                    headers={"Authorization": ""}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/report"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    report = client.get("/report", headers={"Authorization": ""})
+    assert report.status_code == 200
+    return re.search(r'name="csrf-token" content="([^"]+)"', report.text).group(1)  # type: ignore[union-attr]
+
+
+def test_pages_send_browsers_to_sign_in(client):
+    r = client.get("/map", headers={"Authorization": "", "Accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fmap"
+    api = client.get("/api/v1/incidents", headers={"Authorization": "", "Accept": "text/html"})
+    assert api.status_code == 401  # APIs answer, they do not redirect
+
+
+def test_sign_in_sets_a_session_and_forms_need_the_csrf_token(client, api_keys):
+    csrf = sign_in(client, api_keys["grid_worker:510904"])
+    lon, lat = point_inside(ANJU, 300)
+    body = {"lon": lon, "lat": lat, "category": "theft"}
+    no_token = client.post("/api/v1/incidents", json=body, headers={"Authorization": ""})
+    assert no_token.status_code == 403 and "CSRF" in no_token.json()["message"]
+    ok = client.post("/api/v1/incidents", json=body, headers={"Authorization": "", "X-CSRF-Token": csrf})
+    assert ok.status_code == 201
+    assert client.get("/map", headers={"Authorization": ""}).status_code == 403  # a grid worker
+    out = client.post("/logout", data={"csrf_token": csrf}, headers={"Authorization": ""},
+                      follow_redirects=False)
+    assert out.status_code == 303
+    client.app.state.key_cache.entries.clear()
+    assert client.get("/api/v1/catalogue", headers={"Authorization": ""}).status_code == 401
+
+
+def test_sign_in_refuses_bad_keys_and_forged_forms(client):
+    page = client.get("/login", headers={"Authorization": ""})
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    bad = client.post("/login", data={"key": "jg_no_no", "csrf_token": form_token},
+                      headers={"Authorization": ""}, follow_redirects=False)
+    assert bad.status_code == 401 and "unknown" in bad.text
+    client.cookies.clear()
+    forged = client.post("/login", data={"key": "x", "csrf_token": "guess"},
+                         headers={"Authorization": ""}, follow_redirects=False)
+    assert forged.status_code == 403
+
+
+def test_sign_in_never_redirects_off_the_server(client, api_keys):
+    page = client.get("/login", headers={"Authorization": ""})
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = client.post("/login", data={"key": api_keys["operator:510904"], "csrf_token": form_token,
+                                    "next": "//evil.example/x"},
+                    headers={"Authorization": ""}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/map"
+
+
+def test_operators_see_only_their_cases_on_the_map(client, api_keys):
+    anju_only = report_as(client, api_keys, "grid_worker:510904", ANJU, 5000, "fire")
+    tong = bearer(api_keys["operator:500152"])
+    r = client.get(f"/map/popup/{anju_only['id']}", headers=tong)
+    assert r.status_code == 404
+    assert client.get(f"/map/popup/{anju_only['id']}").status_code == 200  # admin
+    stats_t = client.get("/api/v1/stats", headers=tong).json()
+    stats_a = client.get("/api/v1/stats").json()
+    assert stats_t != stats_a

@@ -1,9 +1,26 @@
-"""Placeholder: routes are added here."""
+"""The pages: ``/map`` (command centre), ``/dashboard`` with ``/api/v1/stats``, and ``/report``.
+
+The routes live in the ``api.pages`` package; this module is the hook ``create_app`` calls.
+"""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api.pages import dashboard, login, mapview, report
+from api.pages.config import STATIC_DIR, page_settings
 
 
 def install(app: FastAPI) -> None:
-    """Register this module's routes (and any static mounts) on the app."""
+    """Mount the static folders and register the page and map-data routes."""
+    app.mount(
+        "/assets",
+        StaticFiles(directory=page_settings().assets_dir, check_dir=False),
+        name="assets",
+    )
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(mapview.router)
+    app.include_router(dashboard.router)
+    app.include_router(report.router)
+    app.include_router(login.router)

@@ -1,0 +1,102 @@
+"""Signing in to the pages with an API key, kept in a session cookie (HttpOnly, SameSite=Strict).
+
+The sign-in form is protected by a double-submit token; after sign-in, pages send the session's
+CSRF token in the X-CSRF-Token header (see ``api.access``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.access import SESSION_COOKIE, allow
+from api.pages import config
+from layers import keys
+
+router = APIRouter(tags=["pages"])
+LOGIN_CSRF = "jg_login_csrf"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only local paths: never redirect off the server after sign-in."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\\\" in target:
+        return "/map"
+    return target
+
+
+def _form(next_: str, error: str | None = None, status: int = 200) -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    html = (
+        config.templates()
+        .get_template("login.html")
+        .render(next=_safe_next(next_), csrf=token, error=error)
+    )
+    resp = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    resp.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", path="/login")
+    return resp
+
+
+@router.get(
+    "/login",
+    response_class=HTMLResponse,
+    dependencies=[allow(anyone=True)],
+    summary="The sign-in page",
+)
+def login_page(next: str = "/map") -> HTMLResponse:
+    return _form(next)
+
+
+@router.post("/login", dependencies=[allow(anyone=True)], summary="Sign in with an API key")
+async def login(
+    request: Request,
+    key: Annotated[str, Form(max_length=200)],
+    csrf_token: Annotated[str, Form(max_length=200)],
+    next: Annotated[str, Form(max_length=2000)] = "/map",
+) -> Response:
+    if not secrets.compare_digest(csrf_token, request.cookies.get(LOGIN_CSRF, "")):
+        return _form(next, "The form expired; please try again.", 403)
+
+    def check() -> tuple[str, str] | None:
+        with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
+            rec = keys.verify(conn, key.strip())
+            return None if rec is None else keys.open_session(conn, rec["id"])
+
+    opened = await anyio.to_thread.run_sync(check)
+    if opened is None:
+        return _form(next, "That key is unknown or has been revoked.", 401)
+    token, _ = opened
+    resp = RedirectResponse(_safe_next(next), status_code=303)
+    resp.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+        max_age=12 * 3600,
+    )
+    resp.delete_cookie(LOGIN_CSRF, path="/login")
+    return resp
+
+
+@router.post("/logout", dependencies=[allow(anyone=True)], summary="Sign out of the pages")
+async def logout(
+    request: Request, csrf_token: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+
+        def close() -> None:
+            with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
+                rec = keys.session(conn, cookie)
+                if rec is not None and secrets.compare_digest(rec["csrf"], csrf_token):
+                    keys.close_session(conn, cookie)
+
+        await anyio.to_thread.run_sync(close)
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE, path="/")
+    return resp
