@@ -48,7 +48,9 @@ def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> Connec
         },
         open=False,
         name="jointgrid",
-        reconnect_timeout=0,  # keep retrying forever: the server must recover on its own
+        # No long background reconnection loop during an outage: each request that needs a
+        # connection tries afresh, so the server recovers as soon as the database is back.
+        reconnect_timeout=0,
         check=ConnectionPool.check_connection,
         configure=_as_app_role,
     )

@@ -123,3 +123,19 @@ def postgis_version(conn: Conn) -> str:
     with translate_errors():
         row = conn.execute("SELECT postgis_lib_version() AS v").fetchone()
     return str(row["v"]) if row else ""
+
+
+def pending_migrations(conn: Conn) -> list[str]:
+    """The migration files not yet applied to this database (empty when up to date)."""
+    folder = resources.files("layers") / "migrations"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    with translate_errors():
+        exists = conn.execute(
+            "SELECT to_regclass('schema_migrations') IS NOT NULL AS ok"
+        ).fetchone()
+        done = (
+            {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
+            if exists and exists["ok"]
+            else set()
+        )
+    return [n for n in names if n.split("_", 1)[0] not in done]

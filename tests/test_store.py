@@ -220,3 +220,27 @@ def test_geometries_are_valid_4326_and_indexed(conn):
             (r["t"], f"%gist%({r['c']})%"),
         ).fetchone()
         assert idx["n"] >= 1, f"{r['t']}.{r['c']} has no GiST index"
+
+
+def test_pending_migrations_are_noticed(conn):
+    from layers.db import pending_migrations
+
+    assert pending_migrations(conn) == []
+    conn.execute("DELETE FROM schema_migrations WHERE version = '0007'")
+    assert pending_migrations(conn) == ["0007_indexes.sql"]
+
+
+def test_healthz_is_503_while_migrations_are_pending(db_url, live_client):
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as c:
+        row = c.execute(
+            "DELETE FROM schema_migrations WHERE version = '0007' RETURNING *"
+        ).fetchone()
+        try:
+            r = live_client.get("/healthz")
+        finally:
+            c.execute("INSERT INTO schema_migrations VALUES (%s, %s, %s)", row)
+    assert r.status_code == 503
+    assert r.json()["database"] == "migrations pending" and "0007" in r.json()["detail"]
+    assert live_client.get("/healthz").status_code == 200

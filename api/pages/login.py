@@ -57,7 +57,10 @@ async def login(
     csrf_token: Annotated[str, Form(max_length=200)],
     next: Annotated[str, Form(max_length=2000)] = "/map",
 ) -> Response:
-    if not secrets.compare_digest(csrf_token, request.cookies.get(LOGIN_CSRF, "")):
+    # Compare bytes: compare_digest refuses non-ASCII str, and a form may carry anything.
+    if not secrets.compare_digest(
+        csrf_token.encode(), request.cookies.get(LOGIN_CSRF, "").encode()
+    ):
         return _form(next, "The form expired; please try again.", 403)
 
     def check() -> tuple[str, str] | None:
@@ -93,7 +96,9 @@ async def logout(
         def close() -> None:
             with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
                 rec = keys.session(conn, cookie)
-                if rec is not None and secrets.compare_digest(rec["csrf"], csrf_token):
+                if rec is not None and secrets.compare_digest(
+                    rec["csrf"].encode(), csrf_token.encode()
+                ):
                     keys.close_session(conn, cookie)
 
         await anyio.to_thread.run_sync(close)

@@ -10,7 +10,7 @@ from psycopg_pool import PoolTimeout
 
 from api.access import allow
 from gis.errors import Unavailable
-from layers.db import postgis_version
+from layers.db import pending_migrations, postgis_version
 
 router = APIRouter(tags=["health"])
 
@@ -23,6 +23,7 @@ def healthz(request: Request) -> JSONResponse:
     try:
         with pool.connection(timeout=2.0) as conn:
             version = postgis_version(conn)
+            pending = pending_migrations(conn)
     except (PoolTimeout, Unavailable, OSError) as exc:
         body: dict[str, Any] = {
             "status": "unavailable",
@@ -31,4 +32,15 @@ def healthz(request: Request) -> JSONResponse:
             "detail": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
         }
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+    if pending:
+        return JSONResponse(
+            {
+                "status": "unavailable",
+                "database": "migrations pending",
+                "postgis": version,
+                "detail": f"run `jointgrid migrate` to apply {', '.join(pending)}",
+            },
+            status_code=503,
+            headers={"Retry-After": "30"},
+        )
     return JSONResponse({"status": "ok", "database": "ok", "postgis": version})
