@@ -426,8 +426,12 @@ def sign_in(client: TestClient, token: str) -> str:
     page = client.get("/login?next=/report", headers={"Authorization": ""})
     assert page.status_code == 200
     form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    r = client.post("/login", data={"key": token, "csrf_token": form_token, "next": "/report"},
-                    headers={"Authorization": ""}, follow_redirects=False)
+    r = client.post(
+        "/login",
+        data={"key": token, "csrf_token": form_token, "next": "/report"},
+        headers={"Authorization": ""},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == "/report"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
@@ -437,7 +441,9 @@ def sign_in(client: TestClient, token: str) -> str:
 
 
 def test_pages_send_browsers_to_sign_in(client):
-    r = client.get("/map", headers={"Authorization": "", "Accept": "text/html"}, follow_redirects=False)
+    r = client.get(
+        "/map", headers={"Authorization": "", "Accept": "text/html"}, follow_redirects=False
+    )
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fmap"
     api = client.get("/api/v1/incidents", headers={"Authorization": "", "Accept": "text/html"})
     assert api.status_code == 401  # APIs answer, they do not redirect
@@ -449,11 +455,14 @@ def test_sign_in_sets_a_session_and_forms_need_the_csrf_token(client, api_keys):
     body = {"lon": lon, "lat": lat, "category": "theft"}
     no_token = client.post("/api/v1/incidents", json=body, headers={"Authorization": ""})
     assert no_token.status_code == 403 and "CSRF" in no_token.json()["message"]
-    ok = client.post("/api/v1/incidents", json=body, headers={"Authorization": "", "X-CSRF-Token": csrf})
+    ok = client.post(
+        "/api/v1/incidents", json=body, headers={"Authorization": "", "X-CSRF-Token": csrf}
+    )
     assert ok.status_code == 201
     assert client.get("/map", headers={"Authorization": ""}).status_code == 403  # a grid worker
-    out = client.post("/logout", data={"csrf_token": csrf}, headers={"Authorization": ""},
-                      follow_redirects=False)
+    out = client.post(
+        "/logout", data={"csrf_token": csrf}, headers={"Authorization": ""}, follow_redirects=False
+    )
     assert out.status_code == 303
     client.app.state.key_cache.entries.clear()
     assert client.get("/api/v1/catalogue", headers={"Authorization": ""}).status_code == 401
@@ -462,21 +471,36 @@ def test_sign_in_sets_a_session_and_forms_need_the_csrf_token(client, api_keys):
 def test_sign_in_refuses_bad_keys_and_forged_forms(client):
     page = client.get("/login", headers={"Authorization": ""})
     form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    bad = client.post("/login", data={"key": "jg_no_no", "csrf_token": form_token},
-                      headers={"Authorization": ""}, follow_redirects=False)
+    bad = client.post(
+        "/login",
+        data={"key": "jg_no_no", "csrf_token": form_token},
+        headers={"Authorization": ""},
+        follow_redirects=False,
+    )
     assert bad.status_code == 401 and "unknown" in bad.text
     client.cookies.clear()
-    forged = client.post("/login", data={"key": "x", "csrf_token": "guess"},
-                         headers={"Authorization": ""}, follow_redirects=False)
+    forged = client.post(
+        "/login",
+        data={"key": "x", "csrf_token": "guess"},
+        headers={"Authorization": ""},
+        follow_redirects=False,
+    )
     assert forged.status_code == 403
 
 
 def test_sign_in_never_redirects_off_the_server(client, api_keys):
     page = client.get("/login", headers={"Authorization": ""})
     form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    r = client.post("/login", data={"key": api_keys["operator:510904"], "csrf_token": form_token,
-                                    "next": "//evil.example/x"},
-                    headers={"Authorization": ""}, follow_redirects=False)
+    r = client.post(
+        "/login",
+        data={
+            "key": api_keys["operator:510904"],
+            "csrf_token": form_token,
+            "next": "//evil.example/x",
+        },
+        headers={"Authorization": ""},
+        follow_redirects=False,
+    )
     assert r.status_code == 303 and r.headers["location"] == "/map"
 
 
