@@ -116,14 +116,12 @@ def authenticate(request: Request, param_key: str | None = None) -> Principal:
     ``param_key`` is a key sent as a request parameter, for protocols that name one (Open311's
     ``api_key``); the Authorization header wins when both are given.
     """
-    auth = request.headers.get("authorization")
-    if not auth and param_key:
-        auth = f"Bearer {param_key}"
+    auth = request.headers.get("authorization") or (f"Bearer {param_key}" if param_key else None)
     if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = _bearer(request, param_key)
+        if token is None:
             raise Unauthenticated("send the API key as: Authorization: Bearer <key>")
-        rec = _lookup(request, "key", token.strip())
+        rec = _lookup(request, "key", token)
         if rec is None:
             raise Unauthenticated("the API key is unknown or has been revoked")
         return Principal(rec["id"], rec["role"], rec["side"], rec["team"], rec["name"], "bearer")
@@ -168,26 +166,51 @@ def allow(
             ):
                 value = (await request.form()).get(key_param)  # cached for the handler
                 param = value if isinstance(value, str) else None
-        # The key look-up may touch the database: keep it off the event loop.
+        # A cached key is answered here; a look-up that may touch the database runs off the
+        # event loop.
+        token = _bearer(request, param or None)
+        if token is not None:
+            hit, rec = _cache(request).get(f"key:{token}")
+            if hit and rec is not None:
+                who = Principal(
+                    rec["id"], rec["role"], rec["side"], rec["team"], rec["name"], "bearer"
+                )
+                return _permit(rule, who, request)
         if rule.anyone:  # open routes never fail on stale credentials (e.g. signing in again)
             try:
                 return await anyio.to_thread.run_sync(authenticate, request, param or None)
             except (Unauthenticated, Forbidden):
                 return Principal()
         who = await anyio.to_thread.run_sync(authenticate, request, param or None)
-        if who.anonymous:
-            if rule.public_feed and request.app.state.public_feeds:
-                return who
-            raise Unauthenticated(
-                "this needs an API key: send Authorization: Bearer <key> (ask an admin for one)",
-                {"roles": list(rule.roles)},
-            )
-        if who.role not in rule.roles:
-            raise Forbidden(f"a {who.role} key may not do this", {"roles": list(rule.roles)})
-        return who
+        return _permit(rule, who, request)
 
     check.access_rule = rule  # type: ignore[attr-defined]
     return Depends(check)
+
+
+def _bearer(request: Request, param_key: str | None) -> str | None:
+    """The key of a well-formed Bearer header (or key parameter), else None."""
+    auth = request.headers.get("authorization") or (f"Bearer {param_key}" if param_key else None)
+    if not auth:
+        return None
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _permit(rule: Rule, who: Principal, request: Request) -> Principal:
+    """Apply a route's rule to an authenticated caller."""
+    if rule.anyone:
+        return who
+    if who.anonymous:
+        if rule.public_feed and request.app.state.public_feeds:
+            return who
+        raise Unauthenticated(
+            "this needs an API key: send Authorization: Bearer <key> (ask an admin for one)",
+            {"roles": list(rule.roles)},
+        )
+    if who.role not in rule.roles:
+        raise Forbidden(f"a {who.role} key may not do this", {"roles": list(rule.roles)})
+    return who
 
 
 # -- cases ---------------------------------------------------------------------------------

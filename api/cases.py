@@ -1,6 +1,7 @@
 """Case use-cases shared by the HTTP routes and the CLI: report, route, transition, escalate.
 
-Locate, decide and insert happen in one transaction; an idempotency key gives exactly one case.
+Locate and decide, then one atomic statement writes the case and its first event; an
+idempotency key gives exactly one case.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def _decide(conn: Conn, report: Report, catalogue: Catalogue, *, now: datetime) 
             radius_m=dup.radius_m,
             since=now - timedelta(hours=dup.window_hours),
         ),
+        sides=report.parties_sides,
     )
     return decide(
         report, facts, catalogue, now=now, known_sides=frozenset(s.code for s in facts.sides)
@@ -179,78 +181,70 @@ def report(
     if idempotency_key and actor.get("key_id"):
         idempotency_key = f"{actor['key_id']}:{idempotency_key}"
     digest = request_hash(body)
-    if idempotency_key:
-        existing = incidents.by_key(conn, idempotency_key)
-        if existing is not None:
-            return _replay(existing, digest, idempotency_key)
     now = now_utc()
     rep, given = normalise(body, catalogue, now=now)
-    with conn.transaction():
-        d = _decide(conn, rep, catalogue, now=now)
-        view = decision_view(d)
-        new_id = incidents.insert(
-            conn,
-            fields={
-                "side": d.lead_side,
-                "sides": list(d.sides),
-                "status": "reported",
-                "category": rep.category,
-                "severity": rep.severity,
-                "description": body.description,
-                "occurred_at": rep.occurred_at,
-                "due_at": d.due_at,
+    # Two round trips: the facts (a read), then one statement that writes the case and its
+    # first event and returns the stored case: atomic on its own, so no BEGIN/COMMIT round
+    # trips around it. A retry with a known key costs the facts once more, instead of every
+    # report paying a look-up first.
+    d = _decide(conn, rep, catalogue, now=now)
+    view = decision_view(d)
+    row = incidents.insert_reported(
+        conn,
+        fields={
+            "side": d.lead_side,
+            "sides": list(d.sides),
+            "status": "reported",
+            "category": rep.category,
+            "severity": rep.severity,
+            "description": body.description,
+            "occurred_at": rep.occurred_at,
+            "due_at": d.due_at,
+            "cross_boundary": d.cross_boundary,
+            "reasons": list(d.reasons),
+            "mechanism": d.mechanism,
+            "lead_side": d.lead_side,
+            "distance_to_border_m": view["distance_to_border_m"],
+            "grid_code": d.grid.code if d.grid else None,
+            "police_grid_code": d.police_grid.code if d.police_grid else None,
+            "teams": view["teams"],
+            "contacts": view["contacts"],
+            "routing": {
+                **view["routing"],
+                "grid": view["grid"],
+                "police_grid": view["police_grid"],
+                "in_border_zone": view["in_border_zone"],
+                "decided_at": now.isoformat(),
+            },
+            "possible_duplicate_of": d.possible_duplicate_of,
+            "input": given,
+            "reporter": (body.reporter.model_dump() if body.reporter else {})
+            | {k: v for k, v in actor.items() if k in ("key_id", "role", "side")},
+        },
+        geom=_point(rep.lon, rep.lat),
+        extent=rep.extent,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        event={
+            "action": "report",
+            "actor": actor,
+            "actor_side": actor.get("side"),
+            "payload": {
                 "cross_boundary": d.cross_boundary,
                 "reasons": list(d.reasons),
                 "mechanism": d.mechanism,
-                "lead_side": d.lead_side,
-                "distance_to_border_m": view["distance_to_border_m"],
-                "grid_code": d.grid.code if d.grid else None,
-                "police_grid_code": d.police_grid.code if d.police_grid else None,
-                "teams": view["teams"],
-                "contacts": view["contacts"],
-                "routing": {
-                    **view["routing"],
-                    "grid": view["grid"],
-                    "police_grid": view["police_grid"],
-                    "in_border_zone": view["in_border_zone"],
-                    "decided_at": now.isoformat(),
-                },
-                "possible_duplicate_of": d.possible_duplicate_of,
-                "input": given,
-                "reporter": (body.reporter.model_dump() if body.reporter else {})
-                | {k: v for k, v in actor.items() if k in ("key_id", "role", "side")},
+                "sides": list(d.sides),
+                "teams": [t.code for t in d.teams],
             },
-            geom=_point(rep.lon, rep.lat),
-            extent=rep.extent,
-            idempotency_key=idempotency_key,
-            request_hash=digest,
-        )
-        if new_id is not None:
-            incidents.append_event(
-                conn,
-                incident_id=new_id,
-                side=d.lead_side,
-                action="report",
-                from_status=None,
-                to_status="reported",
-                actor=actor,
-                actor_side=actor.get("side"),
-                note=None,
-                payload={
-                    "cross_boundary": d.cross_boundary,
-                    "reasons": list(d.reasons),
-                    "mechanism": d.mechanism,
-                    "sides": list(d.sides),
-                    "teams": [t.code for t in d.teams],
-                },
-            )
-    if new_id is None:
+        },
+    )
+    if row is None:
         # A concurrent retry with the same key committed first: answer with its case.
         assert idempotency_key is not None
         existing = incidents.by_key(conn, idempotency_key)
         assert existing is not None
         return _replay(existing, digest, idempotency_key)
-    return case_view(incidents.get(conn, new_id)), True
+    return case_view(row), True
 
 
 def _replay(row: dict[str, Any], digest: str, key: str) -> tuple[dict[str, Any], bool]:
@@ -281,7 +275,7 @@ def case_view(row: dict[str, Any], *, show_reporter: bool = True) -> dict[str, A
         "description": row["description"],
         "location": row["location"],
         "extent": row["extent"],
-        "side": row["side"],
+        "side": row["lead_side"],  # the side containing the point now (the intake side may differ)
         "sides": row["sides"],
         "distance_to_border_m": row["distance_to_border_m"],
         "in_border_zone": routing.get("in_border_zone"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -62,6 +64,21 @@ _CASE_COLUMNS = """
 """
 
 
+_SIDE_ID = re.compile(r"^00([0-9]{6})-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def new_id(side: str) -> str:
+    """A case id that names its intake side: ``00<side>-xxxx-4xxx-yxxx-xxxxxxxxxxxx`` (a valid
+    random UUID otherwise), so a look-up by id can be routed to the side's shard."""
+    return "00" + side + str(uuid.uuid4())[8:]
+
+
+def side_of_id(case_id: str) -> str | None:
+    """The intake side embedded in a case id, or None (older ids, codes)."""
+    m = _SIDE_ID.match(case_id)
+    return m.group(1) if m else None
+
+
 def insert(
     conn: Conn,
     *,
@@ -81,9 +98,10 @@ def insert(
         for c, v in fields.items()
     ]
     query = q.SQL(
-        "INSERT INTO incidents ({cols}, code, geom, extent, idempotency_key, request_hash) "
-        "VALUES ({vals}, 'JG' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' "
-        "|| lpad(nextval('incident_code_seq')::text, 6, '0'), "
+        "INSERT INTO incidents (id, {cols}, code, geom, extent, idempotency_key, request_hash) "
+        "VALUES (%s, {vals}, 'JG' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' "
+        "|| (SELECT lpad(n, greatest(6, length(n)), '0') "
+        "    FROM (SELECT nextval('incident_code_seq')::text AS n) s), "
         "ST_GeomFromWKB(%s, 4326), ST_GeomFromWKB(%s, 4326), %s, %s) "
         "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
         "RETURNING id::text AS id"
@@ -95,6 +113,7 @@ def insert(
         row = conn.execute(
             query,
             [
+                new_id(str(fields["side"])),
                 *values,
                 shapely.to_wkb(geom),
                 None if extent is None else shapely.to_wkb(extent),
@@ -103,6 +122,58 @@ def insert(
             ],
         ).fetchone()
     return None if row is None else str(row["id"])
+
+
+def insert_reported(
+    conn: Conn,
+    *,
+    fields: dict[str, Any],
+    geom: BaseGeometry,
+    extent: BaseGeometry | None,
+    idempotency_key: str | None,
+    request_hash: str,
+    event: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Insert a new case, its first audit event, and return the stored case: one statement,
+    so one round trip and one atomic write. None when the idempotency key is already taken."""
+    cols = list(fields)
+    values = [
+        Jsonb(v) if isinstance(v, dict | list) and c not in ("sides", "reasons") else v
+        for c, v in fields.items()
+    ]
+    query = q.SQL(
+        "WITH ins AS ("
+        " INSERT INTO incidents (id, {cols}, code, geom, extent, idempotency_key, request_hash)"
+        " VALUES (%s, {vals}, 'JG' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD')"
+        " || '-' || (SELECT lpad(n, greatest(6, length(n)), '0')"
+        "           FROM (SELECT nextval('incident_code_seq')::text AS n) s),"
+        " ST_GeomFromWKB(%s, 4326), ST_GeomFromWKB(%s, 4326), %s, %s)"
+        " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        " RETURNING *),"
+        " ev AS (INSERT INTO incident_events (incident_id, side, seq, action, from_status,"
+        " to_status, actor, actor_side, note, payload)"
+        " SELECT ins.id, ins.side, 1, %s, NULL, ins.status, %s, %s, NULL, %s FROM ins)"
+        " SELECT " + _CASE_COLUMNS + " FROM ins i"
+    ).format(
+        cols=q.SQL(", ").join(q.Identifier(c) for c in cols),
+        vals=q.SQL(", ").join(q.Placeholder() * len(cols)),
+    )
+    with translate_errors():
+        return conn.execute(
+            query,
+            [
+                new_id(str(fields["side"])),
+                *values,
+                shapely.to_wkb(geom),
+                None if extent is None else shapely.to_wkb(extent),
+                idempotency_key,
+                request_hash,
+                event["action"],
+                Jsonb(event["actor"]),
+                event.get("actor_side"),
+                Jsonb(event["payload"]),
+            ],
+        ).fetchone()
 
 
 def by_key(conn: Conn, key: str) -> dict[str, Any] | None:
@@ -114,14 +185,27 @@ def by_key(conn: Conn, key: str) -> dict[str, Any] | None:
 
 
 def get(conn: Conn, case_id: str, *, for_update: bool = False) -> dict[str, Any]:
-    """The case with this id (uuid or code); ``NotFound`` otherwise."""
+    """The case with this id (uuid or code); ``NotFound`` otherwise.
+
+    An id that embeds its intake side is looked up on that side only (a single-shard query
+    when distributed by side); a code, or an older id, is looked up everywhere.
+    """
     lock = " FOR UPDATE" if for_update else ""
+    side = side_of_id(case_id)
     with translate_errors():
-        row = conn.execute(
-            f"SELECT {_CASE_COLUMNS} FROM incidents i "
-            "WHERE i.id::text = %(id)s OR i.code = %(id)s" + lock,
-            {"id": case_id},
-        ).fetchone()
+        row = None
+        if side is not None:
+            row = conn.execute(
+                f"SELECT {_CASE_COLUMNS} FROM incidents i "
+                "WHERE i.side = %(side)s AND i.id = %(id)s::uuid" + lock,
+                {"id": case_id, "side": side},
+            ).fetchone()
+        if row is None:
+            row = conn.execute(
+                f"SELECT {_CASE_COLUMNS} FROM incidents i "
+                "WHERE i.id::text = %(id)s OR i.code = %(id)s" + lock,
+                {"id": case_id},
+            ).fetchone()
     if row is None:
         raise NotFound(f"no case {case_id}", {"id": case_id})
     return row
@@ -132,12 +216,14 @@ def update_state(conn: Conn, case_id: str, *, changes: dict[str, Any]) -> None:
     sets = q.SQL(", ").join(
         q.SQL("{} = {}").format(q.Identifier(c), q.Placeholder(c)) for c in changes
     )
+    side = side_of_id(case_id)
+    where = "id = %(_id)s" + (" AND side = %(_side)s" if side else "")
     with translate_errors():
         conn.execute(
-            q.SQL("UPDATE incidents SET {sets}, updated_at = now() WHERE id = %(_id)s").format(
+            q.SQL("UPDATE incidents SET {sets}, updated_at = now() WHERE " + where).format(
                 sets=sets
             ),
-            {**changes, "_id": case_id},
+            {**changes, "_id": case_id, "_side": side},
         )
 
 
@@ -193,12 +279,15 @@ def append_event(
 
 
 def events(conn: Conn, case_id: str) -> list[dict[str, Any]]:
-    """The audit trail of a case, oldest first."""
+    """The audit trail of a case, oldest first (routed by the intake side its id embeds)."""
+    side = side_of_id(case_id)
     with translate_errors():
         return conn.execute(
             "SELECT e.seq, e.action, e.from_status, e.to_status, e.actor, e.actor_side, e.note,"
-            " e.payload, e.at FROM incident_events e WHERE e.incident_id = %s ORDER BY e.seq",
-            (case_id,),
+            " e.payload, e.at FROM incident_events e WHERE e.incident_id = %(id)s"
+            + (" AND e.side = %(side)s" if side else "")
+            + " ORDER BY e.seq",
+            {"id": case_id, "side": side},
         ).fetchall()
 
 

@@ -6,6 +6,7 @@ One SQL round trip (``sql/locate.sql``); the result is turned into ``gis.facts``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,8 +53,13 @@ def facts(
     mechanism: str | None = None,
     extent: BaseGeometry | None = None,
     duplicates: DuplicateQuery | None = None,
+    sides: Sequence[str] = (),
 ) -> LocationFacts:
-    """Gather the facts for a WGS84 point; ``radius_m`` (metres) bounds the chiefs returned."""
+    """Gather the facts for a WGS84 point; ``radius_m`` (metres) bounds the chiefs returned.
+
+    The sides reported are those containing the point or within ``radius_m``, the nearest
+    other side, and every side in ``sides`` (e.g. a report's parties) that exists.
+    """
     dup = duplicates
     params = {
         "lon": lon,
@@ -68,6 +74,7 @@ def facts(
         "dup_radius_m": dup.radius_m if dup else None,
         "dup_radius_deg": degrees_covering(dup.radius_m, lat) if dup else None,
         "dup_since": dup.since if dup else None,
+        "sides": list(sides) or None,
     }
     with translate_errors():
         row = conn.execute(sql("locate"), params).fetchone()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
@@ -26,10 +28,13 @@ def get_locate(
     lon: Annotated[str, Query(description="longitude, decimal degrees")],
     lat: Annotated[str, Query(description="latitude, decimal degrees")],
     crs: Annotated[str, Query(description="wgs84 (default), cgcs2000, gcj02 or bd09")] = "wgs84",
-) -> dict[str, Any]:
+) -> Response:
     the_crs = parse_crs(crs)
     x, y = check_lonlat(lon, lat)
     wx, wy = to_wgs84(x, y, the_crs)
     f = locate.facts(conn, lon=wx, lat=wy, radius_m=catalogue.border_zone_m)
     p = place(f, zone_m=catalogue.border_zone_m, tolerance_m=catalogue.service_area_tolerance_m)
-    return locate_view(f, p, input_={"lon": x, "lat": y, "crs": the_crs}, catalogue=catalogue)
+    view = locate_view(f, p, input_={"lon": x, "lat": y, "crs": the_crs}, catalogue=catalogue)
+    # orjson straight to bytes: FastAPI's generic encoding of this nested dict (team rosters
+    # included) cost more than the look-up itself
+    return Response(orjson.dumps(view), media_type="application/json")

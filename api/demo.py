@@ -1,0 +1,369 @@
+"""``jointgrid demo``: the demo data at a chosen scale.
+
+``--scale demo`` is today's seed (the real districts and the synthetic demo layers).
+``--scale province`` adds a SYNTHETIC province around them (``gis.province``): about 200,000
+grids, 20,000 police beats, 500 teams and 2,000,000 historical cases, loaded with COPY.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import shapely
+
+from api.loading import seed
+from gis import province as prov
+from gis.catalogue import Catalogue
+from layers import bulk
+from layers.db import Conn, translate_errors
+
+SYNTHETIC_PREFIX = "99"  # side codes of the synthetic province
+
+
+@dataclass
+class DemoReport:
+    scale: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale,
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+            "total_seconds": round(sum(self.seconds.values()), 1),
+            "counts": self.counts,
+            "skipped": self.skipped,
+        }
+
+
+class _Clock:
+    def __init__(self, report: DemoReport, say: Callable[[str], None]) -> None:
+        self.report, self.say = report, say
+
+    def step(self, name: str) -> Any:
+        clock = self
+
+        class _Step:
+            def __enter__(self) -> None:
+                self.t = time.perf_counter()
+                clock.say(f"{name} ...")
+
+            def __exit__(self, *exc: object) -> None:
+                dt = time.perf_counter() - self.t
+                clock.report.seconds[name] = clock.report.seconds.get(name, 0.0) + dt
+                clock.say(f"{name}: {dt:.1f} s")
+
+        return _Step()
+
+
+def _real_sides(conn: Conn) -> Any:
+    cols = bulk.fetch_layer(
+        conn,
+        "SELECT code, ST_AsBinary(geom) AS wkb FROM areas WHERE level = 'district'"
+        " AND side NOT LIKE %s",
+        (SYNTHETIC_PREFIX + "%",),
+    )
+    return shapely.union_all(np.asarray(cols["geoms"], dtype=object))
+
+
+def load_province_layers(conn: Conn, p: prov.Province) -> dict[str, int]:
+    """COPY the synthetic province's areas, grids, police beats and teams (one transaction)."""
+    meta = {"synthetic": True, "generator": "gis.province"}
+    counts: dict[str, int] = {}
+    acols = [
+        "code",
+        "name",
+        "name_en",
+        "level",
+        "parent_code",
+        "side",
+        "synthetic",
+        "props",
+        "geom",
+    ]
+    with translate_errors(), conn.transaction():
+        for level, lay, parent in (
+            ("district", p.districts, None),
+            ("town", p.towns, "parent"),
+            ("village", p.villages, "parent"),
+        ):
+            wkb = bulk.ewkb_hex(lay.geom)
+            names = lay.cols["name"]
+            parents = lay.cols[parent] if parent else [None] * len(lay)
+            counts[level + "s"] = bulk.copy_rows(
+                conn,
+                "areas",
+                acols,
+                (
+                    (c, n, "Demo " + n.split(" Demo ")[1], level, pa, c[:6],
+                     True, bulk.jsonb(meta), g)
+                    for c, n, pa, g in zip(lay.code.tolist(), names, parents, wkb, strict=True)
+                ),
+            )  # fmt: skip
+        g = p.grids
+        wkb = bulk.ewkb_hex(g.geom)
+        counts["grids"] = bulk.copy_rows(
+            conn,
+            "grids",
+            ["code", "name", "village_code", "side", "joint", "chief_name", "chief_phone",
+             "synthetic", "props", "geom"],
+            (
+                (c, n, v, s, False, cn, cp, True, bulk.jsonb(meta), w)
+                for c, n, v, s, cn, cp, w in zip(
+                    g.code.tolist(), g.cols["name"], g.cols["village"], g.cols["side"].tolist(),
+                    g.cols["chief_name"], g.cols["chief_phone"], wkb, strict=True,
+                )
+            ),
+        )  # fmt: skip
+        pg = p.police
+        wkb = bulk.ewkb_hex(pg.geom)
+        counts["police_grids"] = bulk.copy_rows(
+            conn,
+            "police_grids",
+            ["code", "name", "station", "officer_name", "officer_phone", "side", "synthetic",
+             "props", "geom"],
+            (
+                (c, n, st, on, op, s, True, bulk.jsonb(meta), w)
+                for c, n, st, on, op, s, w in zip(
+                    pg.code.tolist(), pg.cols["name"], pg.cols["station"], pg.cols["officer_name"],
+                    pg.cols["officer_phone"], pg.cols["side"], wkb, strict=True,
+                )
+            ),
+        )  # fmt: skip
+        t = p.teams
+        pa = bulk.ewkb_hex([x["patrol_area"] for x in t])
+        ba = bulk.ewkb_hex([x["base"] for x in t])
+        counts["teams"] = bulk.copy_rows(
+            conn,
+            "teams",
+            ["code", "name", "kind", "side", "sides", "mechanisms", "roster", "members",
+             "synthetic", "props", "patrol_area", "base"],
+            (
+                (x["code"], x["name"], x["kind"], x["side"], x["sides"], x["mechanisms"],
+                 bulk.jsonb(x["roster"]), bulk.jsonb(x["members"]), True, bulk.jsonb(meta), a, b)
+                for x, a, b in zip(t, pa, ba, strict=True)
+            ),
+        )  # fmt: skip
+    return counts
+
+
+def _iso(epoch: np.ndarray) -> list[str]:
+    return [datetime.fromtimestamp(float(e), UTC).isoformat() for e in np.asarray(epoch).tolist()]
+
+
+def load_cases(
+    conn: Conn,
+    c: prov.Cases,
+    routing: dict[str, Any],
+    *,
+    catalogue: Catalogue,
+    say: Callable[[str], None],
+    batch: int = 200_000,
+) -> dict[str, int]:
+    """COPY the synthetic cases and their audit events (report, and the last move for closed
+    ones), with the hash chain computed set-wise. ``routing`` holds per-case columns."""
+    n = len(c)
+    cols = [
+        "id", "code", "side", "sides", "status", "category", "severity", "description",
+        "occurred_at", "reported_at", "updated_at", "due_at", "cross_boundary", "reasons",
+        "mechanism", "lead_side", "distance_to_border_m", "grid_code", "police_grid_code",
+        "teams", "contacts", "routing", "input", "reporter", "geom",
+    ]  # fmt: skip
+    hours = {k: v.resolve_hours * 3600.0 for k, v in catalogue.severities.items()}
+    due = c.reported + np.array([hours[s] for s in c.severity.tolist()])
+    # ids embed the intake side, like layers.incidents.new_id, and are deterministic
+    ids = [f"00{side}-5eed-4000-8000-{k:012x}" for k, side in enumerate(routing["side"])]
+    dates = [
+        datetime.fromtimestamp(float(e) + 8 * 3600, UTC).strftime("%Y%m%d")
+        for e in c.reported.tolist()
+    ]
+    occurred, reported, due_iso = _iso(c.occurred), _iso(c.reported), _iso(due)
+    closed_at = c.reported + 2 * 86400.0
+    updated = _iso(np.where(np.isin(c.status, prov.OPEN_STATUSES), c.reported, closed_at))
+    closed_iso = _iso(closed_at)
+    lon, lat = c.lon.tolist(), c.lat.tolist()
+    r = routing
+    inp = orjson.dumps({"crs": "wgs84", "synthetic": "province"}).decode()
+    rep = orjson.dumps({"kind": "synthetic", "role": "grid_worker"}).decode()
+    actor = orjson.dumps({"kind": "synthetic", "task": "jointgrid demo"}).decode()
+
+    def esc(s: str) -> str:
+        return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+    def arr(xs: list[str]) -> str:
+        return "{" + ",".join(xs) + "}"
+
+    def nul(v: Any) -> str:
+        return "\\N" if v is None else str(v)
+
+    def case_chunks() -> Iterator[str]:
+        for start in range(0, n, batch):
+            lines = []
+            for k in range(start, min(n, start + batch)):
+                lines.append(
+                    "\t".join(
+                        (
+                            ids[k],
+                            f"JG{dates[k]}-S{k + 1:07d}",
+                            r["side"][k],
+                            arr(r["sides"][k]),
+                            c.status[k],
+                            c.category[k],
+                            c.severity[k],
+                            "synthetic historical case / 合成历史案件",
+                            occurred[k],
+                            reported[k],
+                            updated[k],
+                            due_iso[k],
+                            "t" if r["cross_boundary"][k] else "f",
+                            arr(r["reasons"][k]),
+                            nul(r["mechanism"][k]),
+                            r["side"][k],
+                            nul(r["distance_to_border_m"][k]),
+                            nul(r["grid_code"][k]),
+                            nul(r["police_grid_code"][k]),
+                            esc(r["teams"][k]),
+                            esc(r["contacts"][k]),
+                            esc(r["routing"][k]),
+                            inp,
+                            rep,
+                            f"SRID=4326;POINT({lon[k]!r} {lat[k]!r})",
+                        )
+                    )
+                )
+            say(f"  cases {min(n, start + batch):,} / {n:,}")
+            yield "\n".join(lines) + "\n"
+
+    out: dict[str, int] = {}
+    with translate_errors(), conn.transaction():
+        # Into empty tables, build the secondary indexes once at the end: maintaining them
+        # row by row (three GiST, one GIN) costs several times the COPY itself.
+        empty = not conn.execute("SELECT EXISTS (SELECT FROM incidents) AS x").fetchone()["x"]  # type: ignore[index]
+        rebuild = (
+            bulk.drop_secondary_indexes(conn, ("incidents", "incident_events")) if empty else []
+        )
+        bulk.copy_text(conn, "incidents", cols, case_chunks())
+        out["cases"] = n
+        conn.execute(
+            "CREATE TEMP TABLE _demo_events (LIKE incident_events INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        ecols = ["incident_id", "side", "seq", "action", "from_status", "to_status", "actor",
+                 "note", "payload", "at"]  # fmt: skip
+        last = {"closed": "close", "rejected": "reject", "duplicate": "merge"}
+
+        def event_chunks() -> Iterator[str]:
+            for start in range(0, n, batch):
+                lines = []
+                for k in range(start, min(n, start + batch)):
+                    lines.append(
+                        f"{ids[k]}\t{r['side'][k]}\t1\treport\t\\N\treported\t{actor}\t\\N\t"
+                        f'{{"synthetic": true}}\t{reported[k]}'
+                    )
+                    st = c.status[k]
+                    if st != "reported":
+                        action = last.get(st, "history")
+                        lines.append(
+                            f"{ids[k]}\t{r['side'][k]}\t2\t{action}\treported\t{st}\t{actor}\t"
+                            "the intermediate moves are not part of the synthetic history\t"
+                            f'{{"synthetic": true}}\t{closed_iso[k] if st in last else reported[k]}'
+                        )
+                yield "\n".join(lines) + "\n"
+
+        bulk.copy_text(conn, "_demo_events", ecols, event_chunks())
+        say("  events staged; chaining")
+        out["events"] = bulk.chain_events(conn, "_demo_events")
+        if rebuild:
+            say(f"  rebuilding {len(rebuild)} indexes")
+            bulk.create_indexes(conn, rebuild)
+    return out
+
+
+def run(
+    conn: Conn,
+    *,
+    scale: str,
+    catalogue: Catalogue,
+    boundary_dir: Any,
+    cases: int | None = None,
+    open_cases: int | None = None,
+    spec: prov.ProvinceSpec | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> DemoReport:
+    """Load the demo at ``scale`` ("demo" or "province"); re-running loads nothing twice."""
+    from api.reroute import bulk_decisions
+
+    report = DemoReport(scale)
+    clock = _Clock(report, say)
+    with clock.step("seed (real districts and the demo layers)"):
+        seed(conn, boundary_dir, catalogue=catalogue)
+        conn.commit()
+    if scale == "demo":
+        return report
+    spec = spec or prov.ProvinceSpec()
+    have = bulk.count(
+        conn, "SELECT count(*) FROM areas WHERE level = 'district' AND side LIKE '99%%'"
+    )
+    if have:
+        report.skipped.append("province layers (already loaded)")
+    else:
+        with clock.step("generate province layers"):
+            real = _real_sides(conn)
+            p = prov.build(spec, real)
+        with clock.step("COPY province layers"):
+            report.counts.update(load_province_layers(conn, p))
+        with clock.step("derive border lines and zones"), conn.transaction():
+            conn.execute("SELECT derive_border(%s)", (catalogue.border_zone_m,))
+        with clock.step("analyze"):
+            conn.commit()
+            prev = conn.autocommit
+            conn.autocommit = True
+            conn.execute("ANALYZE areas, grids, police_grids, teams, border")
+            conn.autocommit = prev
+    n = 2_000_000 if cases is None else cases
+    n_open = min(n, 200_000 if open_cases is None else open_cases)
+    have_cases = bulk.count(
+        conn, "SELECT count(*) FROM incidents WHERE input->>'synthetic' = 'province'"
+    )
+    if have_cases:
+        report.skipped.append(f"province cases ({have_cases:,} already loaded)")
+        return report
+    with clock.step("generate cases"):
+        real = _real_sides(conn)
+        cell_bounds = _cell_bounds(conn)
+        c = prov.cases(
+            n,
+            n_open=n_open,
+            cell_bounds=cell_bounds,
+            real_sides=real,
+            real_share=0.02,
+            end_epoch=time.time() - 3600,
+            seed=spec.seed,
+        )
+    with clock.step("route cases (set-based facts, pure decision)"):
+        routing = bulk_decisions(conn, c, catalogue=catalogue, say=say)
+    with clock.step("COPY cases and events"):
+        report.counts.update(load_cases(conn, c, routing, catalogue=catalogue, say=say))
+    with clock.step("analyze cases"):
+        conn.commit()
+        prev = conn.autocommit
+        conn.autocommit = True
+        conn.execute("ANALYZE incidents, incident_events")
+        conn.autocommit = prev
+    return report
+
+
+def _cell_bounds(conn: Conn) -> np.ndarray:
+    """Bounds of every synthetic grid cell (lon/lat), to sample case locations in."""
+    with translate_errors():
+        rows = conn.execute(
+            "SELECT ST_XMin(geom) AS a, ST_YMin(geom) AS b, ST_XMax(geom) AS c, ST_YMax(geom) AS d"
+            " FROM grids WHERE side LIKE '99%%' ORDER BY code"
+        ).fetchall()
+    return np.array([[r["a"], r["b"], r["c"], r["d"]] for r in rows], dtype=np.float64)

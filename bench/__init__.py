@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``); each writes its results into docs/performance.md."""

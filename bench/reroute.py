@@ -1,0 +1,150 @@
+"""Batch re-route: `jointgrid reroute` over the open cases of the province after a boundary
+change, beside two ceilings measured in the same run on the same points and grid polygons:
+a raw PostGIS set join (points to grids), and shapely ``STRtree.query(points, "within")``.
+The per-row path (``location_facts()`` once per case, the previous implementation) is timed
+on a sample and extrapolated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+import shapely
+
+from bench._common import province_url, table, write_section
+
+OPEN = "('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')"
+
+
+def per_row_rate(conn, catalogue, n: int = 1000) -> float:  # type: ignore[no-untyped-def]
+    """Cases per second of the per-row path: location_facts() per case, then decide."""
+    from datetime import UTC, datetime
+
+    from gis.errors import DomainError
+    from gis.routing import Report, decide
+    from layers.db import sql
+    from layers.locate import degrees_covering, to_facts
+
+    mech = {c: catalogue.mechanism_for(c) for c in catalogue.categories}
+    cats = sorted(mech)
+    now = datetime.now(UTC)
+    t = time.perf_counter()
+    done = 0
+    with conn.transaction(), conn.cursor(name="per_row") as cur:
+        cur.itersize = 200
+        cur.execute(
+            sql("reroute_facts").replace("ORDER BY i.id", "LIMIT %(n)s"),
+            {
+                "open_only": True,
+                "radius_m": catalogue.border_zone_m,
+                "radius_deg": degrees_covering(catalogue.border_zone_m, 60.0),
+                "categories": cats,
+                "mechanisms": [mech[c] for c in cats],
+                "n": n,
+            },
+        )
+        for row in cur:
+            rep = Report(
+                row["lon"], row["lat"], row["category"], row["severity"], row["occurred_at"]
+            )
+            with contextlib.suppress(DomainError):
+                decide(rep, to_facts(row["lon"], row["lat"], row["facts"]), catalogue, now=now)
+            done += 1
+    return done / (time.perf_counter() - t)
+
+
+def boundary_change(conn) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Move one column of cells (about 1.25 km) along the whole shared line of two synthetic
+    districts from the east one to the west one: the districts' polygons change, the grids not."""
+    row = conn.execute(
+        "SELECT a.code AS west, b.code AS east, ST_XMax(a.geom) AS x, ST_YMin(b.geom) AS y0,"
+        " ST_YMax(b.geom) AS y1 FROM areas a JOIN areas b ON b.code = ("
+        "  lpad((a.code::int + 1)::text, 6, '0')) AND b.level = 'district'"
+        " WHERE a.level = 'district' AND a.code LIKE '99%%' AND ST_Touches(a.geom, b.geom)"
+        " ORDER BY a.code OFFSET 60 LIMIT 1"
+    ).fetchone()
+    with conn.transaction():
+        conn.execute(
+            "WITH strip AS (SELECT ST_MakeEnvelope(%(x)s, %(y0)s, %(x)s + 0.0125, %(y1)s, 4326) AS s)"
+            " UPDATE areas a SET geom = ST_Multi(CASE WHEN a.code = %(w)s"
+            "   THEN ST_Union(a.geom, ST_Intersection(b.geom, s.s))"
+            "   ELSE ST_Difference(a.geom, s.s) END)"
+            " FROM strip s, areas b WHERE a.code IN (%(w)s, %(e)s) AND b.code = %(e)s",
+            {"x": row["x"], "y0": row["y0"], "y1": row["y1"], "w": row["west"], "e": row["east"]},
+        )
+    return dict(row)
+
+
+def main() -> None:
+    from api import settings
+    from api.catalogue import load_catalogue
+    from api.reroute import reroute
+    from layers import bulk
+    from layers.db import connect
+
+    cat = load_catalogue(settings.data().catalogue)
+    url = province_url()
+    with connect(url) as conn:
+        conn.autocommit = True
+        n_open = conn.execute(
+            f"SELECT count(*) AS n FROM incidents WHERE status IN {OPEN}"
+        ).fetchone()["n"]
+        rate_row = per_row_rate(conn, cat)
+        moved = boundary_change(conn)
+        t = time.perf_counter()
+        summary = reroute(conn, cat, say=print)
+        batch_s = time.perf_counter() - t
+
+        # ceilings on the same points and grid polygons
+        t = time.perf_counter()
+        joined = conn.execute(
+            f"SELECT count(*) AS n FROM incidents i JOIN grids g ON ST_Intersects(g.geom, i.geom)"
+            f" WHERE i.status IN {OPEN}"
+        ).fetchone()["n"]
+        pg_s = time.perf_counter() - t
+        xy = np.array(
+            [(r["x"], r["y"]) for r in conn.execute(
+                f"SELECT ST_X(geom) AS x, ST_Y(geom) AS y FROM incidents WHERE status IN {OPEN}")]
+        )  # fmt: skip
+        ref = bulk.reference(conn)
+    pts = shapely.points(xy)
+    tree = shapely.STRtree(ref.grids.geoms)
+    t = time.perf_counter()
+    hits = tree.query(pts, predicate="within")
+    tree_s = time.perf_counter() - t
+
+    n = summary.examined
+    rows = [
+        {"what": "batch re-route (`jointgrid reroute`), facts + decision + write",
+         "seconds": round(batch_s, 1), "points_per_s": round(n / batch_s)},
+        {"what": "ceiling: raw PostGIS set join, points to grids", "seconds": round(pg_s, 1),
+         "points_per_s": round(n_open / pg_s)},
+        {"what": "ceiling: shapely STRtree.query(points, 'within') over the grids",
+         "seconds": round(tree_s, 1), "points_per_s": round(len(xy) / tree_s)},
+        {"what": "previous per-row path (location_facts() per case), extrapolated",
+         "seconds": round(n / rate_row), "points_per_s": round(rate_row)},
+    ]  # fmt: skip
+    phases = [{"phase": k, "seconds": round(v, 1)} for k, v in summary.seconds.items()]
+    ok = batch_s <= 10.0
+    body = f"""
+{n:,} open cases; boundary change: a 1.25 km strip along the whole line between synthetic
+districts {moved["east"]} and {moved["west"]} moves to {moved["west"]}. The batch changed
+{summary.changed:,} cases (by part: {dict(summary.by_change)}), failed {summary.failed}.
+Join check: {joined:,} PostGIS pairs, {len(hits[0]):,} STRtree pairs.
+
+{table(rows, ["what", "seconds", "points_per_s"])}
+
+**{batch_s:.1f} s for {n:,} cases** (target ≤ 10 s for 1,000,000: {"met" if ok else "missed"});
+{batch_s / pg_s:.2f}× the raw PostGIS join's time, {batch_s / tree_s:.1f}× the STRtree's,
+{n / rate_row / batch_s:.0f}× faster than the per-row path.
+
+{table(phases, ["phase", "seconds"])}
+"""
+    write_section("reroute", "Batch re-route", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
