@@ -1,6 +1,6 @@
 """Coverage audit on a small synthetic world in EPSG:4544 metres.
 
-Two square districts share the edge x = 4000: Anju (510904) on the west, Tongnan (500152) on
+Two rectangular districts share the edge x = 4000: Anju (510904) on the west, Tongnan (500152) on
 the east, each 4000 m x 2000 m. Each district has two villages of 2000 m x 2000 m, each village
 four grids of 1000 m x 1000 m, and each side two police grids, one per row of grids.
 
