@@ -90,3 +90,27 @@ def decode_cursor(text: str | None, *, size: int) -> tuple[str, ...] | None:
             "the cursor is not one this server made; follow the `next` link as given",
             {"cursor": text[:60]},
         ) from None
+
+
+def parse_interval(
+    text: str, *, name: str = "datetime"
+) -> tuple[datetime | None, datetime | None] | datetime:
+    """An RFC 3339 instant, or an interval ``start/end`` where either end may be ``..`` or empty
+    (open). Returns the instant, or (start, end) with None for an open end."""
+    from gis.cql import parse_instant
+
+    text = text.strip()
+    if "/" not in text:
+        if text in ("", ".."):
+            raise InvalidInput(f"{name} is empty", {"example": "2026-11-01T00:00:00Z/.."})
+        return parse_instant(text, name=name)
+    parts = text.split("/")
+    if len(parts) != 2:
+        raise InvalidInput(
+            f"{name} is an instant or one interval start/end",
+            {name: text[:80], "example": "2026-11-01T00:00:00Z/2026-11-30T00:00:00Z"},
+        )
+    start, end = (None if p in ("", "..") else parse_instant(p, name=name) for p in parts)
+    if start is not None and end is not None and start > end:
+        raise InvalidInput(f"{name}: the interval ends before it starts", {name: text[:80]})
+    return start, end

@@ -513,3 +513,29 @@ def test_operators_see_only_their_cases_on_the_map(client, api_keys):
     stats_t = client.get("/api/v1/stats", headers=tong).json()
     stats_a = client.get("/api/v1/stats").json()
     assert stats_t != stats_a
+
+
+def test_feeds_need_a_key_unless_public_feeds_are_on(client, api_keys):
+    assert client.app.state.public_feeds is False
+    r = client.get("/ogc/collections", headers={"Authorization": ""})
+    assert r.status_code == 401
+    for who in ("feed", "operator:500152", "admin"):
+        assert client.get("/ogc/collections", headers=bearer(api_keys[who])).status_code == 200
+    client.app.state.public_feeds = True
+    try:
+        assert client.get("/ogc/collections", headers={"Authorization": ""}).status_code == 200
+        assert client.get("/api/v1/incidents", headers={"Authorization": ""}).status_code == 401
+    finally:
+        client.app.state.public_feeds = False
+
+
+def test_public_incident_items_never_carry_reporter_or_contacts(client, api_keys):
+    report_as(client, api_keys, "grid_worker:510904", ANJU, 300)
+    body = client.get(
+        "/ogc/collections/incidents/items?limit=1000", headers=bearer(api_keys["feed"])
+    )
+    assert body.status_code == 200
+    text = body.text
+    assert "R. Porter" not in text and "000-1" not in text
+    for key in ('"reporter"', '"contacts"', '"routing"', '"description"'):
+        assert key not in text
