@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import html
+import json
 import logging
 import math
 import threading
@@ -109,7 +110,11 @@ def _error(
     extra = {"Cache-Control": "no-store", **(headers or {})}
     if status == 503:
         extra["Retry-After"] = "5"
-    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=extra)
+    try:
+        payload = orjson.dumps(body)
+    except TypeError:  # e.g. an echoed integer beyond 64 bits: the standard encoder takes it
+        payload = json.dumps(body, default=str, ensure_ascii=False).encode()
+    return Response(payload, status_code=status, media_type=JSON, headers=extra)
 
 
 class OgcRoute(APIRoute):
