@@ -831,6 +831,8 @@ def test_streams_and_returns_connections_when_clients_leave(live_server, feed_in
 
 
 def test_an_enormous_limit_is_a_clear_400_not_a_500(client):
-    r = client.get("/ogc/collections/chiefs/items", params={"limit": "-2005007228663234999697276928"})
+    r = client.get(
+        "/ogc/collections/chiefs/items", params={"limit": "-2005007228663234999697276928"}
+    )
     assert r.status_code == 400
     assert r.json()["code"] and r.json()["description"]
