@@ -334,6 +334,30 @@ def map_page(
     return HTMLResponse(html, headers=NO_STORE)
 
 
+BBoxParam = Annotated[str | None, Query(description="west,south,east,north in the map's frame")]
+ZoomParam = Annotated[str | None, Query(description="zoom level")]
+
+
+def _case_view(
+    request: Request,
+    conn: Conn,
+    catalogue: Catalogue,
+    who: Principal,
+    bbox: str | None,
+    z: str | None,
+) -> dict[str, Any]:
+    """The box, zoom, filters, time and output frame that the incident and heat data share."""
+    now = datetime.now(UTC)
+    crs = MapSettings().tiles_crs
+    return {
+        "bbox": _bbox(bbox, crs),
+        "zoom": parse_zoom(z),
+        "filters": _filters(request, conn, catalogue, now, who).query,
+        "now": now,
+        "out_crs": crs,
+    }
+
+
 def _refresh(request: Request) -> float:
     """The incident refresh interval: ``refresh=`` seconds in the URL (2 to 3600) or the setting."""
     text = request.query_params.get("refresh")
@@ -358,10 +382,8 @@ def layer_data(
     view_id: str,
     conn: Conn,
     who: CommandCentre,
-    bbox: Annotated[
-        str | None, Query(description="west,south,east,north in the map's frame")
-    ] = None,
-    z: Annotated[str | None, Query(description="zoom level")] = None,
+    bbox: BBoxParam = None,
+    z: ZoomParam = None,
 ) -> Response:
     try:
         v = mapdata.view(view_id)
@@ -386,22 +408,10 @@ def incident_data(
     conn: Conn,
     who: CommandCentre,
     catalogue: CatalogueDep,
-    bbox: Annotated[
-        str | None, Query(description="west,south,east,north in the map's frame")
-    ] = None,
-    z: Annotated[str | None, Query(description="zoom level")] = None,
+    bbox: BBoxParam = None,
+    z: ZoomParam = None,
 ) -> Response:
-    now = datetime.now(UTC)
-    crs = MapSettings().tiles_crs
-    filters = _filters(request, conn, catalogue, now, who)
-    text = mapdata.incidents_geojson(
-        conn,
-        bbox=_bbox(bbox, crs),
-        zoom=parse_zoom(z),
-        filters=filters.query,
-        now=now,
-        out_crs=crs,
-    )
+    text = mapdata.incidents_geojson(conn, **_case_view(request, conn, catalogue, who, bbox, z))
     return Response(text, media_type=GEOJSON, headers=NO_STORE)
 
 
@@ -416,22 +426,10 @@ def heat_data(
     conn: Conn,
     who: CommandCentre,
     catalogue: CatalogueDep,
-    bbox: Annotated[
-        str | None, Query(description="west,south,east,north in the map's frame")
-    ] = None,
-    z: Annotated[str | None, Query(description="zoom level")] = None,
+    bbox: BBoxParam = None,
+    z: ZoomParam = None,
 ) -> Response:
-    now = datetime.now(UTC)
-    crs = MapSettings().tiles_crs
-    filters = _filters(request, conn, catalogue, now, who)
-    text = mapdata.heat_json(
-        conn,
-        bbox=_bbox(bbox, crs),
-        zoom=parse_zoom(z),
-        filters=filters.query,
-        now=now,
-        out_crs=crs,
-    )
+    text = mapdata.heat_json(conn, **_case_view(request, conn, catalogue, who, bbox, z))
     return Response(text, media_type="application/json", headers=NO_STORE)
 
 
