@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from gis.importing import FieldRule, ImportRules
+from layers.db import Conn, translate_errors
 from layers.registry import LayerSpec, register
 
 SPEC = register(
@@ -36,3 +39,17 @@ SPEC = register(
         ),
     )
 )
+
+
+def centroids(conn: Conn, codes: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """The centroid (WGS84 lon, lat) of each named grid, in one query."""
+    wanted = sorted(set(codes))
+    if not wanted:
+        return {}
+    with translate_errors():
+        rows = conn.execute(
+            "SELECT code, ST_X(ST_Centroid(geom)) AS x, ST_Y(ST_Centroid(geom)) AS y"
+            " FROM grids WHERE code = ANY(%s)",
+            (wanted,),
+        ).fetchall()
+    return {r["code"]: (r["x"], r["y"]) for r in rows}

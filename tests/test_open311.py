@@ -521,3 +521,28 @@ def test_junk_searches_never_make_a_500(client, query):
     event(f"status {r.status_code}")
     assert r.status_code in (200, 400), r.text
     assert isinstance(r.json(), list)
+
+
+def test_a_sensitive_case_is_published_at_its_grid_centroid(client, conn):
+    answer, (lon, lat) = report(client, code="drugs", fraction=0.45)
+    code = answer["service_request_id"]
+    centre = conn.execute(
+        "SELECT ST_X(ST_Centroid(g.geom)) AS x, ST_Y(ST_Centroid(g.geom)) AS y"
+        " FROM incidents i JOIN grids g ON g.code = i.grid_code WHERE i.code = %s",
+        (code,),
+    ).fetchone()
+    listed = [
+        i for i in client.get(f"{V2}/requests.json").json() if i["service_request_id"] == code
+    ]
+    for item in (one(client, code), *listed):
+        assert (item["long"], item["lat"]) == pytest.approx((centre["x"], centre["y"]), abs=1e-9)
+        assert (item["long"], item["lat"]) != pytest.approx((lon, lat), abs=1e-6)
+        assert item["jointgrid"]["distance_to_border_m"] is None
+        assert item["jointgrid"]["routing"]["trace"] == []
+
+
+def test_published_point_without_a_grid_is_the_cell_centre():
+    from api.routes.open311 import published_point
+
+    assert published_point(105.6234, 30.2871, None) == pytest.approx((105.625, 30.285))
+    assert published_point(105.6234, 30.2871, (1.0, 2.0)) == (1.0, 2.0)

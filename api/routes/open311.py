@@ -27,6 +27,7 @@ Only JSON is served; ``.xml`` answers 400.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -46,7 +47,8 @@ from gis.catalogue import Catalogue
 from gis.errors import DomainError, InvalidInput, NotFound
 from gis.location import check_lonlat
 from gis.workflow import STATUSES, TERMINAL
-from layers import incidents
+from layers import grids, incidents
+from layers.features import CELL_DEG
 
 log = logging.getLogger("jointgrid")
 
@@ -299,12 +301,45 @@ def _public_trace(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def service_request(row: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
-    """A stored case as a GeoReport v2 service request: public fields only."""
+def published_point(
+    lon: float, lat: float, grid_centroid: tuple[float, float] | None
+) -> tuple[float, float]:
+    """Where a sensitive case is published: its grid's centroid, else the centre of its
+    0.01-degree cell (the same rule as the OGC incidents feed, ``layers.features``)."""
+    if grid_centroid is not None:
+        return grid_centroid
+    half = CELL_DEG / 2
+    return (
+        math.floor(lon / CELL_DEG) * CELL_DEG + half,
+        math.floor(lat / CELL_DEG) * CELL_DEG + half,
+    )
+
+
+def service_requests(
+    conn: Conn, rows: list[dict[str, Any]], catalogue: Catalogue
+) -> list[dict[str, Any]]:
+    """Stored cases as GeoReport v2 service requests, with sensitive ones moved off their point."""
+    sensitive = catalogue.sensitive_categories
+    centres = grids.centroids(
+        conn, (r["grid_code"] for r in rows if r["category"] in sensitive and r["grid_code"])
+    )
+    return [service_request(r, catalogue, centres.get(r["grid_code"] or "")) for r in rows]
+
+
+def service_request(
+    row: dict[str, Any], catalogue: Catalogue, grid_centroid: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """A stored case as a GeoReport v2 service request: public fields only.
+
+    A case of a sensitive category keeps no exact trace: its description, distance to the
+    border and routing trace are withheld, and it is placed at ``published_point``.
+    """
     case = cases.case_view(row, show_reporter=False)
     category = catalogue.categories.get(case["category"])
     lon, lat = (case["location"] or {}).get("coordinates", (None, None))[:2]
     withheld = bool(category and category.sensitive)
+    if withheld and lon is not None and lat is not None:
+        lon, lat = published_point(lon, lat, grid_centroid)
     return {
         "service_request_id": case["code"],
         "status": "closed" if case["status"] in CLOSED else "open",
@@ -335,7 +370,7 @@ def service_request(row: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]
             "lead_side": case["lead_side"],
             "cross_boundary": case["cross_boundary"],
             "cross_boundary_reasons": case["cross_boundary_reasons"],
-            "distance_to_border_m": case["distance_to_border_m"],
+            "distance_to_border_m": None if withheld else case["distance_to_border_m"],
             "grid": (case["grid"] or {}).get("code"),
             "police_grid": (case["police_grid"] or {}).get("code"),
             "teams": [
@@ -347,7 +382,7 @@ def service_request(row: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]
             "merged_into": case["merged_into"],
             "possible_duplicate_of": case["possible_duplicate_of"],
             "description_withheld": withheld,
-            "routing": {"trace": _public_trace(case["routing"]["trace"])},
+            "routing": {"trace": [] if withheld else _public_trace(case["routing"]["trace"])},
         },
     }
 
@@ -446,7 +481,7 @@ def get_requests(
             limit=MAX_REQUESTS,
             after=None,
         )
-    return JSONResponse([service_request(r, catalogue) for r in rows])
+    return JSONResponse(service_requests(conn, rows, catalogue))
 
 
 def _by_ids(conn: Conn, ids: list[str]) -> list[dict[str, Any]]:
@@ -487,7 +522,7 @@ def get_request(
             f"no service request {service_request_id[:100]!r}",
             {"service_request_id": service_request_id[:100]},
         ) from None
-    return JSONResponse([service_request(row, catalogue)])
+    return JSONResponse(service_requests(conn, [row], catalogue))
 
 
 # -- service requests: reporting --------------------------------------------------------------
