@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -77,51 +76,6 @@ def side_of_id(case_id: str) -> str | None:
     """The intake side embedded in a case id, or None (older ids, codes)."""
     m = _SIDE_ID.match(case_id)
     return m.group(1) if m else None
-
-
-def insert(
-    conn: Conn,
-    *,
-    fields: dict[str, Any],
-    geom: BaseGeometry,
-    extent: BaseGeometry | None,
-    idempotency_key: str | None,
-    request_hash: str,
-) -> str | None:
-    """Insert a case; return its id, or None when the idempotency key is already taken.
-
-    The unique index on the key, not a prior check, makes concurrent retries create one case.
-    """
-    cols = list(fields)
-    values = [
-        Jsonb(v) if isinstance(v, dict | list) and c not in ("sides", "reasons") else v
-        for c, v in fields.items()
-    ]
-    query = q.SQL(
-        "INSERT INTO incidents (id, {cols}, code, geom, extent, idempotency_key, request_hash) "
-        "VALUES (%s, {vals}, 'JG' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD') || '-' "
-        "|| (SELECT lpad(n, greatest(6, length(n)), '0') "
-        "    FROM (SELECT nextval('incident_code_seq')::text AS n) s), "
-        "ST_GeomFromWKB(%s, 4326), ST_GeomFromWKB(%s, 4326), %s, %s) "
-        "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
-        "RETURNING id::text AS id"
-    ).format(
-        cols=q.SQL(", ").join(q.Identifier(c) for c in cols),
-        vals=q.SQL(", ").join(q.Placeholder() * len(cols)),
-    )
-    with translate_errors():
-        row = conn.execute(
-            query,
-            [
-                new_id(str(fields["side"])),
-                *values,
-                shapely.to_wkb(geom),
-                None if extent is None else shapely.to_wkb(extent),
-                idempotency_key,
-                request_hash,
-            ],
-        ).fetchone()
-    return None if row is None else str(row["id"])
 
 
 def insert_reported(
@@ -225,18 +179,6 @@ def update_state(conn: Conn, case_id: str, *, changes: dict[str, Any]) -> None:
             ),
             {**changes, "_id": case_id, "_side": side},
         )
-
-
-def update_routing(conn: Conn, case_id: str, *, fields: dict[str, Any]) -> None:
-    """Replace a case's routing fields (after a re-route)."""
-    update_state(
-        conn,
-        case_id,
-        changes={
-            k: Jsonb(v) if isinstance(v, dict | list) and k not in ("sides", "reasons") else v
-            for k, v in fields.items()
-        },
-    )
 
 
 def append_event(
@@ -348,37 +290,6 @@ def overdue(conn: Conn, *, now: datetime, limit: int = 500) -> list[dict[str, An
             " AND i.due_at < %s ORDER BY i.due_at LIMIT %s FOR UPDATE SKIP LOCKED",
             (now, limit),
         ).fetchall()
-
-
-def stream_for_reroute(
-    conn: Conn,
-    *,
-    open_only: bool,
-    radius_m: float,
-    radius_deg: float,
-    mechanism_by_category: dict[str, str],
-    batch: int = 2000,
-) -> Iterator[dict[str, Any]]:
-    """Every case (or every open one) with its fresh location facts, streamed by a server cursor.
-
-    One statement computes the facts for the whole set; the caller runs the pure decision.
-    """
-    from layers.db import sql
-
-    cats = sorted(mechanism_by_category)
-    with translate_errors(), conn.transaction(), conn.cursor(name="reroute") as cur:
-        cur.itersize = batch
-        cur.execute(
-            sql("reroute_facts"),
-            {
-                "open_only": open_only,
-                "radius_m": radius_m,
-                "radius_deg": radius_deg,
-                "categories": cats,
-                "mechanisms": [mechanism_by_category[c] for c in cats],
-            },
-        )
-        yield from cur
 
 
 def verify_chain(conn: Conn) -> dict[str, Any]:

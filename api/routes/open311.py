@@ -145,6 +145,9 @@ class Open311Route(APIRoute):
         return handle
 
 
+# The rule of every GeoReport read: any key (also as `api_key`), or anyone with public feeds on.
+READ = allow(*ALL_ROLES, public_feed=True, key_param="api_key")
+
 router = APIRouter(prefix=PREFIX, tags=["open311"], route_class=Open311Route)
 
 
@@ -214,7 +217,7 @@ def service_view(code: str, catalogue: Catalogue) -> dict[str, Any]:
 @router.get(
     "/services.{fmt}",
     summary="GeoReport v2: the service list (the category catalogue)",
-    dependencies=[allow(*ALL_ROLES, public_feed=True, key_param="api_key")],
+    dependencies=[READ],
 )
 def get_services(
     fmt: Format,
@@ -229,7 +232,7 @@ def get_services(
 @router.get(
     "/services/{service_code}.{fmt}",
     summary="GeoReport v2: a service definition (no attributes)",
-    dependencies=[allow(*ALL_ROLES, public_feed=True, key_param="api_key")],
+    dependencies=[READ],
 )
 def get_service_definition(
     service_code: str,
@@ -427,7 +430,7 @@ def search_window(
 @router.get(
     "/requests.{fmt}",
     summary="GeoReport v2: service requests (cases), newest first, at most 1,000",
-    dependencies=[allow(*ALL_ROLES, public_feed=True, key_param="api_key")],
+    dependencies=[READ],
 )
 def get_requests(
     fmt: Format,
@@ -503,7 +506,7 @@ def _by_ids(conn: Conn, ids: list[str]) -> list[dict[str, Any]]:
 @router.get(
     "/requests/{service_request_id}.{fmt}",
     summary="GeoReport v2: one service request",
-    dependencies=[allow(*ALL_ROLES, public_feed=True, key_param="api_key")],
+    dependencies=[READ],
 )
 def get_request(
     service_request_id: str,
