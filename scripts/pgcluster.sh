@@ -90,8 +90,12 @@ start() {
         port=$(cat "$base/port" 2>/dev/null || true)
         if [ -z "$port" ] || ! port_free "$port"; then port=$(free_port); fi
         echo "$port" > "$base/port"
+        # PostGIS preloaded: every parallel worker is a new process, and loading postgis-3.so
+        # (with GEOS and PROJ) in each one cost ~15 ms per parallel query (docs/performance.md).
+        preload=""
+        if [ -f "$BIN/../lib/postgis-3.so" ]; then preload="-c shared_preload_libraries=postgis-3"; fi
         as_owner "$BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-            -o "-p $port -k $run -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 -c shared_buffers=256MB" \
+            -o "-p $port -k $run -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 -c shared_buffers=256MB $preload" \
             start >/dev/null || { tail -20 "$log" >&2; exit 1; }
         pw=$(cat "$base/password")
         echo "postgresql://$user:$pw@127.0.0.1:$port/$db" > "$base/url"
