@@ -1,6 +1,6 @@
 """Feeds: page through 200,000 incidents at ``/ogc/collections/incidents/items?limit=10000``
 with a real HTTP client against a real uvicorn, beside tipg serving the same table and the
-ceiling, ``COPY (SELECT ST_AsGeoJSON(...) FROM incidents) TO STDOUT``, in one run.
+ceiling, ``COPY (SELECT ST_AsGeoJSON(...) FROM incidents) TO STDOUT`` from psql, in one run.
 
 Run by hand (``.venv/bin/python -m bench.feeds``) or by ``make bench``. It makes its own
 database on the private cluster (or the server in JOINTGRID_BENCH_SERVER_URL / DATABASE_URL),
@@ -199,17 +199,37 @@ def postgres_url(conninfo: str) -> str:
 
 
 def ceiling(url: str) -> tuple[int, int, float]:
+    """The COPY ceiling, run by psql as the feeds issue defines it: the rows go to psql's
+    standard output, a pipe that this process drains, counting lines and bytes."""
+    import subprocess
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    # the connection goes through the environment, so the password is not on a command line
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD"}
+    params = conninfo_to_dict(url)
+    env = {**os.environ, **{names[k]: str(v) for k, v in params.items() if k in names}}
+    env["PGDATABASE"] = str(params["dbname"])
+    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "SET jit = off", "-c", CEILING_SQL]
+    n = size = 0
+    t = time.perf_counter()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env) as proc:
+        assert proc.stdout is not None
+        while block := proc.stdout.read(1 << 20):
+            n += block.count(b"\n")
+            size += len(block)
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"psql exited with {proc.returncode} for the COPY ceiling")
+    return n, size, seconds
+
+
+def preload(url: str) -> str:
     import psycopg
 
-    n = size = 0
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SET jit = off")
-        t = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(CEILING_SQL) as cp:
-            for row in cp:
-                n += 1
-                size += len(row)
-        return n, size, time.perf_counter() - t
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SHOW shared_preload_libraries").fetchone()
+    return str(row[0]) if row else ""
 
 
 def versions(url: str) -> dict[str, str]:
@@ -376,7 +396,8 @@ def report(url: str, res: dict[str, Any]) -> None:
 {ROWS:,} synthetic point incidents (loaded with COPY in {res["load_s"]} s), paged at
 `limit={LIMIT}` with a keep-alive http.client (identity encoding; the timed loop receives every byte and finds
 the `next` link in the raw body, then every page is parsed and counted untimed) against
-uvicorn on 127.0.0.1; the same public columns and geometry in all three. Best of {REPEAT}
+uvicorn on 127.0.0.1, and the ceiling run by psql into a pipe; the same public columns and
+geometry in all three. Best of {REPEAT}
 rounds; each round measures the three back to back.
 
 {common.table(rows, ["what", "features", "MB", "best s", "best features/s", "median features/s"])}
@@ -387,6 +408,7 @@ Rounds: {"; ".join(per_round)}.
 
 - Machine: {machine()}; load average {load1:.1f} at the end (the machine is shared).
 - Versions: {", ".join(f"{k} {v}" for k, v in ver.items())}.
+- PostgreSQL `shared_preload_libraries`: `{preload(url) or "(none)"}`.
 - Requests: ours `{res["urls"]["ours"].split("?", 1)[1]}`; tipg `{res["urls"]["tipg"].split("?", 1)[1][:80]}…`.
 """
     common.write_section("feeds", "Feeds benchmark (bench/feeds.py)", body)
