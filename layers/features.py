@@ -507,12 +507,14 @@ def page(
     """The fingerprint of one page: how many rows, whether more follow, its first and last keys."""
     b = _Sql(coll, query)
     where = b.where()
+    # keyset only: three index walks; filtered: one pass, kept in a CTE (see the two files)
+    template = "ogc_page" if where == q.SQL("true") else "ogc_page_filtered"
     backwards = before is not None
     if after is not None:
         where = q.SQL("{} AND {}").format(where, b.key_bound(">", after))
     if before is not None:
         where = q.SQL("{} AND {}").format(where, b.key_bound("<", before))
-    stmt = q.SQL(sql("ogc_page")).format(
+    stmt = q.SQL(sql(template)).format(
         order=b.order(descending=backwards),
         keys=b.key_select(),
         keys_text=b.key_text(),
