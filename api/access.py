@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
 from psycopg_pool import PoolTimeout
@@ -176,16 +177,33 @@ def allow(
                     rec["id"], rec["role"], rec["side"], rec["team"], rec["name"], "bearer"
                 )
                 return _permit(rule, who, request)
+        # Without a connection held by this request (api.deps.get_conn), the look-up may wait
+        # for a pooled one: it does so on threads of its own, never on the workers that the
+        # holders of connections need for their sync handlers.
+        held = getattr(request.state, "conn", None) is not None
+        limiter = None if held else _auth_limiter(request)
         if rule.anyone:  # open routes never fail on stale credentials (e.g. signing in again)
             try:
-                return await anyio.to_thread.run_sync(authenticate, request, param or None)
+                return await anyio.to_thread.run_sync(
+                    authenticate, request, param or None, limiter=limiter
+                )
             except (Unauthenticated, Forbidden):
                 return Principal()
-        who = await anyio.to_thread.run_sync(authenticate, request, param or None)
+        who = await anyio.to_thread.run_sync(authenticate, request, param or None, limiter=limiter)
         return _permit(rule, who, request)
 
     check.access_rule = rule  # type: ignore[attr-defined]
     return Depends(check)
+
+
+AUTH_THREADS = 16
+
+
+def _auth_limiter(request: Request) -> anyio.CapacityLimiter:
+    limiter = getattr(request.app.state, "auth_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.auth_limiter = anyio.CapacityLimiter(AUTH_THREADS)
+    return limiter
 
 
 def _bearer(request: Request, param_key: str | None) -> str | None:

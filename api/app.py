@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
+import orjson
 from fastapi import FastAPI
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from api import settings
@@ -23,7 +26,12 @@ log = logging.getLogger("jointgrid")
 
 
 def _as_app_role(conn: Any) -> None:
-    """Work as `jointgrid_app` where it exists: it may only append to the audit trail."""
+    """Work as `jointgrid_app` where it exists: it may only append to the audit trail.
+
+    Also reads JSON columns with orjson: the same values as the standard library's parser,
+    in a fraction of the time (a report reads back its facts and its stored case as JSON).
+    """
+    set_json_loads(orjson.loads, conn)
     row = conn.execute(
         "SELECT 1 FROM pg_roles WHERE rolname = 'jointgrid_app'"
         " AND pg_has_role(current_user, 'jointgrid_app', 'MEMBER')"
@@ -32,9 +40,31 @@ def _as_app_role(conn: Any) -> None:
         conn.execute("SET ROLE jointgrid_app")
 
 
+# A pooled connection idle for longer than this is checked (one round trip) before it is
+# handed out; one used more recently is not. Under load every checkout skips the check; after
+# a database restart, a connection that was in use just before fails its next statement
+# (a 503, and the pool replaces it), any older one is weeded out by the check.
+CHECK_AFTER_IDLE_S = 1.0
+
+
+class Pool(ConnectionPool[Any]):
+    """The connection pool, remembering when each connection was last given back."""
+
+    def putconn(self, conn: Any) -> None:
+        conn._jg_idle_since = time.monotonic()
+        super().putconn(conn)
+
+
+def check_if_idled(conn: Any) -> None:
+    """The pool's check: a round trip only for a connection that idled (or was never used)."""
+    since = getattr(conn, "_jg_idle_since", None)
+    if since is None or time.monotonic() - since > CHECK_AFTER_IDLE_S:
+        ConnectionPool.check_connection(conn)
+
+
 def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> ConnectionPool[Any]:
     """A connection pool that opens without waiting, so the server starts while the database is down."""
-    pool: ConnectionPool[Any] = ConnectionPool(
+    pool: ConnectionPool[Any] = Pool(
         db.require_url(),
         min_size=db.pool_min,
         max_size=db.pool_max,
@@ -51,7 +81,7 @@ def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> Connec
         # No long background reconnection loop during an outage: each request that needs a
         # connection tries afresh, so the server recovers as soon as the database is back.
         reconnect_timeout=0,
-        check=ConnectionPool.check_connection,
+        check=check_if_idled,
         configure=_as_app_role,
     )
     if open_now:
@@ -101,6 +131,10 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
                     await task
             if own_pool:
                 app.state.pool.close()
+            executor = getattr(app.state, "db_executor", None)
+            if executor is not None:
+                app.state.db_executor = None
+                executor.shutdown(wait=False)
 
     app = FastAPI(
         title="JointGrid",

@@ -54,11 +54,14 @@ def facts(
     extent: BaseGeometry | None = None,
     duplicates: DuplicateQuery | None = None,
     sides: Sequence[str] = (),
+    teams_if_cross: bool = False,
 ) -> LocationFacts:
     """Gather the facts for a WGS84 point; ``radius_m`` (metres) bounds the chiefs returned.
 
     The sides reported are those containing the point or within ``radius_m``, the nearest
     other side, and every side in ``sides`` (e.g. a report's parties) that exists.
+    ``teams_if_cross`` (routing, with ``radius_m`` the border zone): the teams only where the
+    case can be cross-boundary; a single-side decision never reads them.
     """
     dup = duplicates
     params = {
@@ -75,6 +78,7 @@ def facts(
         "dup_radius_deg": degrees_covering(dup.radius_m, lat) if dup else None,
         "dup_since": dup.since if dup else None,
         "sides": list(sides) or None,
+        "teams_if_cross": teams_if_cross,
     }
     with translate_errors():
         row = conn.execute(sql("locate"), params).fetchone()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.access import CASE_ROLES, Principal, allow
-from api.deps import CatalogueDep, Conn
+from api.deps import Db
 from api.views import locate_view
 from gis.crs import parse_crs, to_wgs84
 from gis.location import check_lonlat, place
@@ -21,9 +21,8 @@ router = APIRouter(prefix="/api/v1", tags=["routing"])
 @router.get(
     "/locate", summary="Side, area chain, grids, distance to the border, and covering teams"
 )
-def get_locate(
-    conn: Conn,
-    catalogue: CatalogueDep,
+async def get_locate(
+    request: Request,
     who: Annotated[Principal, allow(*CASE_ROLES)],
     lon: Annotated[str, Query(description="longitude, decimal degrees")],
     lat: Annotated[str, Query(description="latitude, decimal degrees")],
@@ -32,7 +31,10 @@ def get_locate(
     the_crs = parse_crs(crs)
     x, y = check_lonlat(lon, lat)
     wx, wy = to_wgs84(x, y, the_crs)
-    f = locate.facts(conn, lon=wx, lat=wy, radius_m=catalogue.border_zone_m)
+    # one thread hop for the connection, the facts and giving the connection back (api.deps.Db);
+    # the database and the catalogue straight from the app, not as dependencies to solve
+    catalogue = request.app.state.catalogue
+    f = await Db(request).run(locate.facts, lon=wx, lat=wy, radius_m=catalogue.border_zone_m)
     p = place(f, zone_m=catalogue.border_zone_m, tolerance_m=catalogue.service_area_tolerance_m)
     view = locate_view(f, p, input_={"lon": x, "lat": y, "crs": the_crs}, catalogue=catalogue)
     # orjson straight to bytes: FastAPI's generic encoding of this nested dict (team rosters
