@@ -2,12 +2,16 @@
 
 Set-based, in four steps:
 
-1. the cases stream out with one COPY (``layers/sql/reroute_cases.sql``), each with a compact
-   signature of its stored routing (mechanism, sides, team codes, md5 of the contacts);
-2. the reference layers are read once and the facts of every case are gathered at once
-   (``gis.bulkfacts``: STRtree joins over whole arrays, the same rules as ``location_facts()``);
-3. the same pure ``gis.routing.decide`` as at report time runs on each case's facts, and its
-   signature is compared with the stored one;
+1. the cases stream out with one COPY (``layers/sql/reroute_cases.sql``), each with the
+   signature of its stored routing (mechanism, sides, team codes, md5 of the contacts: the
+   column ``routing_sig`` that PostgreSQL keeps), while the reference layers are read on a
+   second connection;
+2. the facts of every case are gathered at once (``gis.bulkfacts``: STRtree joins over whole
+   arrays, the same rules as ``location_facts()``);
+3. plain cases are decided by template (their signatures built as arrays, checked against
+   ``decide``); the others run the same pure ``gis.routing.decide`` as at report time, with
+   the teams' duty memoised (``gis.duty.DutyMemo``), and each signature is compared with the
+   stored one;
 4. the changed cases are written with COPY into a temp table, one UPDATE ... FROM and one
    INSERT of their audit events (``layers/sql/reroute_write.sql``).
 
@@ -31,8 +35,9 @@ import orjson
 import shapely
 
 from api.cases import decision_view, now_utc
-from gis.bulkfacts import BulkFacts, Points, Reference
+from gis.bulkfacts import BulkFacts, Ints, Points, Reference
 from gis.catalogue import Catalogue
+from gis.duty import DutyMemo
 from gis.errors import DomainError
 from gis.routing import Decision, Report, decide
 from layers import bulk
@@ -87,7 +92,7 @@ def _points(df: Any, catalogue: Catalogue) -> Points:
     mech = {c: catalogue.mechanism_for(c) for c in catalogue.categories}
     ext = df["extent"].tolist()
     has_ext = any(ext)
-    parties = df["parties"].tolist()
+    parties = [_parties(p) for p in df["parties"].tolist()]
     return Points(
         lon=df["lon"].to_numpy(np.float64),
         lat=df["lat"].to_numpy(np.float64),
@@ -95,8 +100,21 @@ def _points(df: Any, catalogue: Catalogue) -> Points:
         extent=[shapely.from_wkb(bytes.fromhex(e)) if e else None for e in ext]
         if has_ext
         else None,
-        sides=[tuple(p.split(",")) if p else () for p in parties] if any(parties) else None,
+        sides=parties if any(parties) else None,
     )
+
+
+def _parties(text: str) -> tuple[str, ...]:
+    """The sides named in a case's ``parties_sides`` (its JSON array, '' when absent)."""
+    if not text:
+        return ()
+    items = orjson.loads(text)
+    if not isinstance(items, list):
+        return ()
+    joined = ",".join(
+        x if isinstance(x, str) else orjson.dumps(x).decode() for x in items if x is not None
+    )
+    return tuple(joined.split(",")) if joined else ()
 
 
 def _report(df_row: dict[str, Any], ext: Any, parties: tuple[str, ...]) -> Report:
@@ -130,17 +148,32 @@ def _report_of(i: int) -> Report:
     )
 
 
+def _old_signatures(
+    old: dict[str, npt.NDArray[np.object_]], rows: list[int]
+) -> dict[int, tuple[str, str, str, str]]:
+    """The stored signatures of ``rows``, as ``signature`` makes them."""
+    sel = np.asarray(rows, dtype=np.int64)
+    return dict(
+        zip(
+            rows,
+            zip(*(old[k][sel].tolist() for k in SIG_KEYS), strict=True),
+            strict=True,
+        )
+    )
+
+
 def _decide_rows(rows: list[int]) -> tuple[list[int], list[tuple[str, ...]], list[tuple[int, str]]]:
     """Decide the given cases in full; return the changed ones, their diffs, and failures."""
     job = _JOB
     bf: BulkFacts = job["facts"]
-    cat, now, old = job["catalogue"], job["now"], job["cols"]["old"]
+    cat, now, duty = job["catalogue"], job["now"], job["duty"]
+    old = _old_signatures(job["cols"]["old"], rows)
     changed: list[int] = []
     diffs: list[tuple[str, ...]] = []
     failed: list[tuple[int, str]] = []
     for i in rows:
         try:
-            d = decide(_report_of(i), bf.facts(i), cat, now=now)
+            d = decide(_report_of(i), bf.facts(i), cat, now=now, duty=duty)
         except DomainError as exc:
             failed.append((i, exc.message))
             continue
@@ -151,81 +184,122 @@ def _decide_rows(rows: list[int]) -> tuple[list[int], list[tuple[str, ...]], lis
     return changed, diffs, failed
 
 
-def _slot_signature(bf: BulkFacts, i: int) -> tuple[str, str, str, str]:
-    """The signature of a ``simple`` case from its slots: its own side, grid and police grid."""
-    side, gj, pj = bf.slots(i)
+def _slot_digests(bf: BulkFacts, side_of: Ints, g_of: Ints, p_of: Ints) -> npt.NDArray[np.object_]:
+    """The contacts' digest of ``simple`` cases from their slots (own side, grid, police grid):
+    computed once per distinct (side, grid, police grid)."""
     g, p = bf.ref.grids.cols, bf.ref.police.cols
-    return (
-        "",
-        side,
-        "",
-        contacts_digest(
+    ng, npol = len(g["code"]) + 1, len(p["code"]) + 1
+    key = (side_of * ng + g_of) * npol + p_of
+    uk, inv = np.unique(key, return_inverse=True)
+    out = np.empty(len(uk), dtype=object)
+    for k, (s, gj, pj) in enumerate(
+        zip(
+            (uk // (ng * npol)).tolist(),
+            (uk // npol % ng).tolist(),
+            (uk % npol).tolist(),
+            strict=True,
+        )
+    ):
+        side = bf.side_codes[s]
+        out[k] = contacts_digest(
             [
                 (side, "grid_chief", g["code"][gj], g["chief_name"][gj] or ""),
                 (side, "police_officer", p["code"][pj], p["officer_name"][pj] or ""),
             ]
-        ),
-    )
+        )
+    return out[inv]
 
 
-def _simple_rows(bf: BulkFacts, rows: npt.NDArray[np.int64], sample: int = 200) -> list[int]:
+def _simple_rows(bf: BulkFacts, rows: Ints, sample: int = 200) -> list[int]:
     """Decide the ``simple`` cases by template: ``decide`` runs on one case per (category,
     side) and on a random sample; if it ever disagrees with the slot signature, the whole
     group goes back to the full path. Returns the cases that need the full path: those of a
-    disagreeing group, and those whose routing changed (the full decision writes them)."""
+    disagreeing group, and those whose routing changed (the full decision writes them).
+    The slot signatures are built as arrays: one digest per distinct (side, grid, police grid)."""
     job = _JOB
-    cat, now, cols = job["catalogue"], job["now"], job["cols"]
-    old, category = cols["old"], cols["category"]
-    ok: dict[tuple[str, str], bool] = {}
-    full: list[int] = []
+    cat, now, cols, duty = job["catalogue"], job["now"], job["cols"], job["duty"]
+    old = cols["old"]
+    if not len(rows):
+        return []
+    _, side_all, g_all, p_all = bf.slot_arrays()
+    side_of, g_of, p_of = side_all[rows], g_all[rows], p_all[rows]
+    codes = np.asarray(bf.side_codes, dtype=object)
+    new_sides = codes[side_of]
+    digests = _slot_digests(bf, side_of, g_of, p_of)
 
-    def agrees(i: int) -> bool:
+    def agrees(j: int) -> bool:
+        i = int(rows[j])
         try:
-            d = decide(_report_of(i), bf.facts(i), cat, now=now)
+            d = decide(_report_of(i), bf.facts(i), cat, now=now, duty=duty)
         except DomainError:
             return False
-        return signature(d) == _slot_signature(bf, i)
+        return signature(d) == ("", new_sides[j], "", digests[j])
 
+    cat_ids = cols["category_id"][rows]
+    ns = max(1, len(bf.side_codes))
+    group = cat_ids * ns + side_of
     rng = np.random.default_rng(0)
-    checks = (
-        set(rng.choice(rows, size=min(sample, len(rows)), replace=False).tolist())
-        if len(rows)
-        else set()
+    checks = rng.choice(len(rows), size=min(sample, len(rows)), replace=False).tolist()
+    groups, first, inv = np.unique(group, return_index=True, return_inverse=True)
+    bf.resolve(rows[np.union1d(checks, first).astype(np.int64)])
+    bad_groups = {int(group[j]) for j in checks if not agrees(j)}
+    good = np.array(
+        [int(k) not in bad_groups and agrees(int(j)) for k, j in zip(groups, first, strict=True)],
+        dtype=bool,
     )
-    bad_groups: set[tuple[str, str]] = set()
-    for i in checks:
-        if not agrees(i):
-            bad_groups.add((category[i], bf.slots(i)[0]))
-    for i in rows.tolist():
-        key = (category[i], bf.side_codes[bf.contains.keys(i)[0]])
-        good = ok.get(key)
-        if good is None:
-            good = ok[key] = key not in bad_groups and agrees(i)
-        if not good:
-            full.append(i)
-            continue
-        if _slot_signature(bf, i) != old[i]:
-            full.append(i)  # changed: the full decision makes its new routing and diff
-    return full
+    changed = (
+        (old["mechanism"][rows] != "")
+        | (old["sides"][rows] != new_sides)
+        | (old["teams"][rows] != "")
+        | (old["contacts"][rows] != digests)
+    )
+    return rows[~good[inv] | changed].tolist()
 
 
 def _run_decisions(
     rows: list[int], workers: int
 ) -> tuple[list[int], list[tuple[str, ...]], list[tuple[int, str]]]:
-    if workers <= 1 or len(rows) < 20_000:
-        return _decide_rows(rows)
-    import multiprocessing as mp
+    import gc
 
-    step = -(-len(rows) // (workers * 4))
-    chunks = [rows[lo : lo + step] for lo in range(0, len(rows), step)]
-    with mp.get_context("fork").Pool(workers) as pool:
-        parts = pool.map(_decide_rows, chunks)
+    # The facts and columns (millions of objects) outlive the decisions: frozen, the cyclic
+    # collector no longer walks them on every full collection, nor touches (and so copies) a
+    # forked worker's shared pages.
+    gc.collect()
+    gc.freeze()
+    try:
+        if workers <= 1 or len(rows) < 20_000:
+            return _decide_rows(rows)
+        import multiprocessing as mp
+
+        step = -(-len(rows) // (workers * 4))
+        chunks = [rows[lo : lo + step] for lo in range(0, len(rows), step)]
+        with mp.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_decide_rows, chunks)
+    finally:
+        gc.unfreeze()
     out: tuple[list[int], list[tuple[str, ...]], list[tuple[int, str]]] = ([], [], [])
     for a, b, c in parts:
         out[0].extend(a)
         out[1].extend(b)
         out[2].extend(c)
     return out
+
+
+def _read(conn: Conn, reference: Reference | None, *, open_only: bool) -> tuple[Reference, Any]:
+    """The reference layers and the cases. The COPY out keeps PostgreSQL busy while Python
+    builds the layers, so the layers are read on a second connection in a thread beside it
+    (when ``conn`` has no transaction open, else one after the other on ``conn``)."""
+    if reference is not None:
+        return reference, bulk.reroute_cases(conn, open_only=open_only)
+    other = bulk.sibling(conn)
+    if other is None:
+        return bulk.reference(conn), bulk.reroute_cases(conn, open_only=open_only)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with other, ThreadPoolExecutor(max_workers=1) as pool:
+        ref = pool.submit(bulk.reference, other)
+        df = bulk.reroute_cases(conn, open_only=open_only)
+        return ref.result(), df
 
 
 def routing_columns(d: Decision, now: datetime, *, rerouted: bool) -> dict[str, Any]:
@@ -280,37 +354,30 @@ def reroute(
         say(f"{name}: {t - clock:.2f} s")
         clock = t
 
-    ref = reference or bulk.reference(conn)
-    lap("read reference layers")
-    df = bulk.reroute_cases(conn, open_only=open_only)
+    ref, df = _read(conn, reference, open_only=open_only)
     n = len(df)
     summary.examined = n
-    lap(f"COPY out {n} cases")
+    lap(f"read reference layers and COPY out {n} cases")
     if n == 0:
         return summary
     pts = _points(df, catalogue)
     bf = BulkFacts(ref, pts, radius_m=catalogue.border_zone_m)
     lap("set-based facts")
+    category = df["category"].to_numpy(object)
     cols = {
-        "category": df["category"].tolist(),
+        "category": category.tolist(),
+        "category_id": np.asarray(df["category"].factorize()[0], dtype=np.int64),
         "severity": df["severity"].tolist(),
         "occurred": df["occurred"].tolist(),
-        "old": list(
-            zip(
-                df["old_mechanism"].tolist(),
-                df["old_sides"].tolist(),
-                df["old_teams"].tolist(),
-                df["old_contacts"].tolist(),
-                strict=True,
-            )
-        ),
+        "old": {k: df[f"old_{k}"].to_numpy(object) for k in SIG_KEYS},
     }
-    _JOB.update(facts=bf, cols=cols, catalogue=catalogue, now=now)
+    _JOB.update(facts=bf, cols=cols, catalogue=catalogue, now=now, duty=DutyMemo())
     try:
         simple = bf.simple()
         full = _simple_rows(bf, np.flatnonzero(simple))
         lap(f"decide {int(simple.sum())} plain cases by template")
         todo = sorted(full + np.flatnonzero(~simple).tolist())
+        bf.resolve(np.asarray(todo, dtype=np.int64))
         changed, diffs, failed = _run_decisions(todo, workers or min(2, os.cpu_count() or 1))
         lap(f"decide {len(todo)} cases in full")
     finally:
@@ -327,7 +394,7 @@ def reroute(
     if dry_run or not changed:
         return summary
     ids, status = df["id"].tolist(), df["status"].tolist()
-    old = cols["old"]
+    old = _old_signatures(cols["old"], changed)
 
     def rows() -> Any:
         for i, diff in zip(changed, diffs, strict=True):
@@ -337,7 +404,7 @@ def reroute(
                 None if pts.extent is None else pts.extent[i],
                 () if pts.sides is None else pts.sides[i],
             )  # fmt: skip
-            d = decide(rep, bf.facts(i), catalogue, now=now)
+            d = decide(rep, bf.facts(i), catalogue, now=now, duty=duty)
             r = routing_columns(d, now, rerouted=True)
             new = signature(d)
             change = {
@@ -357,6 +424,7 @@ def reroute(
                 bulk.jsonb(change),
             )  # fmt: skip
 
+    duty = DutyMemo()
     bulk.write_reroute(conn, rows(), actor=ACTOR, note=NOTE, at=now)
     lap(f"write {len(changed)} changed cases and events")
     return summary
@@ -387,6 +455,7 @@ def bulk_decisions(
         cases.status, ["reported", "accepted", "dispatched", "in_progress", "resolved"]
     )
     bf = BulkFacts(ref, pts, radius_m=catalogue.border_zone_m)
+    bf.resolve()
     say(f"  facts for {n:,} cases gathered")
     now = now_utc()
     out: dict[str, list[Any]] = {

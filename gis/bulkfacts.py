@@ -98,9 +98,14 @@ class Reference:
         key = f"{layer_name}:{side}"
         if key not in self._by_side:
             layer: Layer = getattr(self, layer_name)
-            if "_side_arr" not in layer.cols:
-                layer.cols["_side_arr"] = np.asarray(layer.cols["side"], dtype=object)  # type: ignore[assignment]
-            idx = np.flatnonzero(np.asarray(layer.cols["_side_arr"]) == side)
+            if f"{layer_name}:" not in self._by_side:  # group every side's features at once
+                sides = np.asarray(layer.cols["side"], dtype=object)
+                order = np.argsort(sides, kind="stable")
+                bounds = np.flatnonzero(sides[order][1:] != sides[order][:-1]) + 1
+                self._by_side[f"{layer_name}:"] = {
+                    str(sides[c[0]]): c for c in np.split(order, bounds) if len(c)
+                }
+            idx = np.sort(self._by_side[f"{layer_name}:"].get(side, np.zeros(0, dtype=np.int64)))
             self._by_side[key] = {
                 "idx": idx,
                 "tree": shapely.STRtree(layer.metric[idx]) if len(idx) else None,
@@ -152,13 +157,16 @@ class _Csr:
         return list(zip(self.v[a:b].tolist(), self.d[a:b].tolist(), strict=True))
 
 
-def _pairs_by(first: Ints, *cols: Any) -> dict[int, list[tuple[Any, ...]]]:
-    out: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in zip(
-        first.tolist(), *[c.tolist() if hasattr(c, "tolist") else c for c in cols], strict=True
-    ):
-        out[row[0]].append(row[1:])
-    return out
+def _member(x: Ints, sorted_keys: Ints) -> npt.NDArray[np.bool_]:
+    """``np.isin(x, sorted_keys)`` for sorted, unique ``sorted_keys`` (a binary search, no sort)."""
+    if not len(sorted_keys):
+        return np.zeros(len(x), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, x), len(sorted_keys) - 1)
+    return np.asarray(sorted_keys[pos] == x)
+
+
+def _code(r: Any) -> str:
+    return str(r.code)
 
 
 class BulkFacts:
@@ -182,6 +190,8 @@ class BulkFacts:
         mx, my = _TO_METRIC.transform(lon, lat)
         self.mgeom = shapely.points(mx, my)
         self.k = scale_factor(lon, lat)
+        self._slot_arrays: tuple[npt.NDArray[np.bool_], Ints, Ints, Ints] | None = None
+        self._here_refs: dict[tuple[str, int], Any] = {}
         self._sides()
         self._chain()
         self._grids_and_police()
@@ -199,6 +209,7 @@ class BulkFacts:
         codes = sorted(set(part_side.tolist()))
         code_id = {c: i for i, c in enumerate(codes)}
         part_sid = np.array([code_id[s] for s in part_side.tolist()], dtype=np.int64)
+        self._part_sid = part_sid
         ns = max(1, len(codes))
         self.side_codes = codes
         self.side_id = code_id
@@ -220,9 +231,10 @@ class BulkFacts:
         other_s = np.full(n, -1, dtype=np.int64)
         other_d = np.full(n, np.inf)
 
-        def settle(p: Ints, sid: Ints, dist: Floats, limit: float) -> None:
-            keep = ~np.isin(p * ns + sid, ckey) & (dist <= limit)
-            p, sid, dist = p[keep], sid[keep], dist[keep]
+        def settle(p: Ints, sid: Ints, dist: Floats, limit: float | None) -> None:
+            if limit is not None:  # else: no containing side among them, all within reach
+                keep = ~_member(p * ns + sid, ckey) & (dist <= limit)
+                p, sid, dist = p[keep], sid[keep], dist[keep]
             order = np.lexsort((sid, dist, p))  # per point: nearest, then lowest code
             p, sid, dist = p[order], sid[order], dist[order]
             first = np.unique(p, return_index=True)[1]
@@ -230,27 +242,58 @@ class BulkFacts:
             other_d[p[first]] = dist[first]
 
         settle(ukey // ns, ukey % ns, dmin, np.inf)
-        radius = max(margin, 10_000.0)
-        todo = np.flatnonzero(other_s < 0)
-        while len(todo) and len(codes) > 1 and radius < 5e6:
-            pi, qi = parts.mtree.query(self.mgeom[todo], predicate="dwithin", distance=radius)
-            p = todo[pi]
-            dist = shapely.distance(self.mgeom[p], parts.metric[qi]) / self.k[p]
-            key = p * ns + part_sid[qi]
-            uk, inv = np.unique(key, return_inverse=True)
-            dm = np.full(len(uk), np.inf)
-            np.minimum.at(dm, inv, dist)
-            # a side found within `radius` (metric) is surely the nearest
-            settle(uk // ns, uk % ns, dm, radius / kmax)
-            todo = todo[other_s[todo] < 0]
-            radius *= 4
         self.other_s, self.other_d = other_s, other_d
+        # the others' nearest other side lies beyond the margin: looked up when asked for
+        # (``resolve_others``), since only a full decision reads it
+        self._pending = other_s < 0 if len(codes) > 1 else np.zeros(n, dtype=bool)
+        self._settle = settle
+        self._other_trees: dict[tuple[int, ...], tuple[Ints, shapely.STRtree] | None] = {}
+
+    def resolve_others(self, idx: Ints | None = None) -> None:
+        """Find the nearest other side of points ``idx`` (default: all) whose nearest other
+        side lies beyond the margin: the nearest piece of a side not containing the point,
+        from a tree over those pieces, one per set of containing sides (in practice one per
+        side). Ties: the lowest code, as everywhere."""
+        todo = np.flatnonzero(self._pending) if idx is None else idx[self._pending[idx]]
+        if not len(todo):
+            return
+        parts = self.ref.side_parts
+        part_sid = self._part_sid
+        ncont = np.diff(self.contains.starts)[todo]
+        groups: dict[tuple[int, ...], Ints] = {}
+        one = todo[ncont == 1]
+        one_side = self.contains.v[self.contains.starts[one]]
+        order = np.argsort(one_side, kind="stable")
+        for chunk in np.split(order, np.flatnonzero(np.diff(one_side[order])) + 1):
+            if len(chunk):
+                groups[(int(one_side[chunk[0]]),)] = one[chunk]
+        rest: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i in todo[ncont != 1].tolist():
+            rest[tuple(self.contains.keys(i))].append(i)
+        groups.update({k: np.array(v, dtype=np.int64) for k, v in rest.items()})
+        for inside, pts in groups.items():
+            if inside not in self._other_trees:
+                others = np.flatnonzero(~np.isin(part_sid, inside))
+                self._other_trees[inside] = (
+                    (others, shapely.STRtree(parts.metric[others])) if len(others) else None
+                )
+            hit = self._other_trees[inside]
+            if hit is None:
+                continue
+            others, tree = hit
+            qi, ti = tree.query_nearest(self.mgeom[pts], all_matches=True)
+            p, q = pts[qi], others[ti]
+            dist = shapely.distance(self.mgeom[p], parts.metric[q]) / self.k[p]
+            self._settle(p, part_sid[q], dist, None)
+        self._pending[todo] = False
 
     def side_list(self, i: int) -> list[SideFact]:
         """The sides reported for point ``i`` (containing, within the radius, nearest other,
         requested), with their distances in metres; sorted by code."""
         codes = self.side_codes
         have: dict[int, float] = {}
+        if self._pending[i]:
+            self.resolve_others(np.array([i], dtype=np.int64))
         inside = self.contains.keys(i)
         for s in inside:
             have[s] = 0.0
@@ -306,11 +349,19 @@ class BulkFacts:
         the radius (so never cross-boundary), exactly one grid and one police grid here, both
         of that side, and no chief within the radius. Their decisions differ only in which
         grid and police grid they name (``slots``)."""
+        return self.slot_arrays()[0]
+
+    def slot_arrays(self) -> tuple[npt.NDArray[np.bool_], Ints, Ints, Ints]:
+        """``simple()``, and per point the side index, grid index and police grid index of
+        ``slots`` (-1 where a point has not exactly one of them)."""
+        if self._slot_arrays is not None:
+            return self._slot_arrays
         n = self.n
         one_side = np.diff(self.contains.starts) == 1
         side_of = np.full(n, -1, dtype=np.int64)
         side_of[one_side] = self.contains.v[self.contains.starts[:-1][one_side]]
         ok = one_side & ~self.may_cross()
+        firsts = []
         for layer_name, here in (("grids", self.grids_here), ("police", self.police_here)):
             layer: Layer = getattr(self.ref, layer_name)
             if "_sid" not in layer.cols:
@@ -322,9 +373,11 @@ class BulkFacts:
             first[single] = here.v[here.starts[:-1][single]]
             sid = np.asarray(layer.cols["_sid"])
             ok &= single & (np.where(first >= 0, sid[np.maximum(first, 0)], -2) == side_of)
+            firsts.append(first)
         if self.chiefs_near:
             ok[np.fromiter(self.chiefs_near.keys(), dtype=np.int64)] = False
-        return ok
+        self._slot_arrays = (ok, side_of, firsts[0], firsts[1])
+        return self._slot_arrays
 
     def slots(self, i: int) -> tuple[str, int, int]:
         """For a ``simple`` point: its side code, grid index and police grid index."""
@@ -337,19 +390,41 @@ class BulkFacts:
     # -- area chain -------------------------------------------------------------------------
 
     def _chain(self) -> None:
+        """Only a full decision reads a point's village: looked up when asked for
+        (``resolve``), for many points at once."""
+        self.village = np.full(self.n, -1, dtype=np.int64)
+        self._village_pending = np.ones(self.n, dtype=bool)
+
+    def _villages(self, idx: Ints) -> None:
+        """The village containing each point of ``idx`` (the lowest code when several do)."""
+        idx = idx[self._village_pending[idx]]
+        if not len(idx):
+            return
         v = self.ref.villages
-        pi, qi = v.tree.query(self.geom, predicate="intersects")
-        vcode = np.asarray(v.cols["code"], dtype=object)[qi]
-        best: dict[int, str] = {}
-        for p, c in zip(pi.tolist(), vcode.tolist(), strict=True):
-            if p not in best or c < best[p]:
-                best[p] = c
-        self.village = best
+        pi, qi = v.tree.query(self.geom[idx], predicate="intersects")
+        codes = np.asarray(v.cols["code"], dtype=object)
+        rank = np.empty(len(codes), dtype=np.int64)
+        rank[np.argsort(codes, kind="stable")] = np.arange(len(codes))
+        order = np.lexsort((rank[qi], pi))
+        first = np.unique(pi[order], return_index=True)[1]
+        self.village[idx[pi[order][first]]] = qi[order][first]
+        self._village_pending[idx] = False
+
+    def resolve(self, idx: Ints | None = None) -> None:
+        """Look up, for points ``idx`` (default: all), what only a full decision reads: the
+        village, and a nearest other side beyond the margin. ``facts(i)`` does it for one
+        point when needed; for many, this is one set-wise pass."""
+        idx = np.arange(self.n, dtype=np.int64) if idx is None else np.asarray(idx, np.int64)
+        self._villages(idx)
+        self.resolve_others(idx)
 
     def chain(self, i: int) -> tuple[AreaRef, ...]:
-        vc = self.village.get(i)
-        if vc is None:
+        if self._village_pending[i]:
+            self._villages(np.array([i], dtype=np.int64))
+        vi = int(self.village[i])
+        if vi < 0:
             return ()
+        vc = self.ref.villages.cols["code"][vi]
         out = []
         areas = self.ref.areas
         d = areas.get(vc[:6])
@@ -383,13 +458,13 @@ class BulkFacts:
         p_of = np.repeat(np.arange(n), np.diff(near.starts))
         keys = p_of * ns + near.v
         ckeys = np.repeat(np.arange(n), np.diff(self.contains.starts)) * ns + self.contains.v
-        keep = (near.d <= self.radius_m) & ~np.isin(keys, ckeys)
+        keep = (near.d <= self.radius_m) & ~_member(keys, ckeys)
         has_other = (self.other_s >= 0) & (self.other_d <= self.radius_m)
         keys = np.concatenate(
             [keys[keep], np.flatnonzero(has_other) * ns + self.other_s[has_other]]
         )
         keys = np.unique(keys)
-        self._pre: dict[str, tuple[Ints, Ints, Floats]] = {}
+        self._pre: dict[str, dict[int, tuple[int, float]]] = {}
         for layer_name in ("grids", "police"):
             layer: Layer = getattr(self.ref, layer_name)
             codes = layer.cols["code"]
@@ -412,7 +487,14 @@ class BulkFacts:
                 pick = order[first]
                 out_j[sel[qi[pick]]] = idx[ti[pick]]
                 out_d[sel[qi[pick]]] = dist[pick] / self.k[p[qi[pick]]]
-            self._pre[layer_name] = (keys, out_j, out_d)
+            found = out_j >= 0
+            self._pre[layer_name] = dict(
+                zip(
+                    keys[found].tolist(),
+                    zip(out_j[found].tolist(), out_d[found].tolist(), strict=True),
+                    strict=True,
+                )
+            )
 
     def _nearest_of(self, layer_name: str, i: int, side: str) -> tuple[int, float] | None:
         """Nearest feature of ``side`` (a containing one at 0 m, lowest code first)."""
@@ -422,10 +504,9 @@ class BulkFacts:
         pre = getattr(self, "_pre", {}).get(layer_name)
         sid = self.side_id.get(side)
         if pre is not None and sid is not None:
-            k = i * max(1, len(self.side_codes)) + sid
-            pos = int(np.searchsorted(pre[0], k))
-            if pos < len(pre[0]) and pre[0][pos] == k and pre[1][pos] >= 0:
-                return int(pre[1][pos]), float(pre[2][pos])
+            got = pre.get(i * max(1, len(self.side_codes)) + sid)
+            if got is not None:
+                return got
         layer: Layer = getattr(self.ref, layer_name)
         here = self.grids_here if layer_name == "grids" else self.police_here
         codes = layer.cols["code"]
@@ -455,6 +536,19 @@ class BulkFacts:
         self._nearest[key] = out
         return out
 
+    def _here_ref(self, layer_name: str, j: int) -> Any:
+        """The (immutable) reference to a grid or police grid containing a point: the same
+        for every point inside it, so built once."""
+        key = (layer_name, j)
+        ref = self._here_refs.get(key)
+        if ref is None:
+            ref = self._here_refs[key] = (
+                self._grid_ref(j, True, 0.0)
+                if layer_name == "grids"
+                else self._police_ref(j, True, 0.0)
+            )
+        return ref
+
     def _grid_ref(self, j: int, contains: bool, distance: float) -> GridRef:
         c = self.ref.grids.cols
         spans = c["spans"][j] if c["joint"][j] else [c["side"][j]]
@@ -474,7 +568,18 @@ class BulkFacts:
     # -- teams ------------------------------------------------------------------------------------
 
     def _teams(self, wanted: npt.NDArray[np.bool_]) -> None:
-        self.team_cands: dict[int, list[tuple[int, bool, float]]] = {}
+        """Team candidates of the ``wanted`` points, as pairs (point, team, covers, metres)
+        grouped by point: the ten nearest bases (planar degrees, as the SQL's KNN) of teams
+        serving the point's mechanism, and every serving team whose patrol area covers it."""
+        n = self.n
+        empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        self.team_cands = _Csr(empty_i, empty_i, empty_f, n)
+        self._team_fields = [
+            (x["code"], x["name"], x["kind"], x["side"], tuple(x["sides"]),
+             tuple(x["mechanisms"]), x["roster"])
+            for x in self.ref.teams
+        ]  # fmt: skip
+        self._team_cov = np.zeros(0, dtype=bool)
         ref = self.ref
         if not ref.teams:
             return
@@ -482,23 +587,28 @@ class BulkFacts:
         idx = np.flatnonzero(wanted)
         if not len(idx):
             return
+        nt = len(ref.teams)
         pi, ti = ta["patrol_tree"].query(self.geom[idx], predicate="intersects")
-        covers = _pairs_by(idx[pi], ti)
+        cov_p, cov_t = idx[pi], ti
         mech = self.pts.mechanism
         by_mech: dict[str | None, list[int]] = defaultdict(list)
         for i in idx.tolist():
             by_mech[mech[i]].append(i)
         base_xy = ta["base_xy"]
         lon, lat = np.asarray(self.pts.lon), np.asarray(self.pts.lat)
+        in_group = np.zeros(n, dtype=bool)
+        keys: list[Ints] = []
+        cov_keys: list[Ints] = []
         for m, members in by_mech.items():
-            serving = np.array(
-                [k for k, ms in enumerate(ta["mechanisms"]) if m is None or m in ms], dtype=np.int64
-            )
+            serves = np.array([m is None or m in ms for ms in ta["mechanisms"]], dtype=bool)
+            serving = np.flatnonzero(serves)
             if not len(serving):
-                for i in members:
-                    self.team_cands[i] = []
                 continue
             mem = np.array(members, dtype=np.int64)
+            in_group[:] = False
+            in_group[mem] = True
+            sel = in_group[cov_p] & serves[cov_t]
+            cov_keys.append(cov_p[sel] * nt + cov_t[sel])
             kk = min(10, len(serving))
             for start in range(0, len(mem), 20_000):
                 chunk = mem[start : start + 20_000]
@@ -509,18 +619,24 @@ class BulkFacts:
                     part = np.argpartition(d2, kk - 1, axis=1)[:, :kk]
                 else:
                     part = np.tile(np.arange(len(serving)), (len(chunk), 1))
-                for row, i in enumerate(chunk.tolist()):
-                    ids = set(serving[part[row]].tolist())
-                    cov = {t for (t,) in covers.get(i, ()) if m is None or m in ta["mechanisms"][t]}
-                    ids |= cov
-                    tl = sorted(ids)
-                    _, _, dist = _GEOD.inv(
-                        np.full(len(tl), lon[i]), np.full(len(tl), lat[i]),
-                        base_xy[tl, 0], base_xy[tl, 1],
-                    )  # fmt: skip
-                    self.team_cands[i] = [
-                        (t, t in cov, float(dd)) for t, dd in zip(tl, dist.tolist(), strict=True)
-                    ]
+                keys.append(np.repeat(chunk, kk) * nt + serving[part].ravel())
+        if not keys:
+            return
+        ck = np.unique(np.concatenate(cov_keys)) if cov_keys else np.zeros(0, dtype=np.int64)
+        key = np.unique(np.concatenate([*keys, ck]))  # by point, then team index
+        p, t = key // nt, key % nt
+        _, _, dist = _GEOD.inv(lon[p], lat[p], base_xy[t, 0], base_xy[t, 1])
+        self.team_cands = _Csr(p, t, np.asarray(dist, dtype=np.float64), n)
+        self._team_cov = np.isin(key, ck)
+
+    def team_items(self, i: int) -> list[tuple[int, bool, float]]:
+        """The team candidates of point ``i``: (team index, covers, metres to its base)."""
+        tc = self.team_cands
+        a, b = int(tc.starts[i]), int(tc.starts[i + 1])
+        assert tc.d is not None
+        return list(
+            zip(tc.v[a:b].tolist(), self._team_cov[a:b].tolist(), tc.d[a:b].tolist(), strict=True)
+        )
 
     # -- chiefs and extents -------------------------------------------------------------------------
 
@@ -554,12 +670,8 @@ class BulkFacts:
         """The ``LocationFacts`` of point ``i``, as ``layers.locate.facts`` would return them."""
         sides = self.side_list(i)
         g = self.ref.grids.cols
-        here = sorted(
-            (self._grid_ref(j, True, 0.0) for j in self.grids_here.keys(i)), key=lambda r: r.code
-        )
-        ph = sorted(
-            (self._police_ref(j, True, 0.0) for j in self.police_here.keys(i)), key=lambda r: r.code
-        )
+        here = sorted((self._here_ref("grids", j) for j in self.grids_here.keys(i)), key=_code)
+        ph = sorted((self._here_ref("police", j) for j in self.police_here.keys(i)), key=_code)
         ng, npol = [], []
         asked = set(self.pts.sides[i]) if self.pts.sides is not None else set()
         for s in sides:
@@ -579,14 +691,9 @@ class BulkFacts:
                 j, d = hit
                 npol.append(self._police_ref(j, False, d))
         teams = []
-        for t, cov, dd in self.team_cands.get(i, []):
-            x = self.ref.teams[t]
-            teams.append(
-                TeamCandidate(
-                    x["code"], x["name"], x["kind"], x["side"], tuple(x["sides"]),
-                    tuple(x["mechanisms"]), x["roster"], cov, dd,
-                )
-            )  # fmt: skip
+        fields = self._team_fields
+        for t, cov, dd in self.team_items(i):
+            teams.append(TeamCandidate(*fields[t], cov, dd))
         teams.sort(key=lambda t: (t.base_distance_m, t.code))
         chiefs = []
         c = self.ref.chiefs.cols

@@ -6,6 +6,7 @@ and returns a ``Decision`` with an ordered, operator-readable trace. Distances a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -98,8 +99,12 @@ def decide(
     *,
     now: datetime,
     known_sides: frozenset[str] | None = None,
+    duty: Callable[[dict[str, Any] | None, datetime], bool] = on_duty,
 ) -> Decision:
-    """Decide how a report is handled. Raises ``OutsideServiceArea`` or ``UnknownSide``."""
+    """Decide how a report is handled. Raises ``OutsideServiceArea`` or ``UnknownSide``.
+
+    ``duty`` answers whether a roster is on duty at a moment: ``on_duty``, or for a batch a
+    ``gis.duty.DutyMemo`` (the same answers, memoised)."""
     trace: list[Step] = []
     zone = catalogue.border_zone_m
     category = catalogue.category(report.category)
@@ -237,7 +242,7 @@ def decide(
     )
 
     # 3. Teams.
-    teams = _pick_teams(facts.teams, mechanism, report.occurred_at, trace) if cross else ()
+    teams = _pick_teams(facts.teams, mechanism, report.occurred_at, trace, duty) if cross else ()
 
     # 4. Contacts on every involved side.
     contacts: list[Contact] = []
@@ -328,14 +333,18 @@ def decide(
 
 
 def _pick_teams(
-    candidates: tuple[TeamCandidate, ...], mechanism: str | None, at: datetime, trace: list[Step]
+    candidates: tuple[TeamCandidate, ...],
+    mechanism: str | None,
+    at: datetime,
+    trace: list[Step],
+    is_on_duty: Callable[[dict[str, Any] | None, datetime], bool] = on_duty,
 ) -> tuple[TeamPick, ...]:
     serving = [t for t in candidates if mechanism is None or mechanism in t.mechanisms]
 
     def pick(t: TeamCandidate, duty: bool) -> TeamPick:
         return TeamPick(t.code, t.name, t.kind, t.side, t.covers, duty, t.base_distance_m)
 
-    duty = {t.code: on_duty(t.roster, at) for t in serving}
+    duty = {t.code: is_on_duty(t.roster, at) for t in serving}
     by_dist = sorted(serving, key=lambda t: (t.base_distance_m, t.code))
     covering = [t for t in by_dist if t.covers and duty[t.code]]
     if covering:

@@ -196,6 +196,19 @@ def reference(conn: Conn) -> Any:
     )
 
 
+def sibling(conn: Conn) -> Conn | None:
+    """A second connection to ``conn``'s database (same user and credentials, autocommit),
+    to read beside it; None when ``conn`` is inside a transaction, whose uncommitted changes a
+    second connection would not see."""
+    from psycopg.pq import TransactionStatus
+
+    from layers.db import connect
+
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        return None
+    return connect(conn.info.dsn, password=conn.info.password, autocommit=True)
+
+
 def reroute_cases(conn: Conn, *, open_only: bool) -> Any:
     """The cases to re-route as a pandas DataFrame (COPY out, parsed in C)."""
     import io

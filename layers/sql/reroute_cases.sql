@@ -1,21 +1,17 @@
 -- The cases to re-route (all, or the open ones), streamed with COPY by the batch re-route.
--- The stored routing comes out as a compact signature (mechanism, sides, team codes, and an
--- md5 of the sorted contacts) so the client compares without parsing every JSON document.
--- Parameter: open_only.
+-- The stored routing comes out as its signature (mechanism, sides, team codes, and an md5 of
+-- the sorted contacts: the column `routing_sig`, kept by PostgreSQL since migration 0009), so
+-- the client compares without parsing every JSON document; the parties as their JSON array.
+-- Parameters: open_only, and (part, parts) to read one of several parallel streams.
 SELECT i.id, i.code, i.status, i.category, i.severity,
        extract(epoch FROM i.occurred_at) AS occurred,
        ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat,
        coalesce(encode(ST_AsBinary(i.extent), 'hex'), '') AS extent,
-       coalesce(array_to_string(ARRAY(
-           SELECT jsonb_array_elements_text(i.input -> 'parties_sides')), ','), '') AS parties,
-       coalesce(i.mechanism, '') AS old_mechanism,
-       array_to_string(i.sides, ',') AS old_sides,
-       coalesce((SELECT string_agg(t ->> 'code', ',' ORDER BY o)
-                 FROM jsonb_array_elements(i.teams) WITH ORDINALITY AS x(t, o)), '') AS old_teams,
-       md5(coalesce((SELECT string_agg(k, E'\x1e' ORDER BY k COLLATE "C") FROM (
-           SELECT concat_ws(E'\x1f', c ->> 'side', c ->> 'role', c ->> 'unit_code',
-                            coalesce(c ->> 'name', '')) AS k
-           FROM jsonb_array_elements(i.contacts) c) s), '')) AS old_contacts
+       coalesce(i.input ->> 'parties_sides', '') AS parties,
+       split_part(i.routing_sig, E'\x1d', 1) AS old_mechanism,
+       split_part(i.routing_sig, E'\x1d', 2) AS old_sides,
+       split_part(i.routing_sig, E'\x1d', 3) AS old_teams,
+       split_part(i.routing_sig, E'\x1d', 4) AS old_contacts
 FROM incidents i
-WHERE NOT %(open_only)s
-   OR i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')
+WHERE (NOT %(open_only)s
+       OR i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved'))
