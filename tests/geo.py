@@ -90,3 +90,20 @@ def line_vertex(fraction: float = 0.5) -> tuple[float, float]:
     common = [tuple(c) for c in shared if tuple(c) in tong]
     x, y = common[int(len(common) * fraction)]
     return float(x), float(y)
+
+
+def hand_strip_to_anju(conn, width_m: float) -> None:  # type: ignore[no-untyped-def]
+    """Move the boundary in the database: Tongnan hands Anju the strip of its territory within
+    ``width_m`` of Anju (a boundary change for re-route tests; rolled back with the test)."""
+    conn.execute(
+        "CREATE TEMP TABLE _strip ON COMMIT DROP AS SELECT ST_Intersection(t.geom,"
+        " ST_Buffer(a.geom::geography, %s)::geometry) AS g FROM areas t, areas a"
+        " WHERE t.code = %s AND a.code = %s",
+        (width_m, TONGNAN, ANJU),
+    )
+    for code, op in ((ANJU, "ST_Union"), (TONGNAN, "ST_Difference")):
+        conn.execute(
+            f"UPDATE areas SET geom = ST_Multi(ST_CollectionExtract(ST_MakeValid({op}(geom,"
+            " (SELECT g FROM _strip))), 3)) WHERE code = %s",
+            (code,),
+        )

@@ -21,7 +21,7 @@ from gis.bulkfacts import BulkFacts, Points
 from gis.errors import DomainError
 from gis.routing import Report, decide
 from layers import bulk, locate
-from tests.geo import ANJU, TONGNAN, line_vertex, point_inside
+from tests.geo import ANJU, TONGNAN, hand_strip_to_anju, line_vertex, point_inside
 
 NOW = datetime(2026, 11, 27, 2, 30, tzinfo=UTC)  # 10:30 in Shanghai, a Friday: day shifts on
 
@@ -129,18 +129,7 @@ def test_batch_reroute_writes_changes_set_wise(conn, client, catalogue):
     assert len(made) >= 3
     assert reroute(conn, catalogue, dry_run=True).changed == 0
     # Tongnan hands a 3 km strip along the line to Anju: cases there now lie deep in Anju.
-    conn.execute(
-        "CREATE TEMP TABLE _strip ON COMMIT DROP AS SELECT ST_Intersection(t.geom,"
-        " ST_Buffer(a.geom::geography, 3000)::geometry) AS g FROM areas t, areas a"
-        " WHERE t.code = %s AND a.code = %s",
-        (TONGNAN, ANJU),
-    )
-    for code, op in ((ANJU, "ST_Union"), (TONGNAN, "ST_Difference")):
-        conn.execute(
-            f"UPDATE areas SET geom = ST_Multi(ST_CollectionExtract(ST_MakeValid({op}(geom,"
-            " (SELECT g FROM _strip))), 3)) WHERE code = %s",
-            (code,),
-        )
+    hand_strip_to_anju(conn, 3000)
     done = reroute(conn, catalogue)
     assert done.changed >= len(made) and done.failed == 0
     for case in made:

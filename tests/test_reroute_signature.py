@@ -26,7 +26,7 @@ from gis.duty import DutyMemo, on_duty
 from gis.errors import DomainError
 from gis.routing import Report, decide
 from layers import bulk
-from tests.geo import ANJU, TONGNAN, point_inside
+from tests.geo import ANJU, TONGNAN, hand_strip_to_anju, point_inside
 
 CATS = ("theft", "land_dispute", "traffic_accident", "river_pollution", "forest_fire_hazard")
 NEWFOUNDLAND = ZoneInfo("America/St_Johns")
@@ -126,18 +126,7 @@ def test_batch_equals_deciding_every_case_in_full(conn, client, catalogue):
                 continue
             body = {"lon": x, "lat": y, "category": CATS[k % len(CATS)], "severity": "blue"}
             assert client.post("/api/v1/incidents", json=body).status_code == 201
-    conn.execute(
-        "CREATE TEMP TABLE _strip ON COMMIT DROP AS SELECT ST_Intersection(t.geom,"
-        " ST_Buffer(a.geom::geography, 1500)::geometry) AS g FROM areas t, areas a"
-        " WHERE t.code = %s AND a.code = %s",
-        (TONGNAN, ANJU),
-    )
-    for code, op in ((ANJU, "ST_Union"), (TONGNAN, "ST_Difference")):
-        conn.execute(
-            f"UPDATE areas SET geom = ST_Multi(ST_CollectionExtract(ST_MakeValid({op}(geom,"
-            " (SELECT g FROM _strip))), 3)) WHERE code = %s",
-            (code,),
-        )
+    hand_strip_to_anju(conn, 1500)
     now = datetime(2026, 11, 27, 2, 30, tzinfo=UTC)
     batch = reroute(conn, catalogue, dry_run=True, now=now)
 
