@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
 from psycopg_pool import PoolTimeout
 
+from api.deps import app_limiter
 from gis.errors import Forbidden, NotFound, Unauthenticated, Unavailable
 from layers import keys
 
@@ -181,7 +181,7 @@ def allow(
         # for a pooled one: it does so on threads of its own, never on the workers that the
         # holders of connections need for their sync handlers.
         held = getattr(request.state, "conn", None) is not None
-        limiter = None if held else _auth_limiter(request)
+        limiter = None if held else app_limiter(request, "auth_limiter", AUTH_THREADS)
         if rule.anyone:  # open routes never fail on stale credentials (e.g. signing in again)
             try:
                 return await anyio.to_thread.run_sync(
@@ -197,13 +197,6 @@ def allow(
 
 
 AUTH_THREADS = 16
-
-
-def _auth_limiter(request: Request) -> anyio.CapacityLimiter:
-    limiter = getattr(request.app.state, "auth_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.auth_limiter = anyio.CapacityLimiter(AUTH_THREADS)
-    return limiter
 
 
 def _bearer(request: Request, param_key: str | None) -> str | None:

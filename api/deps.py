@@ -44,7 +44,8 @@ def get_pool(request: Request) -> ConnectionPool[Any]:
     return request.app.state.pool
 
 
-def _limiter(request: Request, name: str, size: int) -> anyio.CapacityLimiter:
+def app_limiter(request: Request, name: str, size: int) -> anyio.CapacityLimiter:
+    """The app's capacity limiter ``name`` (``size`` threads), made on first use."""
     limiter = getattr(request.app.state, name, None)
     if limiter is None:
         limiter = anyio.CapacityLimiter(size)
@@ -68,7 +69,7 @@ async def get_conn(request: Request) -> AsyncIterator[psycopg.Connection[Any]]:
     try:
         conn = await anyio.to_thread.run_sync(
             functools.partial(pool.getconn, timeout=request.app.state.pool_timeout),
-            limiter=_limiter(request, "pool_waiters", POOL_WAITERS),
+            limiter=app_limiter(request, "pool_waiters", POOL_WAITERS),
         )
     except PoolTimeout as exc:
         raise _unavailable(exc) from exc
@@ -82,7 +83,7 @@ async def get_conn(request: Request) -> AsyncIterator[psycopg.Connection[Any]]:
         # Shielded: a client that hangs up must not leak the connection.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(
-                pool.putconn, conn, limiter=_limiter(request, "pool_returners", POOL_RETURNERS)
+                pool.putconn, conn, limiter=app_limiter(request, "pool_returners", POOL_RETURNERS)
             )
 
 
