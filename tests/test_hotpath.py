@@ -229,14 +229,16 @@ def test_a_broken_connection_is_a_503_then_replaced(db_url, api_keys):
         pool.close()
 
 
-def test_the_decision_view_copies_records_as_asdict_does(conn, catalogue):
-    """``decision_view`` copies teams, contacts and areas field by field: the same dicts as
-    ``dataclasses.asdict`` (their fields are plain values)."""
+def test_the_views_copy_records_as_asdict_does(conn, catalogue):
+    """The case and locate views copy teams, contacts, areas, grids and police grids field by
+    field (``api.views.flat``): the same dicts as ``dataclasses.asdict``."""
     from dataclasses import asdict
     from datetime import UTC, datetime
 
     from api import cases
     from api.schemas import ReportIn
+    from api.views import flat
+    from layers import locate
 
     now = datetime.now(UTC)
     lon, lat = point_inside(ANJU, 150, 0.5)  # in the border zone: teams and several contacts
@@ -244,9 +246,13 @@ def test_the_decision_view_copies_records_as_asdict_does(conn, catalogue):
     rep, _ = cases.normalise(body, catalogue, now=now)
     d = cases._decide(conn, rep, catalogue, now=now)
     assert d.cross_boundary and d.teams and d.contacts and d.chain
-    for record in (*d.teams, *d.contacts, *d.chain):
-        assert cases._flat(record) == asdict(record)
-        assert list(cases._flat(record)) == list(asdict(record))
+    f = locate.facts(conn, lon=lon, lat=lat, radius_m=catalogue.border_zone_m)
+    grids = (*f.grids_here, *f.nearest_grids)
+    police = (*f.police_here, *f.nearest_police)
+    assert grids and police and f.chain
+    for record in (*d.teams, *d.contacts, *d.chain, *grids, *police, *f.chain):
+        assert flat(record) == asdict(record)
+        assert list(flat(record)) == list(asdict(record))
 
 
 def test_teams_are_left_out_only_where_no_decision_reads_them(conn, catalogue):
