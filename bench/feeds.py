@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -364,27 +365,23 @@ def report(url: str, res: dict[str, Any]) -> None:
                 "median features/s": f"{med[key]:,.0f}",
             }
         )
+
+    def paired(other: str, label: str, target: str, show: Callable[[float], str]) -> str:
+        """The ratio of ours to ``other``: the median of the rounds' paired ratios, each round,
+        and best against best."""
+        within = [_rate(o) / _rate(a) for o, a in zip(rounds["ours"], rounds[other], strict=False)]
+        return (
+            f"- ours / {label}: **{show(statistics.median(within))}**, the median of the rounds' "
+            f"paired ratios (target ≥ {target}); round by round "
+            f"{', '.join(show(r) for r in within)}; best against best "
+            f"{show(rates['ours'] / rates[other])}"
+        )
+
     ratios = []
     if "copy" in rates:
-        within = [
-            _rate(rounds["ours"][k]) / _rate(rounds["copy"][k]) for k in range(len(rounds["ours"]))
-        ]
-        ratios.append(
-            f"- ours / COPY ceiling: **{statistics.median(within):.0%}**, the median of the "
-            f"rounds' paired ratios (target ≥ 60%); round by round "
-            f"{', '.join(f'{r:.0%}' for r in within)}; best against best "
-            f"{rates['ours'] / rates['copy']:.0%}"
-        )
+        ratios.append(paired("copy", "COPY ceiling", "60%", lambda r: f"{r:.0%}"))
     if "tipg" in rates:
-        within = [
-            _rate(rounds["ours"][k]) / _rate(rounds["tipg"][k]) for k in range(len(rounds["tipg"]))
-        ]
-        ratios.append(
-            f"- ours / tipg: **{statistics.median(within):.1f}×**, the median of the rounds' "
-            f"paired ratios (target ≥ 10×); round by round "
-            f"{', '.join(f'{r:.1f}×' for r in within)}; best against best "
-            f"{rates['ours'] / rates['tipg']:.1f}×"
-        )
+        ratios.append(paired("tipg", "tipg", "10×", lambda r: f"{r:.1f}×"))
     else:
         ratios.append(f"- tipg could not be measured: {res['tipg_error']}")
     per_round = [
