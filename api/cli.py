@@ -189,19 +189,28 @@ def escalate_overdue_cmd() -> None:
 @main.command("reroute")
 @click.option("--open-only/--all", default=True, show_default=True, help="only open cases")
 @click.option("--dry-run", is_flag=True, help="report what would change; write nothing")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="decide every case, not only those the changes since the last re-route can reach",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-def reroute_cmd(open_only: bool, dry_run: bool, as_json: bool) -> None:
-    """Recompute routing after boundaries, teams or the catalogue change."""
+def reroute_cmd(open_only: bool, dry_run: bool, full: bool, as_json: bool) -> None:
+    """Recompute routing after boundaries, teams or the catalogue change.
+
+    By default only the cases that the layer changes logged since the last re-route can
+    reach; a full pass the first time, after the catalogue changes, or with --full."""
     from api.reroute import reroute
 
     cat = load_catalogue(settings.data().catalogue)
     with _conn() as conn:
         conn.autocommit = True
-        s = reroute(conn, cat, open_only=open_only, dry_run=dry_run)
+        s = reroute(conn, cat, open_only=open_only, dry_run=dry_run, full=full)
     if as_json:
         _out(s.as_dict())
         return
     verb = "would change" if dry_run else "changed"
+    click.echo(f"{s.mode} re-route: {s.why}")
     click.echo(f"examined {s.examined} case(s); {verb} {s.changed}; failed {s.failed}")
     for k, v in sorted(s.by_change.items()):
         click.echo(f"  {k}: {v}")

@@ -1,5 +1,13 @@
 """Re-routing cases after boundaries, teams or the catalogue change (``jointgrid reroute``).
 
+Which cases: by default only those the changes since the last re-route can reach
+(``layers.changes``, migration 0010): the open cases within the border zone (plus the
+service-area tolerance) of what a change altered, those in a joint grid an altered area
+touches, those whose stored routing reaches farther (``routing_reach()``), and every
+cross-boundary case when a team changed. Routing reads nothing farther away, so the others
+would be decided exactly as they are stored. A full pass decides every open case: the first
+run, after the catalogue changes, after a layer is truncated, or when asked (``full``).
+
 Set-based, in four steps:
 
 1. the cases stream out with one COPY (``layers/sql/reroute_cases.sql``), each with the
@@ -38,9 +46,9 @@ from api.cases import decision_view, now_utc
 from gis.bulkfacts import BulkFacts, Ints, Points, Reference
 from gis.catalogue import Catalogue
 from gis.duty import DutyMemo
-from gis.errors import DomainError
+from gis.errors import Conflict, DomainError
 from gis.routing import Decision, Report, decide
-from layers import bulk
+from layers import bulk, changes
 from layers.db import Conn
 
 NOTE = "routing recomputed after a change of boundaries, teams or catalogue"
@@ -54,11 +62,16 @@ class RerouteSummary:
     failed: int = 0
     by_change: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False
+    mode: str = "full"  # or "incremental"
+    why: str = ""
     examples: list[dict[str, Any]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    changed_codes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "mode": self.mode,
+            "why": self.why,
             "examined": self.examined,
             "changed": self.changed,
             "failed": self.failed,
@@ -285,21 +298,48 @@ def _run_decisions(
     return out
 
 
-def _read(conn: Conn, reference: Reference | None, *, open_only: bool) -> tuple[Reference, Any]:
+def _read(
+    conn: Conn, reference: Reference | None, *, open_only: bool, candidates: bool
+) -> tuple[Reference, Any]:
     """The reference layers and the cases. The COPY out keeps PostgreSQL busy while Python
     builds the layers, so the layers are read on a second connection in a thread beside it
     (when ``conn`` has no transaction open, else one after the other on ``conn``)."""
+    kw = {"open_only": open_only, "candidates": candidates}
     if reference is not None:
-        return reference, bulk.reroute_cases(conn, open_only=open_only)
+        return reference, bulk.reroute_cases(conn, **kw)
     other = bulk.sibling(conn)
     if other is None:
-        return bulk.reference(conn), bulk.reroute_cases(conn, open_only=open_only)
+        return bulk.reference(conn), bulk.reroute_cases(conn, **kw)
     from concurrent.futures import ThreadPoolExecutor
 
     with other, ThreadPoolExecutor(max_workers=1) as pool:
         ref = pool.submit(bulk.reference, other)
-        df = bulk.reroute_cases(conn, open_only=open_only)
+        df = bulk.reroute_cases(conn, **kw)
         return ref.result(), df
+
+
+def catalogue_digest(catalogue: Catalogue) -> str:
+    """What a recorded re-route decided with: a changed catalogue calls for a full pass."""
+    return hashlib.sha256(catalogue.model_dump_json().encode()).hexdigest()
+
+
+def _scope(
+    conn: Conn, digest: str, *, full: bool, open_only: bool
+) -> tuple[str, str, changes.Pending]:
+    """Full pass or incremental, why, and the pending layer changes."""
+    pend = changes.pending(conn)
+    last = changes.last_run(conn)
+    if full:
+        return "full", "a full pass was asked for", pend
+    if not open_only:
+        return "full", "every case, closed ones too", pend
+    if last is None:
+        return "full", "no earlier re-route is recorded", pend
+    if last["catalogue"] != digest:
+        return "full", "the catalogue changed since the last re-route", pend
+    if pend.unlocated:
+        return "full", "a layer was emptied (TRUNCATE) since the last re-route", pend
+    return "incremental", pend.describe() + " since the last re-route", pend
 
 
 def routing_columns(d: Decision, now: datetime, *, rerouted: bool) -> dict[str, Any]:
@@ -338,14 +378,54 @@ def reroute(
     now: datetime | None = None,
     workers: int | None = None,
     reference: Reference | None = None,
+    full: bool = False,
     say: Callable[[str], None] = lambda _m: None,
 ) -> RerouteSummary:
-    """Recompute routing for the cases; write changes and events unless ``dry_run``."""
+    """Recompute routing for the cases the layer changes since the last re-route can reach
+    (or all, see the module's doc); write changes and events unless ``dry_run``."""
+    if not changes.lock(conn):
+        raise Conflict("another re-route is running; run this one when it has finished", {})
+    try:
+        return _reroute(
+            conn, catalogue, open_only=open_only, dry_run=dry_run, now=now or now_utc(),
+            workers=workers, reference=reference, full=full, say=say,
+        )  # fmt: skip
+    finally:
+        changes.drop_candidates(conn)
+        changes.unlock(conn)
+
+
+def _reroute(
+    conn: Conn,
+    catalogue: Catalogue,
+    *,
+    open_only: bool,
+    dry_run: bool,
+    now: datetime,
+    workers: int | None,
+    reference: Reference | None,
+    full: bool,
+    say: Callable[[str], None],
+) -> RerouteSummary:
     import time
 
-    now = now or now_utc()
     summary = RerouteSummary(dry_run=dry_run)
     clock = time.perf_counter()
+    digest = catalogue_digest(catalogue)
+    summary.mode, summary.why, pend = _scope(conn, digest, full=full, open_only=open_only)
+    say(f"{summary.mode}: {summary.why}")
+
+    def record() -> None:  # in the caller's transaction, beside the writes if any
+        changes.record_run(
+            conn, pend.ids, mode=summary.mode, catalogue=digest,
+            examined=summary.examined, changed=summary.changed,
+        )  # fmt: skip
+
+    def settle() -> RerouteSummary:  # nothing to write: record the run, consume the changes
+        if not dry_run:
+            with conn.transaction():
+                record()
+        return summary
 
     def lap(name: str) -> None:
         nonlocal clock
@@ -354,12 +434,21 @@ def reroute(
         say(f"{name}: {t - clock:.2f} s")
         clock = t
 
-    ref, df = _read(conn, reference, open_only=open_only)
+    incremental = summary.mode == "incremental"
+    if incremental:
+        if not pend.ids:
+            return summary
+        reach = catalogue.border_zone_m + catalogue.service_area_tolerance_m
+        staged = changes.stage_candidates(conn, pend, reach_m=reach)
+        lap(f"stage the {staged} open cases within reach of the changes")
+        if staged == 0:
+            return settle()
+    ref, df = _read(conn, reference, open_only=open_only, candidates=incremental)
     n = len(df)
     summary.examined = n
     lap(f"read reference layers and COPY out {n} cases")
     if n == 0:
-        return summary
+        return settle()
     pts = _points(df, catalogue)
     bf = BulkFacts(ref, pts, radius_m=catalogue.border_zone_m)
     lap("set-based facts")
@@ -374,9 +463,9 @@ def reroute(
     _JOB.update(facts=bf, cols=cols, catalogue=catalogue, now=now, duty=DutyMemo())
     try:
         simple = bf.simple()
-        full = _simple_rows(bf, np.flatnonzero(simple))
+        again = _simple_rows(bf, np.flatnonzero(simple))
         lap(f"decide {int(simple.sum())} plain cases by template")
-        todo = sorted(full + np.flatnonzero(~simple).tolist())
+        todo = sorted(again + np.flatnonzero(~simple).tolist())
         bf.resolve(np.asarray(todo, dtype=np.int64))
         changed, diffs, failed = _run_decisions(todo, workers or min(2, os.cpu_count() or 1))
         lap(f"decide {len(todo)} cases in full")
@@ -387,12 +476,13 @@ def reroute(
     for i, msg in failed[:10]:
         summary.examples.append({"case": codes[i], "error": msg})
     summary.changed = len(changed)
+    summary.changed_codes = [codes[i] for i in changed]
     for i, diff in zip(changed, diffs, strict=True):
         summary.by_change.update(diff)
         if len(summary.examples) < 10:
             summary.examples.append({"case": codes[i], "changed": list(diff)})
     if dry_run or not changed:
-        return summary
+        return settle()
     ids, status = df["id"].tolist(), df["status"].tolist()
     old = _old_signatures(cols["old"], changed)
 
@@ -425,7 +515,9 @@ def reroute(
             )  # fmt: skip
 
     duty = DutyMemo()
-    bulk.write_reroute(conn, rows(), actor=ACTOR, note=NOTE, at=now)
+    with conn.transaction():  # the writes, the run and the consumed changes: all or nothing
+        bulk.write_reroute(conn, rows(), actor=ACTOR, note=NOTE, at=now)
+        record()
     lap(f"write {len(changed)} changed cases and events")
     return summary
 

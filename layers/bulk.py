@@ -209,8 +209,9 @@ def sibling(conn: Conn) -> Conn | None:
     return connect(conn.info.dsn, password=conn.info.password, autocommit=True)
 
 
-def reroute_cases(conn: Conn, *, open_only: bool) -> Any:
-    """The cases to re-route as a pandas DataFrame (COPY out, parsed in C)."""
+def reroute_cases(conn: Conn, *, open_only: bool, candidates: bool = False) -> Any:
+    """The cases to re-route as a pandas DataFrame (COPY out, parsed in C); with
+    ``candidates``, only those staged in ``_reroute_candidates`` (``layers.changes``)."""
     import io
 
     import pandas as pd
@@ -218,7 +219,10 @@ def reroute_cases(conn: Conn, *, open_only: bool) -> Any:
     from layers.db import sql
 
     buf = io.BytesIO()
-    stmt = ClientCursor(conn).mogrify(sql("reroute_cases"), {"open_only": open_only})
+    query = sql("reroute_cases")
+    if candidates:
+        query += "  AND i.id IN (SELECT c.id FROM _reroute_candidates c)\n"
+    stmt = ClientCursor(conn).mogrify(query, {"open_only": open_only})
     with (
         translate_errors(),
         conn.cursor() as cur,
