@@ -1,8 +1,13 @@
 """Batch re-route: `jointgrid reroute` over the open cases of the province after a boundary
 change, beside two ceilings measured in the same run on the same points and grid polygons:
 a raw PostGIS set join (points to grids), and shapely ``STRtree.query(points, "within")``.
-The per-row path (``location_facts()`` once per case, the previous implementation) is timed
-on a sample and extrapolated.
+
+In order: a full pass (every open case decided; it records the run the next one starts from),
+the boundary change, the re-route after it (by default only the cases the change can reach),
+and a full dry run, which must find nothing left to change: the proof, in the same run, that
+the cases left out were routed as a full pass routes them. The per-row path
+(``location_facts()`` once per case, the first implementation) is timed on a sample and
+extrapolated.
 """
 
 from __future__ import annotations
@@ -92,10 +97,14 @@ def main() -> None:
             f"SELECT count(*) AS n FROM incidents WHERE status IN {OPEN}"
         ).fetchone()["n"]
         rate_row = per_row_rate(conn, cat)
+        t = time.perf_counter()
+        whole = reroute(conn, cat, full=True, say=print)
+        full_s = time.perf_counter() - t
         moved = boundary_change(conn)
         t = time.perf_counter()
         summary = reroute(conn, cat, say=print)
         batch_s = time.perf_counter() - t
+        check = reroute(conn, cat, full=True, dry_run=True, say=print)
 
         # ceilings on the same points and grid polygons
         t = time.perf_counter()
@@ -115,10 +124,13 @@ def main() -> None:
     hits = tree.query(pts, predicate="within")
     tree_s = time.perf_counter() - t
 
-    n = summary.examined
+    n = n_open
     rows = [
-        {"what": "batch re-route (`jointgrid reroute`), facts + decision + write",
+        {"what": f"re-route after the change ({summary.mode}: {summary.examined:,} cases "
+                 "within reach decided, changes written)",
          "seconds": round(batch_s, 1), "points_per_s": round(n / batch_s)},
+        {"what": f"full pass before the change (all {whole.examined:,} open cases decided)",
+         "seconds": round(full_s, 1), "points_per_s": round(whole.examined / full_s)},
         {"what": "ceiling: raw PostGIS set join, points to grids", "seconds": round(pg_s, 1),
          "points_per_s": round(n_open / pg_s)},
         {"what": "ceiling: shapely STRtree.query(points, 'within') over the grids",
@@ -126,21 +138,31 @@ def main() -> None:
         {"what": "previous per-row path (location_facts() per case), extrapolated",
          "seconds": round(n / rate_row), "points_per_s": round(rate_row)},
     ]  # fmt: skip
-    phases = [{"phase": k, "seconds": round(v, 1)} for k, v in summary.seconds.items()]
-    ok = batch_s <= 10.0
+    phases = [
+        {"run": run, "phase": k, "seconds": round(v, 2)}
+        for run, s in (("after the change", summary), ("full pass", whole))
+        for k, v in s.seconds.items()
+    ]
+    proven = check.changed == 0 and check.failed == whole.failed
+    ok = batch_s <= 10.0 and proven
     body = f"""
 {n:,} open cases; boundary change: a 1.25 km strip along the whole line between synthetic
-districts {moved["east"]} and {moved["west"]} moves to {moved["west"]}. The batch changed
-{summary.changed:,} cases (by part: {dict(summary.by_change)}), failed {summary.failed}.
+districts {moved["east"]} and {moved["west"]} moves to {moved["west"]}. The re-route after it
+({summary.mode}: {summary.why}) decided the {summary.examined:,} open cases within reach and
+changed {summary.changed:,} (by part: {dict(summary.by_change)}), failed {summary.failed}.
+A full dry run right after decided all {check.examined:,} open cases and found
+**{check.changed} left to change** ({"the cases left out were routed as a full pass routes them" if proven else "NOT EQUAL to a full pass"}).
 Join check: {joined:,} PostGIS pairs, {len(hits[0]):,} STRtree pairs.
 
 {table(rows, ["what", "seconds", "points_per_s"])}
 
-**{batch_s:.1f} s for {n:,} cases** (target ≤ 10 s for 1,000,000: {"met" if ok else "missed"});
-{batch_s / pg_s:.2f}× the raw PostGIS join's time, {batch_s / tree_s:.1f}× the STRtree's,
-{n / rate_row / batch_s:.0f}× faster than the per-row path.
+**{batch_s:.1f} s for the {n:,} open cases after the change** (target ≤ 10 s for 1,000,000:
+{"met" if ok else "missed"}); {batch_s / pg_s:.2f}× the raw PostGIS join's time,
+{batch_s / tree_s:.1f}× the STRtree's, {n / rate_row / batch_s:.0f}× faster than the per-row
+path. A full pass, which every case needs after a change of the catalogue, took
+**{full_s:.1f} s** ({full_s / pg_s:.2f}× the raw join's time).
 
-{table(phases, ["phase", "seconds"])}
+{table(phases, ["run", "phase", "seconds"])}
 """
     write_section("reroute", "Batch re-route", body)
     print(body)
