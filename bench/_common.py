@@ -83,6 +83,27 @@ def drop_db(name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def settle(url: str, *, timeout_s: float = 120.0) -> float:
+    """Let the database finish what an earlier benchmark left behind (autovacuum of the rows it
+    wrote, dirty pages) before a latency is measured: wait until no autovacuum worker runs,
+    then CHECKPOINT. Returns the seconds waited."""
+    from layers.db import connect
+
+    t = time.perf_counter()
+    with connect(url) as conn:
+        conn.autocommit = True
+        while time.perf_counter() - t < timeout_s:
+            row = conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity"
+                " WHERE backend_type = 'autovacuum worker'"
+            ).fetchone()
+            if not row or not row["n"]:
+                break
+            time.sleep(1.0)
+        conn.execute("CHECKPOINT")
+    return time.perf_counter() - t
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
