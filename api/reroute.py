@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import shapely
+from psycopg.pq import TransactionStatus
 
 from api.cases import decision_view, now_utc
 from gis.bulkfacts import BulkFacts, Ints, Points, Reference
@@ -391,8 +392,11 @@ def reroute(
             workers=workers, reference=reference, full=full, say=say,
         )  # fmt: skip
     finally:
-        changes.drop_candidates(conn)
-        changes.unlock(conn)
+        # after a failed statement inside a transaction, the caller's rollback must come
+        # first; the session's lock then goes with the session
+        if conn.info.transaction_status != TransactionStatus.INERROR:
+            changes.drop_candidates(conn)
+            changes.unlock(conn)
 
 
 def _reroute(
