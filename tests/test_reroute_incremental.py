@@ -121,6 +121,41 @@ def test_incremental_finds_what_a_full_pass_finds(conn, client, catalogue, kind)
     )  # fmt: skip
 
 
+def test_a_case_in_a_coverage_gap_follows_a_grid_beyond_the_zone(conn, client, catalogue):
+    """A case whose own grid is 3 km away (a gap in the coverage) takes a new grid 2.4 km away:
+    beyond the reach of the change, found through the case's stored reach."""
+    x, y = point_inside(TONGNAN, 9000.0, 0.5)
+    pt = "ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326)"
+    conn.execute(
+        f"DELETE FROM grids WHERE side = %(s)s AND ST_DWithin(geom::geography, {pt}::geography,"
+        " 3000)",
+        {"s": TONGNAN, "x": x, "y": y},
+    )
+    r = client.post("/api/v1/incidents", json={"lon": x, "lat": y, "category": "theft"})
+    assert r.status_code == 201, r.text
+    case = r.json()
+    far = [c for c in case["contacts"] if c["role"] == "grid_chief"]
+    assert far and far[0]["distance_m"] > 3000
+    reroute(conn, catalogue, now=NOW, full=True)
+
+    village = conn.execute(
+        f"SELECT code FROM areas WHERE level = 'village' AND left(code, 6) = %(s)s"
+        f" ORDER BY geom <-> {pt} LIMIT 1",
+        {"s": TONGNAN, "x": x, "y": y},
+    ).fetchone()["code"]
+    conn.execute(
+        "INSERT INTO grids (code, name, village_code, side, chief_name, geom) VALUES"
+        " (%(code)s, 'gap grid', %(v)s, %(s)s, 'Gap Chief', ST_Multi(ST_Transform(ST_Buffer("
+        f"ST_Translate(ST_Transform({pt}, 4544), 2500, 0), 100, 'quad_segs=1'), 4326)))",
+        {"code": village + "999", "v": village, "s": TONGNAN, "x": x, "y": y},
+    )
+    part = reroute(conn, catalogue, now=NOW, dry_run=True)
+    whole = reroute(conn, catalogue, now=NOW, dry_run=True, full=True)
+    assert part.mode == "incremental"
+    assert case["code"] in part.changed_codes
+    assert sorted(part.changed_codes) == sorted(whole.changed_codes)
+
+
 def test_full_pass_when_no_run_or_another_catalogue(conn, client, catalogue):
     _report_many(client)
     conn.execute("DELETE FROM reroute_runs")
