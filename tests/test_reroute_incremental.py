@@ -156,6 +156,29 @@ def test_a_case_in_a_coverage_gap_follows_a_grid_beyond_the_zone(conn, client, c
     assert sorted(part.changed_codes) == sorted(whole.changed_codes)
 
 
+def test_the_log_keeps_what_changed(conn):
+    """A moved feature is logged with both geometries and as moved only (its part that moved
+    is what the re-route measures from), even when an import stamps ``updated_at``; a row
+    written unchanged is not logged; new attributes are."""
+    conn.execute("DELETE FROM layer_changes")
+    code = conn.execute("SELECT code FROM grids ORDER BY code LIMIT 1").fetchone()["code"]
+    conn.execute(
+        "UPDATE grids SET geom = ST_Multi(ST_Translate(geom, 0.001, 0)), updated_at = now()"
+        " WHERE code = %s",
+        (code,),
+    )
+    conn.execute("UPDATE grids SET name = name WHERE code = %s", (code,))
+    conn.execute("UPDATE grids SET chief_name = 'New Chief' WHERE code = %s", (code,))
+    rows = conn.execute(
+        "SELECT layer, code, attrs_changed, ST_Equals(old_geom, new_geom) AS same"
+        " FROM layer_changes ORDER BY id"
+    ).fetchall()
+    assert [(r["layer"], r["code"], r["attrs_changed"], r["same"]) for r in rows] == [
+        ("grids", code, False, False),
+        ("grids", code, True, True),
+    ]
+
+
 def test_full_pass_when_no_run_or_another_catalogue(conn, client, catalogue):
     _report_many(client)
     conn.execute("DELETE FROM reroute_runs")

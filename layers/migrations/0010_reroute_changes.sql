@@ -35,7 +35,8 @@ CREATE TABLE reroute_runs (
     changed   bigint NOT NULL
 );
 
--- TG_ARGV[0]: the layer's geometry column. Only rows that differ are logged.
+-- TG_ARGV[0]: the layer's geometry column. Only rows that differ are logged; `updated_at`
+-- alone is not a change (an import stamps it on every row it updates).
 CREATE FUNCTION log_layer_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     col text := TG_ARGV[0];
@@ -55,10 +56,12 @@ BEGIN
             'INSERT INTO layer_changes (layer, code, old_geom, new_geom, attrs_changed)'
             ' SELECT %1$L, coalesce(n.code, o.code), o.%2$I, n.%2$I,'
             '        o.code IS NULL OR n.code IS NULL'
-            '        OR (to_jsonb(o) - %2$L) IS DISTINCT FROM (to_jsonb(n) - %2$L)'
+            '        OR (to_jsonb(o) - %2$L - ''updated_at'')'
+            '           IS DISTINCT FROM (to_jsonb(n) - %2$L - ''updated_at'')'
             ' FROM old_rows o FULL JOIN new_rows n ON n.code = o.code'
             ' WHERE o.code IS NULL OR n.code IS NULL OR o.%2$I IS DISTINCT FROM n.%2$I'
-            '    OR (to_jsonb(o) - %2$L) IS DISTINCT FROM (to_jsonb(n) - %2$L)',
+            '    OR (to_jsonb(o) - %2$L - ''updated_at'')'
+            '       IS DISTINCT FROM (to_jsonb(n) - %2$L - ''updated_at'')',
             TG_TABLE_NAME, col);
     END IF;
     RETURN NULL;
