@@ -6,7 +6,8 @@ service-area tolerance) of what a change altered, those in a joint grid an alter
 touches, those whose stored routing reaches farther (``routing_reach()``), and every
 cross-boundary case when a team changed. Routing reads nothing farther away, so the others
 would be decided exactly as they are stored. A full pass decides every open case: the first
-run, after the catalogue changes, after a layer is truncated, or when asked (``full``).
+run, after the catalogue changes, after a layer is truncated, after more layer changes than
+``FULL_PASS_AFTER_CHANGES``, or when asked (``full``).
 
 Set-based, in four steps:
 
@@ -324,6 +325,11 @@ def catalogue_digest(catalogue: Catalogue) -> str:
     return hashlib.sha256(catalogue.model_dump_json().encode()).hexdigest()
 
 
+# Beyond this many pending layer changes (a re-import of a whole layer) staging the cases
+# within their reach costs about what deciding every case does: a full pass instead.
+FULL_PASS_AFTER_CHANGES = 20_000
+
+
 def _scope(
     conn: Conn, digest: str, *, full: bool, open_only: bool
 ) -> tuple[str, str, changes.Pending]:
@@ -340,6 +346,8 @@ def _scope(
         return "full", "the catalogue changed since the last re-route", pend
     if pend.unlocated:
         return "full", "a layer was emptied (TRUNCATE) since the last re-route", pend
+    if len(pend.ids) > FULL_PASS_AFTER_CHANGES:
+        return "full", f"{pend.describe()} since the last re-route: a full pass is cheaper", pend
     return "incremental", pend.describe() + " since the last re-route", pend
 
 

@@ -179,7 +179,7 @@ def test_the_log_keeps_what_changed(conn):
     ]
 
 
-def test_full_pass_when_no_run_or_another_catalogue(conn, client, catalogue):
+def test_full_pass_when_no_run_or_another_catalogue(conn, client, catalogue, monkeypatch):
     _report_many(client)
     conn.execute("DELETE FROM reroute_runs")
     first = reroute(conn, catalogue, now=NOW, dry_run=True)
@@ -189,6 +189,10 @@ def test_full_pass_when_no_run_or_another_catalogue(conn, client, catalogue):
     other = reroute(conn, wider, now=NOW, dry_run=True)
     assert (other.mode, other.why) == ("full", "the catalogue changed since the last re-route")
     assert other.changed >= 1  # a wider zone makes more cases cross-boundary
+    monkeypatch.setattr("api.reroute.FULL_PASS_AFTER_CHANGES", 10)
+    conn.execute("UPDATE grids SET chief_name = chief_name || '.'")  # a whole layer re-imported
+    many = reroute(conn, catalogue, now=NOW, dry_run=True)
+    assert many.mode == "full" and "a full pass is cheaper" in many.why
     conn.execute("TRUNCATE TABLE chiefs")
     emptied = reroute(conn, catalogue, now=NOW, dry_run=True)
     assert emptied.mode == "full" and "TRUNCATE" in emptied.why
