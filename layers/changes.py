@@ -68,10 +68,16 @@ def stage_candidates(conn: Conn, changes: Pending, *, reach_m: float) -> int:
     with translate_errors():
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _reroute_candidates (id uuid PRIMARY KEY)")
         conn.execute("TRUNCATE _reroute_candidates")
-        cur = conn.execute(
-            sql("reroute_candidates"),
-            {"ids": changes.ids, "reach_m": float(reach_m), "teams": changes.teams},
-        )
+        # The planner cannot estimate the pieces (a set-returning subdivision): its cost runs
+        # to trillions and JIT compiling took 0.4 s of a 0.9 s staging (2,000 changes).
+        conn.execute("SET jit = off")
+        try:
+            cur = conn.execute(
+                sql("reroute_candidates"),
+                {"ids": changes.ids, "reach_m": float(reach_m), "teams": changes.teams},
+            )
+        finally:
+            conn.execute("RESET jit")
         conn.execute("ANALYZE _reroute_candidates")
     return max(cur.rowcount, 0)
 
