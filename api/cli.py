@@ -199,7 +199,8 @@ def reroute_cmd(open_only: bool, dry_run: bool, full: bool, as_json: bool) -> No
     """Recompute routing after boundaries, teams or the catalogue change.
 
     By default only the cases that the layer changes logged since the last re-route can
-    reach; a full pass the first time, after the catalogue changes, or with --full."""
+    reach; a full pass the first time, after the catalogue changes, after a layer is
+    truncated or most of it changed, or with --full."""
     from api.reroute import reroute
 
     cat = load_catalogue(settings.data().catalogue)

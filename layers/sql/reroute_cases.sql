@@ -2,7 +2,8 @@
 -- The stored routing comes out as its signature (mechanism, sides, team codes, and an md5 of
 -- the sorted contacts: the column `routing_sig`, kept by PostgreSQL since migration 0009), so
 -- the client compares without parsing every JSON document; the parties as their JSON array.
--- Parameters: open_only, and (part, parts) to read one of several parallel streams.
+-- Parameter: open_only.
+-- The WHERE clause stays last: layers.bulk.reroute_cases appends the candidates' filter to it.
 SELECT i.id, i.code, i.status, i.category, i.severity,
        extract(epoch FROM i.occurred_at) AS occurred,
        ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat,
