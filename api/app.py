@@ -17,10 +17,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
-from api import settings
+from api import cursors, settings
 from api.catalogue import load_catalogue
-from api.errors import add_exception_handlers
-from api.limits import BodyLimit
+from api.errors import LastResort, add_exception_handlers
+from api.limits import RULES, BodyLimit, BodyRule, JsonBodies
 
 log = logging.getLogger("jointgrid")
 
@@ -147,7 +147,12 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     app.state.catalogue = catalogue
     app.state.public_feeds = service.public_feeds
     add_exception_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=service.max_body_bytes)
+    cursors.secret()  # made (and kept in var/) on first start, not on the first page asked
+    # Added innermost first: LastResort wraps everything, BodyLimit counts what JsonBodies reads.
+    app.add_middleware(JsonBodies)
+    rules = [BodyRule(tuple(r.methods), r.path, r.max_bytes) for r in service.body_limits]
+    app.add_middleware(BodyLimit, max_bytes=service.max_body_bytes, rules=[*rules, *RULES])
+    app.add_middleware(LastResort)
 
     from api.routes import catalogue as catalogue_routes
     from api.routes import health, incidents, locate, ogc, open311, pages

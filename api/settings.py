@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,12 +51,39 @@ class DataSettings(BaseSettings):
     boundary_dir: Path = ROOT / "boundary_data"
 
 
+class BodyLimitRule(BaseModel):
+    """Bodies of ``methods`` (empty: any) on paths matching ``path`` (a regex, matched whole)
+    take up to ``max_bytes``."""
+
+    methods: list[str] = Field(default_factory=list)
+    path: str
+    max_bytes: int = Field(gt=0)
+
+    @field_validator("path")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [m.upper() for m in value]
+
+
 class ServiceSettings(BaseSettings):
     """Behaviour of the running server."""
 
     model_config = SettingsConfigDict(env_prefix="JOINTGRID_", extra="ignore")
 
+    # the body limit of a route no rule names (bytes)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # rules before those of api/limits.py, as JSON, e.g.
+    # JOINTGRID_BODY_LIMITS='[{"methods": ["POST"], "path": "/api/v1/route", "max_bytes": 65536}]'
+    body_limits: list[BodyLimitRule] = Field(default_factory=list)
     escalation_interval_s: float = Field(default=60.0, ge=0)
     public_feeds: bool = False
 

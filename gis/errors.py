@@ -100,3 +100,21 @@ class Forbidden(DomainError):
 
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    """A body sent in a format the route does not read (e.g. a form where JSON is expected)."""
+
+    code = "unsupported_media_type"
+
+
+class InvalidJson(InvalidInput):
+    """A body that is not strict JSON: NaN, Infinity, a lone surrogate, too deep, or malformed."""
+
+    code = "invalid_json"
+
+
+class InvalidCursor(InvalidInput):
+    """A paging cursor this server did not make, or one that was changed."""
+
+    code = "invalid_cursor"

@@ -7,6 +7,7 @@ and own the transaction.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,44 @@ from gis.errors import Conflict, InvalidGeometry, InvalidInput, NotFound, Unavai
 
 Conn = psycopg.Connection[Any]
 
+log = logging.getLogger("jointgrid")
+
 MIGRATION_LOCK = 7_311_001  # advisory lock key: one migrator at a time
+
+
+# Our own words for the SQLSTATEs of values PostgreSQL refuses (class 22, data exceptions).
+# The client gets these and the SQLSTATE's name; PostgreSQL's own text, which quotes values,
+# column types and sometimes internals, goes to the server log only.
+DATA_PROBLEMS: dict[type[psycopg.Error], str] = {
+    pgerr.InvalidDatetimeFormat: "a date or time is not in ISO 8601 form",
+    pgerr.DatetimeFieldOverflow: "a date or time is out of range",
+    pgerr.InvalidTimeZoneDisplacementValue: "a time zone offset is out of range",
+    pgerr.NumericValueOutOfRange: "a number is out of range",
+    pgerr.DivisionByZero: "a calculation divided by zero",
+    pgerr.InvalidTextRepresentation: "a value does not have the form its field needs",
+    pgerr.StringDataRightTruncation: "a text is longer than its field allows",
+    pgerr.CharacterNotInRepertoire: "a text holds a character that cannot be stored",
+    pgerr.UntranslatableCharacter: "a text holds a character that cannot be stored",
+    pgerr.InvalidParameterValue: "a parameter has a value outside what is accepted",
+    pgerr.InvalidRegularExpression: "a pattern is not a valid regular expression",
+    pgerr.InvalidJsonText: "a JSON value is malformed",
+    pgerr.InvalidEscapeSequence: "a text holds an invalid escape sequence",
+    pgerr.ArraySubscriptError: "a list is longer or shorter than expected",
+}
+
+
+def _data_problem(exc: psycopg.Error) -> str:
+    for cls in type(exc).__mro__:
+        if cls in DATA_PROBLEMS:
+            return DATA_PROBLEMS[cls]
+    return "a value cannot be stored or compared as given"
+
+
+def data_detail(exc: BaseException) -> dict[str, Any]:
+    """Log the database's own text (the server's log only) and say what the client may know."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    log.warning("database refused a value (%s): %s", sqlstate, _first_line(exc))
+    return {"sqlstate": sqlstate} if sqlstate else {}
 
 
 @contextmanager
@@ -30,12 +68,16 @@ def translate_errors() -> Iterator[None]:
 
     Connection failures become ``Unavailable`` (HTTP 503); constraint violations become
     ``Conflict`` or ``InvalidInput``; PostGIS geometry errors become ``InvalidGeometry``.
+    No text of PostgreSQL's reaches a client: each error gets our own message, with at most
+    the SQLSTATE and, for constraints, the constraint's name, which is ours (the migrations).
+    PostgreSQL's message goes to the server's log.
     """
     try:
         yield
     except (psycopg.OperationalError, pgerr.AdminShutdown, pgerr.CannotConnectNow) as exc:
+        log.warning("database unavailable: %s", _first_line(exc))
         raise Unavailable(
-            "the database is not reachable; retry shortly", {"reason": _first_line(exc)}
+            "the database is not reachable; retry shortly", {"retry_after_s": 5}
         ) from exc
     except pgerr.UniqueViolation as exc:
         raise Conflict("a record with this key already exists", _diag(exc)) from exc
@@ -45,17 +87,21 @@ def translate_errors() -> Iterator[None]:
         raise InvalidInput("a value breaks a rule of the data model", _diag(exc)) from exc
     except psycopg.DataError as exc:
         # Values PostgreSQL cannot take: NUL bytes in text, numbers out of range, bad dates.
+        raise InvalidInput(_data_problem(exc), data_detail(exc)) from exc
+    except UnicodeEncodeError as exc:
+        # A str the driver cannot send as UTF-8: a lone surrogate ("\ud800") from some input.
         raise InvalidInput(
-            "a value cannot be stored or compared as given", {"reason": _first_line(exc)}
+            "a text holds a lone surrogate (not a Unicode character); send valid UTF-8",
+            {"fix": "encode text as UTF-8; surrogates only come in high-low pairs"},
         ) from exc
     except pgerr.NoDataFound as exc:
-        raise NotFound("no such record", {"reason": _first_line(exc)}) from exc
+        raise NotFound("no such record", data_detail(exc)) from exc
     except pgerr.InternalError as exc:
         # PostGIS reports geometry problems (e.g. a self-intersection GEOS cannot handle) as
         # XX000 with a message naming the geometry library.
         msg = _first_line(exc)
         if re.search(r"geos|geometry|lwgeom|ring", msg, re.I):
-            raise InvalidGeometry("the geometry could not be processed", {"reason": msg}) from exc
+            raise InvalidGeometry("the geometry could not be processed", data_detail(exc)) from exc
         raise
 
 
@@ -64,12 +110,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _diag(exc: psycopg.Error) -> dict[str, Any]:
-    d = exc.diag
-    return {
-        "constraint": d.constraint_name,
-        "table": d.table_name,
-        "reason": d.message_detail or d.message_primary,
-    }
+    data_detail(exc)
+    return {"constraint": exc.diag.constraint_name, "sqlstate": exc.sqlstate}
 
 
 def connect(url: str, **kwargs: Any) -> Conn:

@@ -36,7 +36,7 @@ from psycopg.rows import tuple_row
 from gis import cql
 from gis.crs import geometry_from_wgs84
 from gis.errors import InvalidInput, NotFound
-from layers.db import Conn, sql, translate_errors
+from layers.db import Conn, data_detail, sql, translate_errors
 from layers.registry import LayerSpec
 
 PRECISION = 7  # decimal places of coordinates (about 1 cm)
@@ -467,8 +467,7 @@ def _guard() -> Iterator[None]:
             yield
     except pgerr.DataException as exc:
         raise InvalidInput(
-            "a value in the request has the wrong form for its property",
-            {"reason": (str(exc).strip().splitlines() or [""])[0]},
+            "a value in the request has the wrong form for its property", data_detail(exc)
         ) from exc
 
 

@@ -7,14 +7,16 @@ CSRF token in the X-CSRF-Token header (see ``api.access``).
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api import errors
 from api.access import SESSION_COOKIE, allow
+from api.deps import Db
 from api.pages import config
+from gis.errors import Unavailable
 from layers import keys
 
 router = APIRouter(tags=["pages"])
@@ -28,14 +30,24 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _form(next_: str, error: str | None = None, status: int = 200) -> HTMLResponse:
+UNAVAILABLE = "数据库暂时无法访问，请稍后再试。The database is not reachable; please retry shortly."
+
+
+def _form(
+    next_: str,
+    error: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     html = (
         config.templates()
         .get_template("login.html")
         .render(next=_safe_next(next_), csrf=token, error=error)
     )
-    resp = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    resp = HTMLResponse(
+        html, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
+    )
     resp.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", path="/login")
     return resp
 
@@ -63,12 +75,15 @@ async def login(
     ):
         return _form(next, "The form expired; please try again.", 403)
 
-    def check() -> tuple[str, str] | None:
-        with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
-            rec = keys.verify(conn, key.strip())
-            return None if rec is None else keys.open_session(conn, rec["id"])
+    def check(conn: Any) -> tuple[str, str] | None:
+        rec = keys.verify(conn, key.strip())
+        return None if rec is None else keys.open_session(conn, rec["id"])
 
-    opened = await anyio.to_thread.run_sync(check)
+    try:
+        # Db: a pool timeout or a lost database is Unavailable, as on every other route
+        opened = await Db(request).run(check)
+    except Unavailable:
+        return _form(next, UNAVAILABLE, 503, {"Retry-After": errors.RETRY_AFTER_S})
     if opened is None:
         return _form(next, "That key is unknown or has been revoked.", 401)
     token, _ = opened
@@ -93,15 +108,14 @@ async def logout(
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
 
-        def close() -> None:
-            with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
-                rec = keys.session(conn, cookie)
-                if rec is not None and secrets.compare_digest(
-                    rec["csrf"].encode(), csrf_token.encode()
-                ):
-                    keys.close_session(conn, cookie)
+        def close(conn: Any) -> None:
+            rec = keys.session(conn, cookie)
+            if rec is not None and secrets.compare_digest(
+                rec["csrf"].encode(), csrf_token.encode()
+            ):
+                keys.close_session(conn, cookie)
 
-        await anyio.to_thread.run_sync(close)
+        await Db(request).run(close)
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp

@@ -29,7 +29,10 @@ def healthz(request: Request) -> JSONResponse:
             "status": "unavailable",
             "database": "unreachable",
             "postgis": None,
-            "detail": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            # our words only: the driver's text names hosts and ports
+            "detail": exc.message
+            if isinstance(exc, Unavailable)
+            else "the database did not answer in time; retry shortly",
         }
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
     if pending:

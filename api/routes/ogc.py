@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import html
-import json
 import logging
 import math
 import threading
@@ -106,15 +105,8 @@ def ogc_error(exc: e.DomainError) -> Response:
 def _error(
     status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
-    body = {"code": code, "description": message, "message": message, "detail": detail}
-    extra = {"Cache-Control": "no-store", **(headers or {})}
-    if status == 503:
-        extra["Retry-After"] = "5"
-    try:
-        payload = orjson.dumps(body)
-    except TypeError:  # e.g. an echoed integer beyond 64 bits: the standard encoder takes it
-        payload = json.dumps(body, default=str, ensure_ascii=False).encode()
-    return Response(payload, status_code=status, media_type=JSON, headers=extra)
+    """The OGC face's error body (one table of faces: ``api.errors``)."""
+    return errors.render("ogc", status, code, message, detail, headers)
 
 
 class OgcRoute(APIRoute):
@@ -130,9 +122,7 @@ class OgcRoute(APIRoute):
                 return ogc_error(exc)
             except Exception:  # a bug: log it, and answer in the same shape as every error
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
-                return _error(
-                    500, "internal_error", "an unexpected error occurred; it has been logged"
-                )
+                return errors.render_bug(request.url.path)
 
         return run
 
@@ -616,21 +606,24 @@ def _parse_query(
     return query, coords
 
 
-def _cursor(
-    text: str | None, coll: features.Collection
-) -> tuple[str, tuple[str, ...], int | None] | None:
-    """(direction "n"/"p", key, numberMatched or None) from an opaque cursor."""
+def _cursor(text: str | None, coll: features.Collection) -> tuple[str, tuple[str, ...]] | None:
+    """(direction "n"/"p", key) from a signed cursor (``api.cursors``).
+
+    A cursor carries no count: numberMatched is counted again on every page (the count is
+    capped, see ``features.count``), never taken from what a client sends back.
+    """
     if text is None:
         return None
-    values = params.decode_cursor(text, size=len(coll.page_key) + 2) if text else None
-    if values is None:
-        raise e.InvalidInput("the cursor is empty; follow the `next` link as given", {})
-    direction, matched, *key = values
-    if direction not in ("n", "p") or not (matched == "" or matched.isdigit()):
-        raise e.InvalidInput(
+    if not text:
+        raise e.InvalidCursor("the cursor is empty; follow the `next` link as given", {})
+    values = params.decode_cursor(text, size=len(coll.page_key) + 1)
+    assert values is not None
+    direction, *key = values
+    if direction not in ("n", "p"):
+        raise e.InvalidCursor(
             "the cursor is not one this server made; follow the `next` link as given", {}
         )
-    return direction, tuple(key), (int(matched) if matched else None)
+    return direction, tuple(key)
 
 
 class _Feed:
@@ -788,11 +781,7 @@ def _items(
     limit = _limit(q.get("limit"))
     query, coords = _parse_query(q, coll, sensitive)
     cursor = _cursor(q.get("cursor"), coll)
-    first_page = cursor is None
-    if first_page:
-        matched, set_modified = features.count(conn, coll, query)
-    else:
-        matched, set_modified = cursor[2], None  # type: ignore[index]
+    matched, set_modified = features.count(conn, coll, query)
     after = before = None
     if cursor is not None:
         if cursor[0] == "n":
@@ -811,7 +800,6 @@ def _items(
             qs["f"] = f
         return url + ("?" + urlencode(qs) if qs else "")
 
-    mark = "" if matched is None else str(matched)
     here = {"cursor": q["cursor"]} if "cursor" in q else {}
     links = [
         _link(href(here), "self", GEOJSON, "this page"),
@@ -821,10 +809,10 @@ def _items(
     has_next = pg.more if before is None else pg.last_key is not None
     has_prev = (after is not None and pg.first_key is not None) or (before is not None and pg.more)
     if has_next and pg.last_key is not None:
-        nxt = params.encode_cursor("n", mark, *pg.last_key)
+        nxt = params.encode_cursor("n", *pg.last_key)
         links.append(_link(href({"cursor": nxt}), "next", GEOJSON, "next page"))
     if has_prev and pg.first_key is not None:
-        prv = params.encode_cursor("p", mark, *pg.first_key)
+        prv = params.encode_cursor("p", *pg.first_key)
         links.append(_link(href({"cursor": prv}), "prev", GEOJSON, "previous page"))
 
     etag = _etag(

@@ -84,12 +84,10 @@ def error_response(
     code: str | None = None,
     detail: Any = None,
     headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """The GeoReport v2 error body: an array with one ``{code, description}`` object."""
-    item: dict[str, Any] = {"code": status, "description": description}
-    if code is not None:
-        item["jointgrid"] = {"code": code, "detail": detail}
-    return JSONResponse([item], status_code=status, headers=headers)
+) -> Response:
+    """The GeoReport v2 error body (one table of faces: ``api.errors``)."""
+    code = code or errors.HTTP_CODES.get(status, ("http_error", ""))[0]
+    return errors.render("open311", status, code, description, detail, headers)
 
 
 def _open311_status(status: int) -> int:
@@ -106,7 +104,7 @@ def _validation_text(exc: RequestValidationError) -> str:
     return "; ".join(problems) or "the request is malformed"
 
 
-def as_open311(exc: Exception, request: Request) -> JSONResponse:
+def as_open311(exc: Exception, request: Request) -> Response:
     """Answer any error raised under ``/open311/v2`` with the GeoReport error body."""
     if isinstance(exc, DomainError):
         status = _open311_status(errors.status_for(exc))
@@ -117,11 +115,7 @@ def as_open311(exc: Exception, request: Request) -> JSONResponse:
     if isinstance(exc, RequestValidationError):
         return error_response(400, _validation_text(exc), code="invalid_request")
     if isinstance(exc, StarletteHTTPException):
-        status = _open311_status(exc.status_code)
-        code, message = errors.HTTP_CODES.get(status, ("http_error", "request failed"))
-        if isinstance(exc.detail, str) and exc.detail not in ("Not Found", "Method Not Allowed"):
-            message = exc.detail
-        return error_response(status, message, code=code, headers=getattr(exc, "headers", None))
+        return errors.render_http(exc, request.url.path)
     # A 500 is a bug: log it with its traceback, and tell the caller nothing internal.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "an unexpected error occurred; it has been logged")
@@ -699,7 +693,7 @@ def post_request(
     include_in_schema=False,
     dependencies=[allow(anyone=True)],
 )
-def not_here(rest: str, request: Request) -> JSONResponse:
+def not_here(rest: str, request: Request) -> Response:
     """Unknown resources answer 404, and known ones with another method 405, as GeoReport errors."""
     allowed: set[str] = set()
     for route in router.routes:  # every resource under /open311/v2 is on this router
