@@ -74,6 +74,13 @@ def translate_errors() -> Iterator[None]:
     """
     try:
         yield
+    except pgerr.ProgramLimitExceeded as exc:
+        # class 54 is an OperationalError to the driver, but the request's doing: a NUL
+        # character, a text or an array too long, an expression too complex
+        raise InvalidInput(
+            "a value is beyond what the database can take (too long, too deep, or a NUL)",
+            data_detail(exc),
+        ) from exc
     except (psycopg.OperationalError, pgerr.AdminShutdown, pgerr.CannotConnectNow) as exc:
         log.warning("database unavailable: %s", _first_line(exc))
         raise Unavailable(
