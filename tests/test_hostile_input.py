@@ -34,8 +34,18 @@ from tests.geo import ANJU, point_inside
 LON, LAT = point_inside(ANJU, 600, 0.5)
 GOOD = {"lon": LON, "lat": LAT, "category": "land_dispute"}
 JSON_ROUTES = ["/api/v1/incidents", "/api/v1/route", "/api/v1/incidents/x/transitions"]
-PG_WORDS = ("invalid input syntax", "out of range for type", "violates", "Key (", "DETAIL",
-            "psycopg", "port ", "server at", "timestamp with time zone", "relation ")
+PG_WORDS = (
+    "invalid input syntax",
+    "out of range for type",
+    "violates",
+    "Key (",
+    "DETAIL",
+    "psycopg",
+    "port ",
+    "server at",
+    "timestamp with time zone",
+    "relation ",
+)
 
 
 def api_shape(r: Any) -> dict[str, Any]:
@@ -95,13 +105,13 @@ def test_json_with_a_charset_or_a_json_suffix_is_read(client):
 @pytest.mark.parametrize(
     "raw",
     [
-        '{"lon": %s, "lat": %s, "category": NaN}' % (LON, LAT),
-        '{"lon": NaN, "lat": %s, "category": "theft"}' % LAT,
-        '{"lon": %s, "lat": Infinity, "category": "theft"}' % LON,
-        '{"lon": -Infinity, "lat": %s, "category": "theft"}' % LAT,
-        '{"lon": 1e400, "lat": %s, "category": "theft"}' % LAT,
-        '{"lon": %s, "lat": %s, "category": "theft", "description": NaN}' % (LON, LAT),
-        '{"lon": %s, "lat": %s, "category": "theft", "severity": Infinity}' % (LON, LAT),
+        f'{{"lon": {LON}, "lat": {LAT}, "category": NaN}}',
+        f'{{"lon": NaN, "lat": {LAT}, "category": "theft"}}',
+        f'{{"lon": {LON}, "lat": Infinity, "category": "theft"}}',
+        f'{{"lon": -Infinity, "lat": {LAT}, "category": "theft"}}',
+        f'{{"lon": 1e400, "lat": {LAT}, "category": "theft"}}',
+        f'{{"lon": {LON}, "lat": {LAT}, "category": "theft", "description": NaN}}',
+        f'{{"lon": {LON}, "lat": {LAT}, "category": "theft", "severity": Infinity}}',
     ],
 )
 @pytest.mark.parametrize("path", ["/api/v1/incidents", "/api/v1/route"])
@@ -128,7 +138,10 @@ def test_nan_as_text_in_a_number_field_is_refused_not_a_500(client):
 SURROGATE_BODIES = [
     ("/api/v1/incidents", '{"lon": %s, "lat": %s, "category": "theft", "description": "a\\ud800"}'),
     ("/api/v1/incidents", '{"lon": %s, "lat": %s, "category": "\\ud800"}'),
-    ("/api/v1/route", '{"lon": %s, "lat": %s, "category": "theft", "reporter": {"name": "\\udfff"}}'),
+    (
+        "/api/v1/route",
+        '{"lon": %s, "lat": %s, "category": "theft", "reporter": {"name": "\\udfff"}}',
+    ),
     ("/api/v1/route", '{"lon": %s, "lat": %s, "category": "theft", "parties_sides": ["\\ud800"]}'),
     ("/api/v1/route", '{"lon": %s, "lat": %s, "category": "theft", "\\ud800": 1}'),
 ]
@@ -387,7 +400,7 @@ def test_database_errors_are_told_in_our_words(conn, statement):
     with pytest.raises(InvalidInput) as info, translate_errors(), conn.transaction():
         conn.execute(statement, args)
     shown = json.dumps({"message": info.value.message, "detail": info.value.detail})
-    for word in PG_WORDS + ("xx", "zz", "abc", "not json", "int4", "float4", "numeric"):
+    for word in (*PG_WORDS, "xx", "zz", "abc", "not json", "int4", "float4", "numeric"):
         assert word not in shown, f"{word!r} in {shown}"
 
 
@@ -492,7 +505,11 @@ def test_each_face_answers_413_404_405_415_in_its_own_shape(client):
         (client.post("/api/v1/route", content=big), 413, api_shape),
         (client.get("/api/v1/nosuch"), 404, api_shape),
         (client.delete("/api/v1/route"), 405, api_shape),
-        (client.post("/api/v1/route", content=b"{}", headers={"Content-Type": "text/plain"}), 415, api_shape),
+        (
+            client.post("/api/v1/route", content=b"{}", headers={"Content-Type": "text/plain"}),
+            415,
+            api_shape,
+        ),
     ]
     for r, status, shape in cases:
         assert r.status_code == status, (r.request.method, r.request.url, r.text[:200])
@@ -503,12 +520,22 @@ def test_each_face_answers_413_404_405_415_in_its_own_shape(client):
 def test_the_one_table_of_faces_renders_every_status(status):
     from api import errors
 
-    for path, check in [("/api/v1/x", "api"), ("/ogc/x", "ogc"), ("/ogc", "ogc"),
-                        ("/open311/v2/x", "open311"), ("/ogcx", "api")]:
+    for path, check in [
+        ("/api/v1/x", "api"),
+        ("/ogc/x", "ogc"),
+        ("/ogc", "ogc"),
+        ("/open311/v2/x", "open311"),
+        ("/ogcx", "api"),
+    ]:
         face = errors.face_of(path)
         assert face.name == check
-        r = errors.render(face, status, "some_code", "a message", {"nan": float("nan"),
-                          "big": 2**70, "s": "\ud800", "b": b"\xff"})
+        r = errors.render(
+            face,
+            status,
+            "some_code",
+            "a message",
+            {"nan": float("nan"), "big": 2**70, "s": "\ud800", "b": b"\xff"},
+        )
         payload = json.loads(r.body)
         if check == "open311":
             assert isinstance(payload, list) and payload[0]["description"] == "a message"
