@@ -97,7 +97,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
 @pytest.fixture(scope="module")
 def cluster(clone: Clone) -> Clone:
     """The clone's private cluster, started, migrated and loaded through the clone's commands."""
-    out = clone.pgcluster("start")
+    clone.pgcluster("start")
     for cmd in ("migrate", "seed"):
         done = clone.cli(cmd)
         assert done.returncode == 0, f"jointgrid {cmd}: {done.stdout}{done.stderr}"
@@ -245,7 +245,8 @@ class Reporter:
         self.statuses[k] = self.statuses.get(k, 0) + 1
 
     def first_ok_after(self, t: float, timeout: float) -> float | None:
-        deadline = t + timeout
+        """The first acknowledgement at or after ``t``, waiting up to ``timeout`` s from now."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             later = [x for x in self.ok_at if x >= t]
             if later:
