@@ -396,10 +396,14 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
 
     # The owner makes (or updates) the server's login, and the server then logs in as it; a
     # database that is down now only delays this to the next start (the role persists).
+    db = settings.database()
+    if not db.server_url:
+        db.require_url()  # a clear message, not a traceback, when there is no database at all
     try:
-        with _conn() as conn:
-            conn.autocommit = True
-            _server_login(conn)
+        if db.owner_url():  # with only JOINTGRID_DB_SERVER_URL, the login was made by hand
+            with _conn() as conn:
+                conn.autocommit = True
+                _server_login(conn)
         _check_server_login()
     except Unavailable as exc:
         click.echo(

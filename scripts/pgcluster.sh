@@ -36,7 +36,8 @@ pgbin() {
 
 if [ "$(id -u)" = 0 ]; then
     owner=postgres
-    as_owner() { runuser -u postgres -- "$@"; }
+    # from /, which postgres can enter (pg_ctl complains about a cwd it cannot)
+    as_owner() { (cd / && runuser -u postgres -- "$@"); }
 else
     owner=$(id -un)
     as_owner() { "$@"; }
