@@ -71,6 +71,7 @@ def _server_login(conn: psycopg.Connection[Any]) -> None:
     except RoleSetupRefused as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    click.echo(f"server login: {db.server_user} (member of jointgrid_app only)", err=True)
 
 
 def _check_server_login() -> None:
