@@ -37,5 +37,5 @@ bench:
 	@exec scripts/bench.sh
 
 clean:
-	-@scripts/pgcluster.sh stop
+	-@scripts/pgcluster.sh destroy
 	rm -rf var $(VENV)

@@ -65,7 +65,10 @@ def check_if_idled(conn: Any) -> None:
 def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> ConnectionPool[Any]:
     """A connection pool that opens without waiting, so the server starts while the database is down."""
     pool: ConnectionPool[Any] = Pool(
-        db.require_url(),
+        # A function, not a string: the pool asks it for every new connection, so the server
+        # logs in as its own role (never the owner) and finds a database that came back on
+        # another address (the private cluster's recorded URL is read afresh).
+        db.server_conninfo,
         min_size=db.pool_min,
         max_size=db.pool_max,
         kwargs={

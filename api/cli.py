@@ -53,15 +53,52 @@ def main() -> None:
 
 
 def _conn():
-    return connect(settings.database().require_url())
+    return connect(settings.database().require_url(), connect_timeout=10)
+
+
+def _server_login(conn: psycopg.Connection[Any]) -> None:
+    """As the migrator: create or update the server's login role (unless one is given by URL).
+
+    Exits with status 2 and the statements to run when the migrator may not.
+    """
+    from layers.roles import RoleSetupRefused, ensure_login_role
+
+    db = settings.database()
+    if db.server_url:
+        return
+    try:
+        ensure_login_role(conn, user=db.server_user, password=db.server_password())
+    except RoleSetupRefused as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"server login: {db.server_user} (member of jointgrid_app only)", err=True)
+
+
+def _check_server_login() -> None:
+    """Refuse to serve as a login with more rights than the server needs."""
+    from layers.roles import excess, privileges
+
+    db = settings.database()
+    with connect(db.server_conninfo(), connect_timeout=max(1, int(db.connect_timeout_s))) as c:
+        privs = privileges(c)
+    too_much = excess(privs)
+    if too_much:
+        click.echo(
+            f'error: the server\'s login role "{privs["login"]}" holds more than the server '
+            f"needs ({', '.join(too_much)}). Give it only membership in jointgrid_app "
+            "(see `jointgrid migrate`), or unset JOINTGRID_DB_SERVER_URL to let JointGrid make it.",
+            err=True,
+        )
+        sys.exit(2)
 
 
 @main.command("migrate")
 def migrate_cmd() -> None:
-    """Apply the database migrations that are not yet applied."""
+    """Apply the database migrations not yet applied, and make the server's login role."""
     with _conn() as conn:
         conn.autocommit = True
         applied = migrate(conn)
+        _server_login(conn)
     click.echo(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
 
 
@@ -284,8 +321,8 @@ def first_admin_hint() -> None:
             click.echo(
                 "No admin key exists yet. Create the first one with:\n"
                 "  .venv/bin/jointgrid apikey create --role admin --name 'your name'\n"
-                "(with DATABASE_URL set to this database; `scripts/pgcluster.sh url` prints the "
-                "private cluster's)"
+                "(from this checkout it finds the private cluster by itself; with your own "
+                "database, set DATABASE_URL as for `make run`)"
             )
 
 
@@ -356,7 +393,23 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
     """Serve the API, the map and the report page."""
     import uvicorn
 
-    settings.database().require_url()
+    from gis.errors import Unavailable
+
+    # The owner makes (or updates) the server's login, and the server then logs in as it; a
+    # database that is down now only delays this to the next start (the role persists).
+    db = settings.database()
+    if not db.server_url:
+        db.require_url()  # a clear message, not a traceback, when there is no database at all
+    try:
+        if db.owner_url():  # with only JOINTGRID_DB_SERVER_URL, the login was made by hand
+            with _conn() as conn:
+                conn.autocommit = True
+                _server_login(conn)
+        _check_server_login()
+    except Unavailable as exc:
+        click.echo(
+            f"warning: the database is not reachable yet ({exc.message}); serving anyway", err=True
+        )
     uvicorn.run(
         "api.app:create_app",
         factory=True,

@@ -16,12 +16,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# The private cluster's record (scripts/pgcluster.sh): the owner's URL, re-written on every
+# start. Relative to the project, not the working directory, so commands find it from anywhere.
+PRIVATE_CLUSTER_URL = ROOT / "var" / "pg" / "url"
+# The generated password of the server's login role (mode 0600), made on first use.
+SERVER_PASSWORD_FILE = ROOT / "var" / "db-server-password"
+
+
 class DatabaseSettings(BaseSettings):
-    """Where the database is and how many connections to keep."""
+    """Where the database is, who logs in, and how many connections to keep.
+
+    Two logins: ``DATABASE_URL`` (or the private cluster's owner) migrates and owns the tables;
+    the server logs in as ``server_user``, a role with no superuser, no table of its own and
+    no CREATE, which ``jointgrid migrate`` / ``serve`` create with a generated password.
+    ``JOINTGRID_DB_SERVER_URL`` names a login made by hand instead (see docs/reliability.md).
+    """
 
     model_config = SettingsConfigDict(env_prefix="JOINTGRID_DB_", extra="ignore")
 
     url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    server_url: str | None = None
+    server_user: str = Field(default="jointgrid_server", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     pool_min: int = Field(default=2, ge=1)
     pool_max: int = Field(default=20, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
@@ -33,13 +48,66 @@ class DatabaseSettings(BaseSettings):
             raise ValueError("JOINTGRID_DB_POOL_MIN must not exceed JOINTGRID_DB_POOL_MAX")
         return self
 
+    def owner_url(self) -> str | None:
+        """The migrator's URL: DATABASE_URL, else the private cluster's as recorded right now."""
+        if self.url:
+            return self.url
+        try:
+            return PRIVATE_CLUSTER_URL.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
     def require_url(self) -> str:
-        if not self.url:
+        """The migrator's URL, or a message saying how to get one."""
+        url = self.owner_url()
+        if not url:
             raise SystemExit(
-                "DATABASE_URL is not set. Use `make run`, which starts a private PostGIS, "
+                "DATABASE_URL is not set and no private cluster is recorded in "
+                f"{PRIVATE_CLUSTER_URL}. Run `make run` (or `scripts/pgcluster.sh start`), "
+                "which starts a private PostGIS, "
                 "or export DATABASE_URL=postgresql://user:password@host:port/db"
             )
-        return self.url
+        return url
+
+    def server_password(self) -> str:
+        """The server login's password: generated once into var/ (mode 0600)."""
+        return server_password()
+
+    def server_conninfo(self) -> str:
+        """The server's login URL as of now (read again on every new connection).
+
+        The owner's host, port and database with the server role's name and password, so a
+        private cluster that comes back on another port is found again without a restart.
+        """
+        if self.server_url:
+            return self.server_url
+        from layers.roles import conninfo_as
+
+        return conninfo_as(self.require_url(), self.server_user, self.server_password())
+
+
+def server_password() -> str:
+    """Read, or make once, the server login's password in ``var/`` (mode 0600)."""
+    import os
+    import secrets
+
+    path = SERVER_PASSWORD_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_urlsafe(24) + "\n")
+    try:
+        os.link(tmp, path)  # atomic: two first starts at once agree on one password
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text(encoding="utf-8").strip()
 
 
 class DataSettings(BaseSettings):

@@ -19,6 +19,7 @@ from psycopg import errors as pgerr
 from psycopg.rows import dict_row
 
 from gis.errors import Conflict, InvalidGeometry, InvalidInput, NotFound, Unavailable
+from layers.roles import default_grants
 
 Conn = psycopg.Connection[Any]
 
@@ -149,6 +150,7 @@ def migrate(conn: Conn) -> list[str]:
                     " applied_at timestamptz NOT NULL DEFAULT now())"
                 )
             done = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
+            default_grants(conn)  # new tables reach the server's role (layers/roles.py)
             folder = resources.files("layers") / "migrations"
             for name in sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql")):
                 version = name.split("_", 1)[0]
@@ -162,6 +164,7 @@ def migrate(conn: Conn) -> list[str]:
                         (version, name),
                     )
                 applied.append(name)
+            default_grants(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied

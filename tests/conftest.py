@@ -74,6 +74,7 @@ def db_url() -> Iterator[str]:
         with connect(url) as conn:
             conn.autocommit = True
             migrate(conn)
+            server_login(conn)
             conn.autocommit = False
             seed(
                 conn,
@@ -112,6 +113,19 @@ def api_keys(db_url: str) -> dict[str, str]:
             )
             out[f"team:{side}"] = teams[side]
     return out
+
+
+def server_login(conn: psycopg.Connection[Any]) -> None:
+    """As the owner: the server's login role, as `jointgrid migrate` makes it.
+
+    In-process pools (``make_pool``) and server processes log in as that role, never as the
+    owner that migrates and seeds.
+    """
+    from api import settings
+    from layers.roles import ensure_login_role
+
+    db = settings.database()
+    ensure_login_role(conn, user=db.server_user, password=db.server_password())
 
 
 def bearer(token: str) -> dict[str, str]:

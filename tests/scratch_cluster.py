@@ -260,10 +260,12 @@ def migrate_and_seed(url: str) -> None:
     from api.catalogue import load_catalogue
     from api.loading import seed
     from layers.db import connect, migrate
+    from tests.conftest import server_login
 
     with connect(url) as conn:
         conn.autocommit = True
         migrate(conn)
+        server_login(conn)
         conn.autocommit = False
         seed(
             conn,
