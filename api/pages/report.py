@@ -8,10 +8,13 @@ Idempotency-Key when it is made and waits in the phone's storage until the serve
 
 from __future__ import annotations
 
+import hashlib
+import json
+from functools import cache
 from typing import Annotated
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
@@ -20,6 +23,69 @@ from api.settings import MapSettings
 from layers import mapdata
 
 router = APIRouter(tags=["report"])
+
+# The map layers the report page draws under the pin: public geometry that a grid worker may
+# load (api.pages.mapview.FIELD_VIEWS).
+PAGE_LAYERS = (
+    {"url": "/map/data/layers/districts", "style": {"color": "#222", "weight": 2, "fill": False}},
+    {"url": "/map/data/layers/border_line", "style": {"color": "#e31a1c", "weight": 3}},
+    {
+        "url": "/map/data/layers/villages",
+        "min_zoom": 12,
+        "by_bbox": True,
+        "style": {"color": "#888", "weight": 1, "fill": False, "dashArray": "2 3"},
+    },
+)
+LEAFLET_FILES = (
+    "leaflet/dist/leaflet.js",
+    "leaflet/dist/leaflet.css",
+    "leaflet/dist/images/marker-icon.png",
+    "leaflet/dist/images/marker-icon-2x.png",
+    "leaflet/dist/images/marker-shadow.png",
+    "leaflet/dist/images/layers.png",
+    "leaflet/dist/images/layers-2x.png",
+)
+# Pages other than /report that a role may open, for the header's links (no dead links).
+PAGE_LINKS: dict[str, tuple[tuple[str, str], ...]] = {
+    "operator": (("/map", "指挥地图"),),
+    "admin": (("/map", "指挥地图"),),
+}
+
+
+@cache
+def service_worker_script() -> tuple[str, str]:
+    """The report page's service worker (``static/report-sw.js``) with what it precaches, and
+    its version: a digest of the script and of every precached URL, whose own URLs carry the
+    digests of their files, so any change to the page's files installs a new cache."""
+    precache = [
+        "/report",
+        config.static("report.js"),
+        config.static("report.css"),
+        *(config.asset(f) for f in LEAFLET_FILES),
+        # The outlines at one zoom; another zoom falls back to this copy when offline.
+        *(f"{spec['url']}?z=10" for spec in PAGE_LAYERS if not spec.get("by_bbox")),
+    ]
+    body = (config.STATIC_DIR / "report-sw.js").read_text(encoding="utf-8")
+    version = hashlib.sha256((body + "\n".join(precache)).encode()).hexdigest()[:16]
+    head = f"const PRECACHE = {json.dumps(precache)};\nconst VERSION = {json.dumps(version)};\n"
+    return head + body, version
+
+
+@router.get(
+    "/report-sw.js",
+    dependencies=[allow(anyone=True)],
+    summary="The report page's service worker: it opens the page with no signal",
+    response_class=Response,
+)
+def report_service_worker() -> Response:
+    text, version = service_worker_script()
+    # Checked on every visit (browsers revalidate a worker at most daily by themselves).
+    return Response(
+        text,
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache", "ETag": f'"{version}"'},
+    )
+
 
 CRS_CHOICES = (
     ("wgs84", "WGS84 — GPS, the phone's own location 手机定位"),
@@ -43,19 +109,9 @@ def report_page(
         "tiles_url": tiles.tiles_url,
         "tiles_attribution": tiles.tiles_attribution,
         "bounds": [[s, w], [n, e]],
-        "layers": [
-            {
-                "url": "/map/data/layers/districts",
-                "style": {"color": "#222", "weight": 2, "fill": False},
-            },
-            {"url": "/map/data/layers/border_line", "style": {"color": "#e31a1c", "weight": 3}},
-            {
-                "url": "/map/data/layers/villages",
-                "min_zoom": 12,
-                "by_bbox": True,
-                "style": {"color": "#888", "weight": 1, "fill": False, "dashArray": "2 3"},
-            },
-        ],
+        "layers": list(PAGE_LAYERS),
+        "service_worker": "/report-sw.js",
+        "map_page": "/map" if who.role in ("operator", "admin") else None,
         "mechanisms": {code: f"{m.name} {m.name_en}" for code, m in catalogue.mechanisms.items()},
         "categories": {code: f"{c.name} {c.name_en}" for code, c in catalogue.categories.items()},
         "crs_names": {"wgs84": "WGS84", "gcj02": "GCJ-02", "bd09": "BD-09"},
@@ -70,6 +126,7 @@ def report_page(
             severity_colours=config.SEVERITY_COLOURS,
             tiles=tiles,
             csrf=who.csrf,
+            links=PAGE_LINKS.get(who.role or "", ()),
         )
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -358,11 +358,14 @@
         add("Due 时限", localTime(c.due_at), "due");
         add("Sides 涉及", (c.sides || []).join(", ") + (c.cross_boundary ? " · cross-boundary 跨界" : ""));
         li.appendChild(dl);
-        var a = document.createElement("a");
-        var p = c.location && c.location.coordinates;
-        a.href = "/map?status=all" + (p ? "#17/" + p[1].toFixed(5) + "/" + p[0].toFixed(5) : "");
-        a.textContent = "see it on the map 在地图上查看";
-        li.appendChild(a);
+        if (CFG.map_page) {
+          // Only for keys that may open the command-centre map: no link leads to a refusal.
+          var a = document.createElement("a");
+          var p = c.location && c.location.coordinates;
+          a.href = CFG.map_page + "?status=all" + (p ? "#17/" + p[1].toFixed(5) + "/" + p[0].toFixed(5) : "");
+          a.textContent = "在地图上查看";
+          li.appendChild(a);
+        }
       } else {
         li.className = "rejected";
         li.appendChild(text("b", "Not accepted 未受理: " + (CFG.categories[s.body.category] || s.body.category)));
@@ -371,6 +374,14 @@
       rl.appendChild(li);
     });
     $("results-card").hidden = sent.length === 0;
+  }
+
+  /* ------------------------------------------------------------ opening with no signal */
+
+  // The service worker keeps the page, its files and its map layers, so that after one visit
+  // the page opens with no signal; the queue above keeps the reports themselves.
+  if (CFG.service_worker && "serviceWorker" in navigator) {
+    navigator.serviceWorker.register(CFG.service_worker, { scope: "/report" }).catch(function () {});
   }
 
   showNet();
