@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api import i18n
 from api.settings import ROOT
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -130,6 +131,7 @@ def _templates() -> Jinja2Templates:
     t.env.filters["num"] = num
     t.env.globals["static"] = static
     t.env.globals["asset"] = asset
+    i18n.install(t.env)
     return t
 
 
