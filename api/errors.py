@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import i18n
 from gis import errors as e
 
 log = logging.getLogger("jointgrid")
@@ -65,13 +66,49 @@ def body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"code": code, "message": message, "detail": detail}
 
 
-def domain_response(exc: e.DomainError) -> JSONResponse:
+def wanted_locale(request: Request | None) -> str | None:
+    """The catalogue locale an ``Accept-Language`` header asks for first, if we have it.
+
+    The API's ``code`` never changes with the language; only ``message`` does, so that a page
+    (or a platform) that asks for Chinese shows "what was wrong and how to fix it" in Chinese.
+    """
+    header = request.headers.get("accept-language", "") if request is not None else ""
+    ranked = []
+    for i, part in enumerate(header.split(",")[:20]):
+        tag, _, q = part.strip().partition(";q=")
+        try:
+            weight = float(q) if q else 1.0
+        except ValueError:
+            continue
+        if tag:
+            ranked.append((-weight, i, tag.strip().replace("-", "_")))
+    for _, _, tag in sorted(ranked):
+        lang = tag.split("_")[0].lower()
+        if lang == "zh":
+            return "zh_CN"
+        if lang == "en":
+            return None
+    return None
+
+
+def localised(
+    request: Request | None, code: str, message: str, detail: Any
+) -> tuple[str, dict[str, str]]:
+    """The message in the language the request asks for, and its Content-Language header."""
+    locale = wanted_locale(request)
+    if locale is None:
+        return message, {}
+    return i18n.error_text(code, detail, locale), {"Content-Language": locale.replace("_", "-")}
+
+
+def domain_response(exc: e.DomainError, request: Request | None = None) -> JSONResponse:
     status = status_for(exc)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": "5"} if status == 503 else {}
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="jointgrid"'}
+    message, lang = localised(request, exc.code, exc.message, exc.detail)
     return JSONResponse(
-        body(exc.code, exc.message, exc.detail), status_code=status, headers=headers
+        body(exc.code, message, exc.detail), status_code=status, headers={**headers, **lang}
     )
 
 
@@ -113,20 +150,16 @@ def add_exception_handlers(app: FastAPI) -> None:
         if isinstance(exc, e.Unauthenticated) and _wants_page(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-        return domain_response(exc)
+        return domain_response(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = _validation_detail(exc)
         first = detail[0] if detail else {"field": "(body)", "problem": "invalid"}
-        return JSONResponse(
-            body(
-                "invalid_request",
-                f"{first['field']}: {first['problem']}",
-                detail,
-            ),
-            status_code=422,
+        message, lang = localised(
+            request, "invalid_request", f"{first['field']}: {first['problem']}", detail
         )
+        return JSONResponse(body("invalid_request", message, detail), status_code=422, headers=lang)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

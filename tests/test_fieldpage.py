@@ -204,3 +204,96 @@ def test_the_report_page_opens_with_no_signal_and_sends_its_queue_once(
     finally:
         context.close()
     assert outside == []
+
+
+def test_after_a_send_the_answer_is_in_view_and_the_location_must_be_set_again(
+    server: Server, browser: Any, api_keys: dict[str, str]
+) -> None:
+    lon, lat = point_inside(ANJU, 300, 0.47)
+    context = phone(browser, lon, lat)
+    page = context.new_page()
+    try:
+        sign_in(page, server.base, api_keys["grid_worker:510904"])
+        page.select_option("#category", "theft")
+        page.fill("#description", "电动车被盗")
+        page.click("#gps")
+        page.wait_for_function("document.getElementById('declared').classList.contains('set')")
+        page.click("#send")
+        answer = page.locator("#results li.ok").first
+        answer.wait_for(timeout=20_000)
+        page.wait_for_function(
+            "document.activeElement && document.activeElement.matches('#results li.ok')"
+        )
+        box = answer.bounding_box()
+        assert box is not None and 0 <= box["y"] < PHONE["height"] - 100, box
+        shown = answer.inner_text()
+        assert "联防" in shown and "安居区" in shown and "潼南区" in shown  # every side, by name
+        # The next report starts with no location: the last one is never silently reused.
+        assert page.input_value("#lon") == "" and page.input_value("#description") == ""
+        assert "尚未选择位置" in page.inner_text("#declared")
+        page.click("#send")
+        assert "请选择事件类别" in page.inner_text("#form-error")
+        page.select_option("#category", "theft")
+        page.click("#send")
+        assert "请提供位置" in page.inner_text("#form-error")
+        # My reports: read from the server, with the status by name.
+        page.locator("#mine li[data-code]").first.wait_for()
+        assert "待受理" in page.inner_text("#mine")
+        page.screenshot(path=str(ARTIFACTS / "report-sent-phone.png"))
+    finally:
+        context.close()
+
+
+def test_a_refused_report_keeps_everything_typed_and_says_why_in_chinese(
+    server: Server, browser: Any, api_keys: dict[str, str]
+) -> None:
+    context = phone(browser, 105.6, 30.3)
+    page = context.new_page()
+    try:
+        sign_in(page, server.base, api_keys["grid_worker:510904"])
+        page.select_option("#category", "fire")
+        page.check("input[name=severity][value=red]", force=True)
+        page.fill("#description", "山林起火，火势较大")
+        page.fill("#lon", "116.397")  # Beijing: outside both sides
+        page.fill("#lat", "39.909")
+        assert page.is_visible("#source")  # typed numbers: where are they from?
+        page.click("#send")
+        assert "坐标的来源" in page.inner_text("#form-error")
+        page.check("input[name=crs][value=gcj02]")
+        page.click("#send")
+        refused = page.locator("#rejected li.rejected").first
+        refused.wait_for(timeout=20_000)
+        assert page.is_visible("#rejected-card h2")
+        assert "未受理" in page.inner_text("#rejected-card h2")
+        assert "服务区域外" in refused.inner_text()
+        # Everything typed is back in the form, to correct and send again.
+        assert page.input_value("#category") == "fire"
+        assert page.input_value("#description") == "山林起火，火势较大"
+        assert page.input_value("#lon").startswith("116.397")
+        assert page.is_checked("input[name=severity][value=red]")
+        assert page.is_checked("input[name=crs][value=gcj02]")
+        page.screenshot(path=str(ARTIFACTS / "report-refused-phone.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_every_tap_target_is_at_least_44_px(
+    server: Server, browser: Any, api_keys: dict[str, str]
+) -> None:
+    context = phone(browser, 105.6, 30.3)
+    page = context.new_page()
+    try:
+        sign_in(page, server.base, api_keys["grid_worker:510904"])
+        page.fill("#lon", "105.6")
+        page.fill("#lat", "30.3")  # shows the source question too
+        small = page.evaluate(
+            """() => [...document.querySelectorAll(
+                 'select, input:not([type=radio]), textarea, button, a[href], .sev span, .choice, .leaflet-control-zoom a')]
+               .filter(e => e.offsetParent !== null)
+               .map(e => [e.id || e.className || e.tagName, e.getBoundingClientRect()])
+               .filter(([, r]) => r.width < 44 || r.height < 44)
+               .map(([n, r]) => `${n} ${Math.round(r.width)}x${Math.round(r.height)}`)"""
+        )
+        assert small == []
+    finally:
+        context.close()

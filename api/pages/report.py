@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from api import i18n
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.pages import config
@@ -53,6 +54,12 @@ PAGE_LINKS: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 @cache
+def script_text() -> dict[str, str]:
+    """The Chinese text the page's script shows, from the one catalogue."""
+    return {k: v for k, v in i18n.messages().items() if k.startswith(SCRIPT_TEXT)}
+
+
+@cache
 def service_worker_script() -> tuple[str, str]:
     """The report page's service worker (``static/report-sw.js``) with what it precaches, and
     its version: a digest of the script and of every precached URL, whose own URLs carry the
@@ -87,11 +94,11 @@ def report_service_worker() -> Response:
     )
 
 
-CRS_CHOICES = (
-    ("wgs84", "WGS84 — GPS, the phone's own location 手机定位"),
-    ("gcj02", "GCJ-02 — Amap 高德, Tencent 腾讯, WeChat 微信 maps"),
-    ("bd09", "BD-09 — Baidu maps 百度地图"),
-)
+# Where typed or pasted numbers come from, asked in plain words; GPS and map taps need no
+# question (the phone's GPS is WGS84, a tap is in the map's own frame).
+COORD_SOURCES = ("wgs84", "gcj02", "bd09")
+# The catalogue's keys the page's script reads (the page needs no further request for text).
+SCRIPT_TEXT = ("report.", "status.", "category.", "mechanism.", "side.", "severity.")
 
 
 @router.get("/report", response_class=HTMLResponse, summary="The grid worker's report page")
@@ -112,16 +119,15 @@ def report_page(
         "layers": list(PAGE_LAYERS),
         "service_worker": "/report-sw.js",
         "map_page": "/map" if who.role in ("operator", "admin") else None,
-        "mechanisms": {code: f"{m.name} {m.name_en}" for code, m in catalogue.mechanisms.items()},
-        "categories": {code: f"{c.name} {c.name_en}" for code, c in catalogue.categories.items()},
-        "crs_names": {"wgs84": "WGS84", "gcj02": "GCJ-02", "bd09": "BD-09"},
+        "mine_url": "/api/v1/incidents?limit=20",
+        "text": script_text(),
     }
     html = (
         config.templates()
         .get_template("report.html")
         .render(
             catalogue=catalogue,
-            crs_choices=CRS_CHOICES,
+            coord_sources=COORD_SOURCES,
             page_config=page_config,
             severity_colours=config.SEVERITY_COLOURS,
             tiles=tiles,
