@@ -32,15 +32,21 @@ QUEUE = "jointgrid.report.queue.v1"
 class Server:
     """``jointgrid serve`` on a fixed port, which the test may stop and start again."""
 
-    def __init__(self, db_url: str, log: Path) -> None:
+    def __init__(self, db_url: str, log: Path, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.db_url = db_url
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.env = env
 
     def start(self) -> None:
-        env = {**os.environ, "DATABASE_URL": self.db_url, "JOINTGRID_ESCALATION_INTERVAL_S": "0"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.db_url,
+            "JOINTGRID_ESCALATION_INTERVAL_S": "0",
+            **self.env,
+        }
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
@@ -297,3 +303,38 @@ def test_every_tap_target_is_at_least_44_px(
         assert small == []
     finally:
         context.close()
+
+
+def test_the_dashboard_refreshes_itself_and_fits_a_wall_screen(
+    db_url: str, tmp_path: Path, browser: Any, api_keys: dict[str, str]
+) -> None:
+    srv = Server(db_url, tmp_path / "server.log", JOINTGRID_DASHBOARD_REFRESH_S="5")
+    srv.start()
+    context = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        sign_in(page, srv.base, api_keys["operator:510904"], "/dashboard?layout=wall")
+        first = page.get_attribute("#refreshed", "data-at")
+        page.wait_for_function(
+            f"document.getElementById('refreshed').getAttribute('data-at') !== '{first}'",
+            timeout=15_000,
+        )
+        assert "最近刷新" in page.inner_text("#refreshed")
+        # Every panel shows without scrolling on the wall screen.
+        sizes = page.evaluate(
+            "() => [document.documentElement.scrollHeight, document.documentElement.scrollWidth,"
+            " ...[...document.querySelectorAll('.grid section, .tiles')].map("
+            "s => s.getBoundingClientRect().bottom)]"
+        )
+        assert sizes[0] <= 1080 and sizes[1] <= 1920, sizes
+        assert max(sizes[2:]) <= 1080, sizes
+        page.screenshot(path=str(ARTIFACTS / "dashboard-wall.png"))
+        # Every link opens a page for this key.
+        cookies = {c["name"]: c["value"] for c in context.cookies()}
+        hrefs = set(page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"))
+        for href in hrefs:
+            r = httpx.get(href, cookies=cookies, follow_redirects=False)
+            assert r.status_code in (200, 303), (href, r.status_code)
+    finally:
+        context.close()
+        srv.stop()

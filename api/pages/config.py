@@ -32,6 +32,7 @@ class PageSettings(BaseSettings):
 
     assets_dir: Path = ROOT / "var" / "assets" / "node_modules"
     map_refresh_s: float = Field(default=10.0, ge=1.0, le=3600.0)
+    dashboard_refresh_s: float = Field(default=60.0, ge=5.0, le=3600.0)
 
 
 @cache
