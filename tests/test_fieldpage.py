@@ -338,3 +338,28 @@ def test_the_dashboard_refreshes_itself_and_fits_a_wall_screen(
     finally:
         context.close()
         srv.stop()
+
+
+def test_a_list_narrowed_to_some_fields_carries_only_those(
+    server: Server, api_keys: dict[str, str]
+) -> None:
+    from api.cases import CASE_FIELDS
+
+    worker = {"Authorization": f"Bearer {api_keys['grid_worker:510904']}"}
+    lon, lat = point_inside(ANJU, 800, 0.61)
+    made = httpx.post(
+        f"{server.base}/api/v1/incidents",
+        json={"lon": lon, "lat": lat, "category": "theft"},
+        headers=worker,
+    )
+    assert made.status_code == 201
+    assert set(made.json()) == CASE_FIELDS  # the declared fields are the view's own
+    full = httpx.get(f"{server.base}/api/v1/incidents?limit=5", headers=worker)
+    lean = httpx.get(
+        f"{server.base}/api/v1/incidents?limit=5&fields=code,status,reported_at", headers=worker
+    )
+    assert lean.status_code == 200 and lean.json()["items"]
+    assert all(set(i) == {"code", "status", "reported_at"} for i in lean.json()["items"])
+    assert len(lean.content) * 5 < len(full.content)
+    bad = httpx.get(f"{server.base}/api/v1/incidents?fields=code,secret", headers=worker)
+    assert bad.status_code == 422 and "code" in bad.json()["detail"]["valid"]

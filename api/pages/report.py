@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api import i18n
@@ -107,6 +107,10 @@ def report_page(
     conn: Conn,
     catalogue: CatalogueDep,
     who: Annotated[Principal, allow(*CASE_ROLES)],
+    map_: Annotated[
+        Literal["on", "off"],
+        Query(alias="map", description="off: the form without the map (GPS or typed numbers)"),
+    ] = "on",
 ) -> HTMLResponse:
     tiles = MapSettings()
     w, s, e, n = mapdata.extent(conn) or (105.07, 29.79, 106.02, 30.59)
@@ -119,7 +123,8 @@ def report_page(
         "layers": list(PAGE_LAYERS),
         "service_worker": "/report-sw.js",
         "map_page": "/map" if who.role in ("operator", "admin") else None,
-        "mine_url": "/api/v1/incidents?limit=20",
+        # Only what the list shows: the phone's link is slow and its data plan small.
+        "mine_url": "/api/v1/incidents?limit=20&fields=code,category,status,reported_at",
         "text": script_text(),
     }
     html = (
@@ -133,6 +138,7 @@ def report_page(
             tiles=tiles,
             csrf=who.csrf,
             links=PAGE_LINKS.get(who.role or "", ()),
+            with_map=map_ == "on",
         )
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import i18n
 from api.pages import dashboard, login, mapview, report
+from api.pages.compress import PageGZip
 from api.pages.config import STATIC_DIR, page_settings
 from api.routes import i18n as i18n_routes
 
@@ -17,6 +18,7 @@ from api.routes import i18n as i18n_routes
 def install(app: FastAPI) -> None:
     """Mount the static folders and register the page and map-data routes."""
     i18n.load()  # a broken message catalogue stops the server here, not on a first page
+    app.add_middleware(PageGZip)
     app.mount(
         "/assets",
         StaticFiles(directory=page_settings().assets_dir, check_dir=False),

@@ -8,8 +8,9 @@
  *   cached copy. A redirect (to the sign-in page) or an error never replaces the cached page.
  * - Our own static files and the browser libraries: cache first (their URLs carry a digest or
  *   a pinned version), then the network, stored for next time.
- * - Map layer data and the message catalogue: network first, then the cached copy of the same
- *   URL, then any cached copy of the same path (the zoom or the box in view differ).
+ * - Map layer data (boundaries change seldom): the cached copy while it is under LAYER_FRESH_MS
+ *   old, else network first; offline, the cached copy of the same URL, then any cached copy of
+ *   the same path (the zoom or the box in view differ).
  * - Everything else, reports above all, goes to the network untouched: the page's own queue
  *   keeps a report until the server has acknowledged it.
  */
@@ -18,13 +19,14 @@
 
 var CACHE = "jointgrid-report-" + VERSION;
 var PAGE_WAIT_MS = 3500;
+var LAYER_FRESH_MS = 12 * 3600 * 1000;
 
 self.addEventListener("install", function (event) {
   event.waitUntil(
     caches.open(CACHE).then(function (cache) {
       // One by one, so that a layer the key may not load does not keep the page out.
       return Promise.all(PRECACHE.map(function (url) {
-        return fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+        return fetch(url, { credentials: "same-origin", cache: "no-cache" }).then(function (r) {
           if (r.ok && !r.redirected) return cache.put(url, r);
         }).catch(function () {});
       }));
@@ -78,6 +80,16 @@ function cacheFirst(request) {
   });
 }
 
+function freshFirst(request) {
+  return caches.open(CACHE).then(function (c) {
+    return c.match(request).then(function (hit) {
+      var at = hit && Date.parse(hit.headers.get("date") || "");
+      if (hit && at && Date.now() - at < LAYER_FRESH_MS) return hit;
+      return networkFirst(request, request.url, PAGE_WAIT_MS, true);
+    });
+  });
+}
+
 self.addEventListener("fetch", function (event) {
   var req = event.request;
   if (req.method !== "GET") return;
@@ -87,7 +99,7 @@ self.addEventListener("fetch", function (event) {
     event.respondWith(networkFirst(req, "/report", PAGE_WAIT_MS, false));
   } else if (url.pathname.indexOf("/static/") === 0 || url.pathname.indexOf("/assets/") === 0) {
     event.respondWith(cacheFirst(req));
-  } else if (url.pathname.indexOf("/map/data/layers/") === 0 || url.pathname.indexOf("/i18n/") === 0) {
-    event.respondWith(networkFirst(req, req.url, PAGE_WAIT_MS, true));
+  } else if (url.pathname.indexOf("/map/data/layers/") === 0) {
+    event.respondWith(freshFirst(req));
   }
 });
