@@ -264,6 +264,46 @@ def _point(lon: float, lat: float) -> Any:
     return Point(lon, lat)
 
 
+# The top-level fields of a case as the API shows it (``case_view``): what a list may be
+# narrowed to with ``fields=`` (a test holds the two equal).
+CASE_FIELDS = frozenset(
+    [
+        "id",
+        "code",
+        "status",
+        "category",
+        "severity",
+        "description",
+        "location",
+        "extent",
+        "side",
+        "sides",
+        "distance_to_border_m",
+        "in_border_zone",
+        "cross_boundary",
+        "cross_boundary_reasons",
+        "mechanism",
+        "lead_side",
+        "teams",
+        "contacts",
+        "grid",
+        "police_grid",
+        "due_at",
+        "occurred_at",
+        "reported_at",
+        "updated_at",
+        "escalation_level",
+        "verified_sides",
+        "merged_into",
+        "possible_duplicate_of",
+        "input",
+        "reporter",
+        "routing",
+        "links",
+    ]
+)
+
+
 def case_view(row: dict[str, Any], *, show_reporter: bool = True) -> dict[str, Any]:
     """A stored case as the API shows it; the reporter only to those who may see it."""
     routing = row.get("routing") or {}

@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import i18n
 from gis import errors as e
 
 log = logging.getLogger("jointgrid")
@@ -134,6 +135,32 @@ def face_of(path: str) -> Face:
     return API
 
 
+def wanted_locale(request: Request | None) -> str | None:
+    """The catalogue locale an ``Accept-Language`` header asks for first, if we have it.
+
+    The API's ``code`` never changes with the language; only ``message`` does, so that a page
+    (or a platform) that asks for Chinese shows "what was wrong and how to fix it" in Chinese,
+    rendered from the code's template in the message catalogue (``api.i18n.error_text``).
+    """
+    header = request.headers.get("accept-language", "") if request is not None else ""
+    ranked = []
+    for i, part in enumerate(header.split(",")[:20]):
+        tag, _, q = part.strip().partition(";q=")
+        try:
+            weight = float(q) if q else 1.0
+        except ValueError:
+            continue
+        if tag:
+            ranked.append((-weight, i, tag.strip().replace("-", "_")))
+    for _, _, tag in sorted(ranked):
+        lang = tag.split("_")[0].lower()
+        if lang == "zh":
+            return "zh_CN"
+        if lang == "en":
+            return None
+    return None
+
+
 def render(
     face: Face | str,
     status: int,
@@ -141,11 +168,16 @@ def render(
     message: str,
     detail: Any = None,
     headers: dict[str, str] | None = None,
+    locale: str | None = None,
 ) -> Response:
-    """The error response of ``face``: its shape, its status for ours, and the usual headers."""
+    """The error response of ``face``: its shape, its status for ours, and the usual headers;
+    with ``locale``, the message in that language (the code and detail never change)."""
     f = FACE_BY_NAME[face] if isinstance(face, str) else face
     status = f.statuses.get(status, status)
     extra = {**f.headers, **(headers or {})}
+    if locale is not None:
+        message = i18n.error_text(code, safe(detail), locale)
+        extra["Content-Language"] = locale.replace("_", "-")
     if status == 503:
         extra.setdefault("Retry-After", RETRY_AFTER_S)
     if status == 401 and f.www_authenticate:
@@ -154,8 +186,8 @@ def render(
     return Response(payload, status_code=status, media_type="application/json", headers=extra)
 
 
-def render_domain(exc: e.DomainError, path: str) -> Response:
-    return render(face_of(path), status_for(exc), exc.code, exc.message, exc.detail)
+def render_domain(exc: e.DomainError, path: str, locale: str | None = None) -> Response:
+    return render(face_of(path), status_for(exc), exc.code, exc.message, exc.detail, locale=locale)
 
 
 def domain_response(exc: e.DomainError) -> Response:
@@ -163,7 +195,7 @@ def domain_response(exc: e.DomainError) -> Response:
     return render(API, status_for(exc), exc.code, exc.message, exc.detail)
 
 
-def render_http(exc: StarletteHTTPException, path: str) -> Response:
+def render_http(exc: StarletteHTTPException, path: str, locale: str | None = None) -> Response:
     code, message = HTTP_CODES.get(exc.status_code, ("http_error", "request failed"))
     detail = exc.detail if isinstance(exc.detail, dict | list) else None
     if isinstance(exc.detail, str) and exc.detail not in ("Not Found", "Method Not Allowed"):
@@ -172,7 +204,13 @@ def render_http(exc: StarletteHTTPException, path: str) -> Response:
     code = getattr(exc, "code", None) or code
     detail = getattr(exc, "body_detail", None) or detail
     return render(
-        face_of(path), exc.status_code, code, message, detail, getattr(exc, "headers", None)
+        face_of(path),
+        exc.status_code,
+        code,
+        message,
+        detail,
+        getattr(exc, "headers", None),
+        locale=locale,
     )
 
 
@@ -266,18 +304,25 @@ def add_exception_handlers(app: FastAPI) -> None:
         if isinstance(exc, e.Unauthenticated) and _wants_page(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-        return render_domain(exc, request.url.path)
+        return render_domain(exc, request.url.path, wanted_locale(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         detail = _validation_detail(exc)
         first = detail[0] if detail else {"field": "(body)", "problem": "invalid"}
         message = f"{first['field']}: {first['problem']}"
-        return render(face_of(request.url.path), 422, "invalid_request", message, detail)
+        return render(
+            face_of(request.url.path),
+            422,
+            "invalid_request",
+            message,
+            detail,
+            locale=wanted_locale(request),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        return render_http(exc, request.url.path)
+        return render_http(exc, request.url.path, wanted_locale(request))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:

@@ -283,9 +283,19 @@ def _feature_collection(
 
 
 def view_geojson(
-    conn: Conn, v: MapView, *, bbox: BBox | None, zoom: float, out_crs: str = "wgs84"
+    conn: Conn,
+    v: MapView,
+    *,
+    bbox: BBox | None,
+    zoom: float,
+    out_crs: str = "wgs84",
+    side: str | None = None,
 ) -> str:
-    """The GeoJSON text of a map view in ``bbox`` (WGS84), simplified to about half a pixel."""
+    """The GeoJSON text of a map view in ``bbox`` (WGS84), simplified to about half a pixel.
+
+    ``side`` keeps only that side's features (and joint ones, where the layer has them): the
+    field roles see their own side's grids.
+    """
     spec = v.spec
     geom = q.Identifier(v.geometry_column)
     tol = 0.0 if v.is_point else degrees_per_pixel(zoom) * 0.5
@@ -301,10 +311,15 @@ def view_geojson(
         if tol == 0
         else q.SQL("ST_SimplifyPreserveTopology(t.{}, %(tol)s)").format(geom)
     )
+    where_side: q.Composable = q.SQL("true")
+    if side is not None:
+        joint = q.SQL(" OR t.joint") if "joint" in spec.public else q.SQL("")
+        where_side = q.SQL("(t.side = %(side)s{})").format(joint)
     features = q.SQL(
         "SELECT t.{id}::text AS fid, {simplified} AS geom, json_build_object({props}) AS props"
-        " FROM {table} t WHERE {bbox} AND ({where}) ORDER BY t.{id}"
+        " FROM {table} t WHERE {bbox} AND {side} AND ({where}) ORDER BY t.{id}"
     ).format(
+        side=where_side,
         id=q.Identifier(spec.id_column),
         simplified=simplified,
         props=props,
@@ -316,7 +331,7 @@ def view_geojson(
         return _feature_collection(
             conn,
             features,
-            {**params, "tol": tol},
+            {**params, "tol": tol, "side": side},
             digits=digits_for(zoom),
             out_crs=out_crs,
             meta={"view": v.id, "zoom": zoom, "crs": parse_crs(out_crs)},

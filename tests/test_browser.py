@@ -240,13 +240,13 @@ def test_a_report_from_the_report_page_is_on_the_map_within_one_refresh(
         fill_report(rep_page, "theft", "orange", "自行车被盗 / a bicycle was stolen")
         rep_page.click("#gps")
         rep_page.wait_for_function("document.getElementById('declared').classList.contains('set')")
-        assert "WGS84" in rep_page.inner_text("#declared")
+        assert "手机定位" in rep_page.inner_text("#declared")
         rep_page.click("#send")
         result = rep_page.locator("#results li.ok")
         result.wait_for(timeout=20_000)
         sent_at = time.monotonic()
         code = result.locator(".code").inner_text()
-        assert "联防 joint defence" in result.locator(".mechanism").inner_text()
+        assert "联防" in result.locator(".mechanism").inner_text()
         assert "T" in result.locator(".lead-team").inner_text()  # a team code
         assert result.locator(".due").inner_text() not in ("", "—")
         rep_page.screenshot(path=str(artifacts / "report.png"), full_page=True)
@@ -279,15 +279,16 @@ def test_a_report_made_offline_is_sent_exactly_once_when_the_network_returns(
     try:
         page.goto(f"{live_server}/report")
         fill_report(page, "neighbor_dispute", "yellow", "邻里噪音纠纷 / noise between neighbours")
-        page.select_option("#crs", "gcj02")
         page.fill("#lon", f"{glon:.7f}")
         page.fill("#lat", f"{glat:.7f}")
-        assert "GCJ-02" in page.inner_text("#declared")
+        # Typed numbers come with the question where they are from, in plain words.
+        page.check("input[name=crs][value=gcj02]")
+        assert "高德" in page.inner_text("#declared")
 
         context.set_offline(True)
         page.click("#send")
         page.locator("#queue li.queued").wait_for()
-        assert "offline" in page.inner_text("#net")
+        assert "离线" in page.inner_text("#net")
         queue = json.loads(page.evaluate("localStorage.getItem('jointgrid.report.queue.v1')"))
         assert len(queue) == 1
         key = queue[0]["key"]
@@ -303,7 +304,7 @@ def test_a_report_made_offline_is_sent_exactly_once_when_the_network_returns(
         page.route("**/api/v1/incidents", lose_answer)
         context.set_offline(False)
         page.wait_for_function(
-            "document.querySelector('#queue li.queued small').textContent.includes('no network')"
+            "document.querySelector('#queue li.queued small').textContent.includes('无网络')"
         )
         assert len(cases_with_key(db_url, key)) == 1
         assert (
@@ -333,10 +334,11 @@ def test_a_refused_report_shows_the_servers_message_and_leaves_the_queue(
         fill_report(page, "fire", "red", "far away")
         page.fill("#lon", "116.397")  # Beijing: outside both sides
         page.fill("#lat", "39.909")
+        page.check("input[name=crs][value=wgs84]")
         page.click("#send")
-        refused = page.locator("#results li.rejected")
+        refused = page.locator("#rejected li.rejected")
         refused.wait_for(timeout=20_000)
-        assert "outside" in refused.inner_text().lower()
+        assert "服务区域外" in refused.inner_text()
         assert json.loads(page.evaluate("localStorage.getItem('jointgrid.report.queue.v1')")) == []
     finally:
         context.close()

@@ -11,6 +11,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import folium
 import pytest
@@ -338,6 +339,42 @@ def test_the_dashboard_draws_its_charts_and_the_hot_spot_map_on_the_server(clien
     assert not re.findall(r'(?:src|href)="(?:https?:)?//', html)
 
 
+def test_an_empty_csv_has_its_header_row_and_the_china_date(client: Any) -> None:
+    from api.pages.dashboard import COLUMNS
+
+    doc = client.get("/api/v1/stats").json()
+    for table, columns in COLUMNS.items():  # the declared columns are the query's keys
+        rows = doc[table] if isinstance(doc[table], list) else [doc[table]]
+        for row in rows:
+            assert tuple(row) == columns, table
+    empty = client.get(
+        "/api/v1/stats", params={"format": "csv", "table": "overdue", "category": "drugs"}
+    )
+    lines = empty.text.lstrip("\ufeff").splitlines()
+    assert lines == [",".join(COLUMNS["overdue"])]
+    china_date = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    assert f"jointgrid-overdue-{china_date}.csv" in empty.headers["content-disposition"]
+
+
+def test_the_dashboard_speaks_chinese_links_to_case_pages_and_marks_thin_rates(
+    client: Any, conn: Any
+) -> None:
+    case = report(client, *point_inside(ANJU, 300, 0.86), category="theft")
+    conn.execute(
+        "UPDATE incidents SET due_at = now() - interval '2 hours' WHERE id = %s", (case["id"],)
+    )
+    html = client.get("/dashboard", params={"mechanism": "joint_defense"}).text
+    assert "时限办结率" in html and "超期事件" in html and "各机制办理情况" in html
+    assert f'href="/cases/{case["code"]}"' in html
+    assert "/api/v1/incidents/" not in html  # no link to raw JSON
+    # A rate over fewer than 10 cases says how many, and that it is indicative only.
+    assert re.search(r'class="rate few"[^>]*>[^<]*（\d 件）', html), html[:0]
+    assert 'data-refresh-s="60' in html
+    wall = client.get("/dashboard", params={"layout": "wall"})
+    assert wall.status_code == 200 and '<body class="wall"' in wall.text
+    assert client.get("/dashboard", params={"layout": "huge"}).status_code == 422
+
+
 # -- the report page --------------------------------------------------------------------------
 
 
@@ -352,9 +389,9 @@ def test_the_report_page_offers_the_catalogue_and_the_coordinate_systems(
     assert cats == set(catalogue.categories)
     assert html.count("<optgroup") == len(catalogue.groups)
     for code, c in catalogue.categories.items():
-        assert f"{c.name} · {c.name_en}" in html, code
-    for crs in ("wgs84", "gcj02", "bd09"):
-        assert f'<option value="{crs}">' in html
+        assert f'<option value="{code}">{c.name}</option>' in html, code
+    for crs in ("wgs84", "gcj02", "bd09"):  # asked in plain words, for typed numbers only
+        assert f'name="crs" value="{crs}"' in html
     assert all(f'value="{s}"' in html for s in catalogue.severities)
     urls = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)
     urls = [u for u in urls if u != "data:,"]

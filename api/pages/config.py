@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api import i18n
 from api.settings import ROOT
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -31,6 +32,7 @@ class PageSettings(BaseSettings):
 
     assets_dir: Path = ROOT / "var" / "assets" / "node_modules"
     map_refresh_s: float = Field(default=10.0, ge=1.0, le=3600.0)
+    dashboard_refresh_s: float = Field(default=60.0, ge=5.0, le=3600.0)
 
 
 @cache
@@ -130,6 +132,7 @@ def _templates() -> Jinja2Templates:
     t.env.filters["num"] = num
     t.env.globals["static"] = static
     t.env.globals["asset"] = asset
+    i18n.install(t.env)
     return t
 
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
+from api import i18n
 from api.access import Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.pages import charts, config
-from api.pages.filters import WINDOW_LABELS, WINDOWS, Filters, as_query, parse_filters, scoped
+from api.pages.filters import WINDOWS, Filters, as_query, parse_filters, scoped
 from gis.catalogue import Catalogue
 from gis.errors import InvalidInput
 from gis.workflow import STATUSES
@@ -40,7 +41,46 @@ TABLES: dict[str, str] = {
     "grids": "cases per grid (hot spots)",
     "weekly": "cases reported, resolved and closed per week (China Standard Time)",
 }
+# The columns of each table, so that a CSV of no rows still has its header row (a test checks
+# them against the keys the stats query returns).
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "totals": (
+        "cases",
+        "open",
+        "closed",
+        "overdue",
+        "escalated",
+        "cross_boundary",
+        "cross_boundary_share",
+    ),
+    "by_mechanism": ("mechanism", "open", "closed", "overdue", "cross_boundary", "total"),
+    "by_side": ("side", "open", "closed", "overdue", "cross_boundary", "total"),
+    "by_status": ("status", "open", "total"),
+    "breakdown": ("mechanism", "side", "status", "open", "total"),
+    "compliance": ("mechanism", "on_time", "late", "overdue_open", "pending", "compliance"),
+    "overdue": (
+        "id",
+        "code",
+        "category",
+        "severity",
+        "status",
+        "mechanism",
+        "side",
+        "due_at",
+        "hours_overdue",
+        "escalation_level",
+    ),
+    "cross_boundary": ("reason", "cases"),
+    "grids": ("grid_code", "name", "side", "total", "open", "overdue"),
+    "weekly": ("week", "reported", "cross_boundary", "resolved", "resolved_on_time", "closed"),
+}
 CHOROPLETH = ("#fff7bc", "#fec44f", "#fe9929", "#d95f0e", "#993404")
+# A rate over fewer cases than this is marked as indicative only.
+FEW_CASES: Final = 10
+# Rows of the long tables: the normal page, and the wall screen (every panel in 1920 x 1080).
+TOP_ROWS: Final[dict[bool, tuple[int, int]]] = {False: (15, 25), True: (8, 6)}
+# Pages other than the dashboard that its roles may open.
+PAGE_LINKS: Final = (("/cases", "nav.cases"), ("/map", "nav.map"))
 
 
 def _stats(
@@ -78,14 +118,12 @@ def _csv(doc: dict[str, Any], table: str | None) -> Response:
     value = doc.get(table)
     rows: list[dict[str, Any]] = [value] if isinstance(value, dict) else list(value or [])
     buf = io.StringIO()
-    columns: list[str] = []
-    for r in rows:
-        columns.extend(k for k in r if k not in columns)
-    writer = csv.DictWriter(buf, fieldnames=columns or ["empty"], extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS[table], extrasaction="ignore")
     writer.writeheader()
     for r in rows:
         writer.writerow({k: _cell(v) for k, v in r.items()})
-    stamp = doc["generated_at"][:10]
+    # The file is named by the date in China, where its readers are.
+    stamp = datetime.fromisoformat(doc["generated_at"]).astimezone(i18n.TZ).date().isoformat()
     return Response(
         # A byte-order mark so that spreadsheet programs read the Chinese names as UTF-8.
         "\ufeff" + buf.getvalue(),
@@ -129,7 +167,10 @@ def dashboard(
     who: Annotated[Principal, allow("operator", "admin")],
     format: Annotated[str, Query(description="html (default) or csv")] = "html",
     table: Annotated[str | None, Query(description="with format=csv: which table")] = None,
+    layout: Annotated[str, Query(description="normal (default) or wall: 1920 x 1080")] = "normal",
 ) -> Response:
+    if layout not in ("normal", "wall"):
+        raise InvalidInput("layout must be normal or wall", {"layout": layout[:20]})
     doc, filters, sides, now = _stats(request, conn, catalogue, who)
     if format == "csv":
         return _csv(doc, table)
@@ -143,8 +184,8 @@ def dashboard(
             catalogue=catalogue,
             sides=sides,
             statuses=STATUSES,
-            windows=[(k, WINDOW_LABELS[k]) for k in WINDOWS],
-            query=as_query(filters.raw),
+            windows=[(k, i18n.t(f"window.{k}")) for k in WINDOWS],
+            query=as_query({**filters.raw, **({"layout": "wall"} if layout == "wall" else {})}),
             map_query=as_query({k: v for k, v in filters.raw.items() if k != "status"}),
             charts=_charts(doc, catalogue, sides),
             choropleth=_choropleth(choropleth),
@@ -153,32 +194,34 @@ def dashboard(
             colour=config.mechanism_colour,
             tables=TABLES,
             now=now,
+            wall=layout == "wall",
+            top_grids=TOP_ROWS[layout == "wall"][0],
+            top_overdue=TOP_ROWS[layout == "wall"][1],
+            few=FEW_CASES,
+            refresh_s=config.page_settings().dashboard_refresh_s,
+            links=[(href, i18n.t(key)) for href, key in PAGE_LINKS],
         )
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
 def _mech_name(catalogue: Catalogue, code: str | None) -> str:
-    m = catalogue.mechanisms.get(code or "")
-    return f"{m.name} {m.name_en}" if m else "单方 single-side"
+    return i18n.name("mechanism", code if code in catalogue.mechanisms else "none")
 
 
 def _cat_name(catalogue: Catalogue, code: str) -> str:
-    c = catalogue.categories.get(code)
-    return f"{c.name} {c.name_en}" if c else code
+    return i18n.name("category", code)
 
 
 def _charts(doc: dict[str, Any], catalogue: Catalogue, sides: dict[str, str]) -> dict[str, Markup]:
     open_closed = [
-        charts.Series("open", "open 未办结", "#e6550d"),
-        charts.Series("closed", "closed 已办结", "#9ecae1"),
+        charts.Series("open", i18n.t("dash.series.open"), "#e6550d"),
+        charts.Series("closed", i18n.t("dash.series.closed"), "#9ecae1"),
     ]
     by_mech = [(_mech_name(catalogue, r["mechanism"]), r) for r in doc.get("by_mechanism", [])]
-    by_side = [
-        (f"{sides.get(r['side'], r['side'])} {r['side']}", r) for r in doc.get("by_side", [])
-    ]
+    by_side = [(i18n.side_name(r["side"], form="short"), r) for r in doc.get("by_side", [])]
     by_status = [
-        (r["status"], {"open" if r["open"] else "closed": r["total"]})
+        (i18n.name("status", r["status"]), {"open" if r["open"] else "closed": r["total"]})
         for r in doc.get("by_status", [])
     ]
     compliance = [
@@ -192,20 +235,31 @@ def _charts(doc: dict[str, Any], catalogue: Catalogue, sides: dict[str, str]) ->
     weekly = doc.get("weekly") or []
     weeks = [str(w["week"])[5:] for w in weekly]
     trend = [
-        (charts.Series("reported", "reported 上报", "#3182bd"), [w["reported"] for w in weekly]),
         (
-            charts.Series("cross_boundary", "cross-boundary 跨界", "#e31a1c"),
+            charts.Series("reported", i18n.t("dash.series.reported"), "#3182bd"),
+            [w["reported"] for w in weekly],
+        ),
+        (
+            charts.Series("cross_boundary", i18n.t("dash.series.cross"), "#e31a1c"),
             [w["cross_boundary"] for w in weekly],
         ),
-        (charts.Series("resolved", "resolved 办结", "#31a354"), [w["resolved"] for w in weekly]),
-        (charts.Series("closed", "closed 结案", "#756bb1"), [w["closed"] for w in weekly]),
+        (
+            charts.Series("resolved", i18n.t("dash.series.resolved"), "#31a354"),
+            [w["resolved"] for w in weekly],
+        ),
+        (
+            charts.Series("closed", i18n.t("dash.series.closed_week"), "#756bb1"),
+            [w["closed"] for w in weekly],
+        ),
     ]
     return {
-        "by_mechanism": charts.stacked_bars(by_mech, open_closed, title="cases per mechanism"),
-        "by_side": charts.stacked_bars(by_side, open_closed, title="cases per lead side"),
-        "by_status": charts.stacked_bars(by_status, open_closed, title="cases per status"),
-        "compliance": charts.percent_bars(compliance, title="on time, per mechanism"),
-        "weekly": charts.lines(weeks, trend, title="cases per week"),
+        "by_mechanism": charts.stacked_bars(
+            by_mech, open_closed, title=i18n.t("dash.by_mechanism")
+        ),
+        "by_side": charts.stacked_bars(by_side, open_closed, title=i18n.t("dash.by_side")),
+        "by_status": charts.stacked_bars(by_status, open_closed, title=i18n.t("dash.col.status")),
+        "compliance": charts.percent_bars(compliance, title=i18n.t("dash.compliance")),
+        "weekly": charts.lines(weeks, trend, title=i18n.t("dash.weekly")),
     }
 
 

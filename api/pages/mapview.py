@@ -315,6 +315,18 @@ def _bbox(text: str | None, crs: str) -> tuple[float, float, float, float]:
 # cross-boundary cases involving its side, as in the case API.
 CommandCentre = Annotated[Principal, allow("operator", "admin")]
 
+# The field roles (grid workers and team members) place points on the report page: they may load
+# the public geometry they need for that, and nothing of the command centre's. Grids are their
+# own side's only (joint grids included). Every other view answers them 404, as if absent.
+FIELD_VIEWS = frozenset({"districts", "border_line", "border_zone", "villages", "grids"})
+FIELD_SIDE_VIEWS = frozenset({"grids"})
+MapReader = Annotated[Principal, allow("operator", "admin", "grid_worker", "team_member")]
+
+
+def field_role(who: Principal) -> bool:
+    """Whether this caller sees only the field views of the map data."""
+    return who.role in ("grid_worker", "team_member")
+
 
 @router.get("/map", response_class=HTMLResponse, summary="The command-centre map")
 def map_page(
@@ -381,19 +393,22 @@ def _refresh(request: Request) -> float:
 def layer_data(
     view_id: str,
     conn: Conn,
-    who: CommandCentre,
+    who: MapReader,
     bbox: BBoxParam = None,
     z: ZoomParam = None,
 ) -> Response:
+    field = field_role(who)
+    allowed = [x.id for x in mapdata.views() if not field or x.id in FIELD_VIEWS]
     try:
+        if view_id not in allowed:
+            raise KeyError(view_id)
         v = mapdata.view(view_id)
     except KeyError:
-        raise NotFound(
-            f"no map layer {view_id!r}", {"layers": [x.id for x in mapdata.views()]}
-        ) from None
+        raise NotFound(f"no map layer {view_id!r}", {"layers": allowed}) from None
     crs = MapSettings().tiles_crs
     box = bbox_to_wgs84(params.parse_bbox(bbox), crs)
-    text = mapdata.view_geojson(conn, v, bbox=box, zoom=parse_zoom(z), out_crs=crs)
+    side = who.side if field and view_id in FIELD_SIDE_VIEWS else None
+    text = mapdata.view_geojson(conn, v, bbox=box, zoom=parse_zoom(z), out_crs=crs, side=side)
     return Response(text, media_type=GEOJSON, headers={"Cache-Control": "max-age=60"})
 
 

@@ -118,7 +118,12 @@ def list_incidents(
     until: Annotated[str | None, Query(description="reported before (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
+    fields: Annotated[
+        str | None,
+        Query(description="only these top-level fields of each case, e.g. code,status"),
+    ] = None,
 ) -> dict[str, Any]:
+    wanted = params.parse_csv(fields, name="fields", valid=set(cases.CASE_FIELDS))
     filters = {
         "status": params.parse_csv(status, name="status", valid=STATUSES),
         "mechanism": params.parse_csv(mechanism, name="mechanism", valid=set(catalogue.mechanisms)),
@@ -139,10 +144,10 @@ def list_incidents(
         after=after,  # type: ignore[arg-type]
     )
     page, more = rows[:limit], len(rows) > limit
-    out: dict[str, Any] = {
-        "items": [cases.case_view(r, show_reporter=may_see_reporter(who, r)) for r in page],
-        "count": len(page),
-    }
+    items = [cases.case_view(r, show_reporter=may_see_reporter(who, r)) for r in page]
+    if wanted:
+        items = [{k: v for k, v in item.items() if k in wanted} for item in items]
+    out: dict[str, Any] = {"items": items, "count": len(page)}
     if more:
         last = page[-1]
         out["next_cursor"] = params.encode_cursor(last["reported_at"].isoformat(), last["id"])

@@ -8,12 +8,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from api import i18n
 from api.pages import dashboard, login, mapview, report
+from api.pages.compress import PageGZip
 from api.pages.config import STATIC_DIR, page_settings
+from api.routes import i18n as i18n_routes
 
 
 def install(app: FastAPI) -> None:
     """Mount the static folders and register the page and map-data routes."""
+    i18n.load()  # a broken message catalogue stops the server here, not on a first page
+    app.add_middleware(PageGZip)
     app.mount(
         "/assets",
         StaticFiles(directory=page_settings().assets_dir, check_dir=False),
@@ -24,3 +29,4 @@ def install(app: FastAPI) -> None:
     app.include_router(dashboard.router)
     app.include_router(report.router)
     app.include_router(login.router)
+    app.include_router(i18n_routes.router)

@@ -5,6 +5,10 @@
  * leaves the queue; on a 4xx the server's message is shown and it leaves the queue too (except
  * 401, 403, 408 and 429, which say nothing about the report itself); on a 5xx or no network
  * it stays and is sent again later with the same key, so the server makes one case, once.
+ *
+ * What the worker typed stays in the form until the server has the report, or the report is
+ * safe in the queue; a refused report puts everything back into the form. Every text comes
+ * from the message catalogue (CFG.text), Chinese first.
  */
 (function () {
   "use strict";
@@ -15,17 +19,34 @@
   var KEEP_SENT = 20;
   var RETRY_MS = 15000;
   var KEEP_QUEUED = { 401: 1, 403: 1, 408: 1, 429: 1 };
+  var MINE = "jointgrid.report.mine.v1";
+
+  // A text of the catalogue with its {fields} filled in.
+  function T(key, params) {
+    var s = CFG.text[key];
+    if (s === undefined) return key;
+    return s.replace(/\{(\w+)\}/g, function (m, k) {
+      return params && params[k] !== undefined && params[k] !== null ? String(params[k]) : m;
+    });
+  }
+  function nameOf(kind, code) {
+    var s = CFG.text[kind + "." + code];
+    return s === undefined ? String(code) : s;
+  }
+  function sideName(code) {
+    return CFG.text["side." + code + ".short"] || CFG.text["side." + code] || String(code);
+  }
 
   var $ = function (id) { return document.getElementById(id); };
   var form = $("report");
-  var state = { lon: null, lat: null, crs: "wgs84", source: null, marker: null, accuracy: null };
+  var state = { lon: null, lat: null, crs: null, source: null, marker: null, accuracy: null, accuracy_m: null };
 
   /* ------------------------------------------------------------ storage */
 
   function load(key) {
     try {
       var v = JSON.parse(window.localStorage.getItem(key) || "[]");
-      return Array.isArray(v) ? v : [];
+      return Array.isArray(v) || (key === MINE && v) ? v : [];
     } catch (e) {
       return [];
     }
@@ -53,7 +74,9 @@
     var d = new Date(iso);
     if (isNaN(d)) return iso;
     try {
-      return d.toLocaleString("zh-CN", { timeZone: "Asia/Shanghai", hour12: false }) + " CST";
+      return d.toLocaleString("zh-CN", {
+        timeZone: "Asia/Shanghai", hour12: false, month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit"
+      });
     } catch (e) {
       return d.toLocaleString();
     }
@@ -68,12 +91,29 @@
 
   /* ------------------------------------------------------------ the map */
 
-  var map = L.map("map", { zoomControl: true, attributionControl: true, maxZoom: 19, minZoom: 6 });
-  map.attributionControl.setPrefix("JointGrid · Leaflet");
-  if (CFG.tiles_url) L.tileLayer(CFG.tiles_url, { attribution: CFG.tiles_attribution || "", maxZoom: 19 }).addTo(map);
-  map.fitBounds(CFG.bounds);
+  // The map is a help, never a need: the form works before Leaflet has arrived over a slow
+  // link (it loads asynchronously), and without it (the text-only form, or no library at all)
+  // the worker uses GPS or types the numbers.
+  var map = null;
+  function initMap() {
+    if (map || !window.L || !document.getElementById("map")) return;
+    map = L.map("map", { zoomControl: true, attributionControl: true, maxZoom: 19, minZoom: 6 });
+    map.attributionControl.setPrefix("JointGrid · Leaflet");
+    if (CFG.tiles_url) L.tileLayer(CFG.tiles_url, { attribution: CFG.tiles_attribution || "", maxZoom: 19 }).addTo(map);
+    map.fitBounds(CFG.bounds);
+    CFG.layers.forEach(drawLayer);
+    map.on("click", function (e) {
+      // A tap is in the map's own frame: WGS84, or GCJ-02 when the base map is Amap or Tencent.
+      setLocation(e.latlng.lng, e.latlng.lat, CFG.map_crs, "map");
+      showPoint(e.latlng.lat, e.latlng.lng);
+    });
+    if (state.lon !== null && state.crs === CFG.map_crs) showPoint(state.lat, state.lon);
+  }
+  var leafletScript = document.getElementById("leaflet-js");
+  if (window.L) initMap();
+  else if (leafletScript) leafletScript.addEventListener("load", initMap);
 
-  CFG.layers.forEach(function (spec) {
+  function drawLayer(spec) {
     var layer = L.geoJSON(null, { style: spec.style, interactive: false }).addTo(map);
     var loadedZoom = null;
     var reload = function () {
@@ -92,9 +132,10 @@
     };
     map.on("moveend", reload);
     reload();
-  });
+  }
 
   function showPoint(lat, lon, accuracy) {
+    if (!map) return;
     var ll = L.latLng(lat, lon);
     if (!state.marker) state.marker = L.marker(ll, { keyboard: false }).addTo(map);
     else state.marker.setLatLng(ll);
@@ -102,62 +143,73 @@
     if (accuracy) state.accuracy = L.circle(ll, { radius: accuracy, weight: 1, fillOpacity: 0.1 }).addTo(map);
   }
 
-  map.on("click", function (e) {
-    // A tap is in the map's own frame: WGS84, or GCJ-02 when the base map is Amap or Tencent.
-    setLocation(e.latlng.lng, e.latlng.lat, CFG.map_crs, "map");
-    showPoint(e.latlng.lat, e.latlng.lng);
-  });
 
-  /* ------------------------------------------------------------ location and its CRS */
+  /* ------------------------------------------------------------ location and where it came from */
 
-  function setLocation(lon, lat, crs, source) {
+  // GPS is WGS84 and a map tap is in the map's frame: no question. Typed or pasted numbers
+  // come with the question of where they came from, in plain words, and no default.
+  function setLocation(lon, lat, crs, source, accuracy) {
     state.lon = lon;
     state.lat = lat;
     state.crs = crs;
     state.source = source;
+    state.accuracy_m = accuracy || null;
     $("lon").value = lon.toFixed(6);
     $("lat").value = lat.toFixed(6);
-    $("crs").value = crs;
+    $("source").hidden = true;
+    showDeclared();
+  }
+
+  function clearLocation() {
+    state.lon = null; state.lat = null; state.crs = null; state.source = null; state.accuracy_m = null;
+    $("lon").value = ""; $("lat").value = "";
+    $("source").hidden = true;
+    form.querySelectorAll("input[name=crs]").forEach(function (r) { r.checked = false; });
+    if (map && state.marker) { map.removeLayer(state.marker); state.marker = null; }
+    if (map && state.accuracy) { map.removeLayer(state.accuracy); state.accuracy = null; }
     showDeclared();
   }
 
   function showDeclared() {
     var el = $("declared");
     if (state.lon === null) {
-      el.textContent = "No location yet 尚未选择位置";
+      el.textContent = T("report.no_location");
       el.className = "declared";
       return;
     }
-    var how = { gps: "from the phone's GPS 手机定位", map: "tapped on the map 地图点选", typed: "typed in 手动输入" }[state.source] || "";
-    el.textContent = "";
-    el.appendChild(text("b", CFG.crs_names[state.crs] || state.crs, "crs-badge"));
-    el.appendChild(document.createTextNode(" " + state.lon.toFixed(6) + ", " + state.lat.toFixed(6) + " · " + how));
-    el.className = "declared set";
+    var how = T("report.how." + state.source);
+    if (state.source === "typed" && state.crs) how += " · " + T("report.source." + state.crs);
+    if (state.accuracy_m) how += " · " + T("report.accuracy", { m: Math.round(state.accuracy_m) });
+    el.textContent = state.lon.toFixed(6) + ", " + state.lat.toFixed(6) + " · " + how;
+    el.className = state.crs ? "declared set" : "declared";
   }
 
   $("gps").addEventListener("click", function () {
     var btn = $("gps");
-    if (!navigator.geolocation) { showFormError("This browser cannot read the location; tap the map instead. 无法定位，请在地图上点选。"); return; }
+    if (!navigator.geolocation) { showFormError(T("report.no_geolocation")); return; }
     btn.disabled = true;
-    btn.textContent = "Locating… 定位中";
+    btn.textContent = T("report.locating");
     navigator.geolocation.getCurrentPosition(function (pos) {
       btn.disabled = false;
-      btn.textContent = "Use my location 使用定位";
+      btn.textContent = T("report.use_gps");
       // The browser's geolocation is always WGS84.
-      setLocation(pos.coords.longitude, pos.coords.latitude, "wgs84", "gps");
+      setLocation(pos.coords.longitude, pos.coords.latitude, "wgs84", "gps", pos.coords.accuracy);
       showPoint(pos.coords.latitude, pos.coords.longitude, pos.coords.accuracy);
-      map.setView([pos.coords.latitude, pos.coords.longitude], Math.max(map.getZoom(), 15));
+      if (map) map.setView([pos.coords.latitude, pos.coords.longitude], Math.max(map.getZoom(), 15));
     }, function (err) {
       btn.disabled = false;
-      btn.textContent = "Use my location 使用定位";
-      showFormError("Could not read the location (" + err.message + "); tap the map or type the numbers. 定位失败。");
-    }, { enableHighAccuracy: true, timeout: 20000, maximumAge: 30000 });
+      btn.textContent = T("report.use_gps");
+      showFormError(T("report.gps_failed", { reason: err.message }));
+    }, { enableHighAccuracy: true, timeout: 20000, maximumAge: 0 });
   });
 
   function typed() {
     var lon = parseFloat($("lon").value), lat = parseFloat($("lat").value);
+    var chosen = form.querySelector("input[name=crs]:checked");
     if (isFinite(lon) && isFinite(lat)) {
-      state.lon = lon; state.lat = lat; state.crs = $("crs").value; state.source = "typed";
+      state.lon = lon; state.lat = lat; state.source = "typed"; state.accuracy_m = null;
+      state.crs = chosen ? chosen.value : null;
+      $("source").hidden = false;
       if (state.crs === CFG.map_crs) showPoint(lat, lon);
     } else {
       state.lon = null; state.lat = null;
@@ -166,11 +218,7 @@
   }
   $("lon").addEventListener("input", typed);
   $("lat").addEventListener("input", typed);
-  $("crs").addEventListener("change", function () {
-    state.crs = $("crs").value;
-    if (state.source !== "typed" && state.lon !== null) state.source = "typed";
-    showDeclared();
-  });
+  form.querySelectorAll("input[name=crs]").forEach(function (r) { r.addEventListener("change", typed); });
 
   /* ------------------------------------------------------------ making a report */
 
@@ -180,18 +228,43 @@
     el.hidden = !message;
   }
 
+  function formEmpty() {
+    return !$("category").value && !$("description").value.trim() && state.lon === null;
+  }
+
+  // Put a report's fields back into the form: a refused report keeps everything typed.
+  function restore(body, where) {
+    $("category").value = body.category || "";
+    var sev = form.querySelector("input[name=severity][value='" + body.severity + "']");
+    if (sev) sev.checked = true;
+    $("description").value = body.description || "";
+    var p = body.location && body.location.coordinates;
+    if (p) {
+      var source = (where && where.source) || "typed";
+      setLocation(p[0], p[1], body.crs, source, where && where.accuracy_m);
+      if (source === "typed") {
+        $("source").hidden = false;
+        var r = form.querySelector("input[name=crs][value='" + body.crs + "']");
+        if (r) r.checked = true;
+      }
+      if (body.crs === CFG.map_crs) showPoint(p[1], p[0]);
+    }
+  }
+
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
     showFormError("");
     var category = $("category").value;
-    if (!category) { showFormError("Choose what happened. 请选择事件类别。"); $("category").focus(); return; }
-    if (state.lon === null) { showFormError("Give the location: use GPS, tap the map or type it. 请提供位置。"); return; }
+    if (!category) { showFormError(T("report.need_category")); $("category").focus(); return; }
+    if (state.lon === null) { showFormError(T("report.need_location")); return; }
+    if (!state.crs) { showFormError(T("report.need_source")); $("source").scrollIntoView({ block: "center" }); return; }
     var severity = (form.querySelector("input[name=severity]:checked") || {}).value;
     var item = {
       key: uuid(),
       made_at: new Date().toISOString(),
       attempts: 0,
       last_error: null,
+      where: { source: state.source, accuracy_m: state.accuracy_m },
       body: {
         location: { type: "Point", coordinates: [state.lon, state.lat] },
         crs: state.crs,
@@ -204,7 +277,11 @@
     var queue = load(QUEUE);
     queue.push(item);
     save(QUEUE, queue);
+    // The report is safe in the queue now. The next one starts afresh: the location above
+    // all must be set again, never silently reused.
     $("description").value = "";
+    $("category").value = "";
+    clearLocation();
     render();
     flush();
   });
@@ -214,7 +291,10 @@
   var flushing = false;
 
   function headers(key) {
-    var h = { "Content-Type": "application/json", "Idempotency-Key": key, Accept: "application/json" };
+    // Errors come back in Chinese: the server renders each error code's catalogue template.
+    var h = {
+      "Content-Type": "application/json", "Idempotency-Key": key, Accept: "application/json", "Accept-Language": "zh-CN"
+    };
     var csrf = document.querySelector('meta[name="csrf-token"]');
     if (csrf) h["X-CSRF-Token"] = csrf.getAttribute("content");
     return h;
@@ -251,22 +331,26 @@
         if (r.ok) {
           remove(item.key);
           remember({ key: item.key, ok: true, status: r.status, made_at: item.made_at, case: body, body: item.body });
+          announce = "results";
+          loadMine();
           return true;
         }
         if (r.status >= 400 && r.status < 500 && !KEEP_QUEUED[r.status]) {
           remove(item.key);
-          remember({ key: item.key, ok: false, status: r.status, made_at: item.made_at, error: body, body: item.body });
+          remember({ key: item.key, ok: false, status: r.status, made_at: item.made_at, error: body, body: item.body, where: item.where });
+          if (formEmpty()) restore(item.body, item.where);
+          announce = "rejected";
           return true;
         }
         update(item.key, function (q) {
           q.sending = false;
-          q.last_error = (body && body.message) || ("the server answered " + r.status);
+          q.last_error = (body && body.message) || T("report.server_said", { status: r.status });
           q.last_status = r.status;
         });
         return false;
       });
     }, function () {
-      update(item.key, function (q) { q.sending = false; q.last_error = "no network 无网络"; q.last_status = null; });
+      update(item.key, function (q) { q.sending = false; q.last_error = T("report.no_network"); q.last_status = null; });
       return false;
     });
   }
@@ -294,7 +378,7 @@
     });
   }
 
-  window.addEventListener("online", function () { showNet(); flush(); });
+  window.addEventListener("online", function () { showNet(); flush(); loadMine(); });
   window.addEventListener("offline", showNet);
   document.addEventListener("visibilitychange", function () { if (!document.hidden) flush(); });
   window.addEventListener("storage", function (e) { if (e.key === QUEUE || e.key === SENT) render(); });
@@ -304,23 +388,78 @@
 
   function showNet() {
     var el = $("net");
-    el.textContent = navigator.onLine ? "online 在线" : "offline 离线 — reports wait on the phone";
+    el.textContent = navigator.onLine ? T("report.online") : T("report.offline");
     el.className = navigator.onLine ? "net" : "net off";
   }
 
+  // The server's own words (in Chinese: the request asks for it), and what to fix.
   function plainError(entry) {
     var e = entry.error || {};
-    var lines = [e.message || ("The server refused the report (HTTP " + entry.status + ").")];
+    var lines = [e.message || T("report.rejected.status", { status: entry.status })];
     var d = e.detail;
-    if (d && typeof d === "object" && !Array.isArray(d)) {
-      if (d.hint) lines.push(d.hint);
-      if (d.distance_m !== undefined) lines.push("Distance to the nearest side: " + Math.round(d.distance_m) + " m.");
-      if (d.fix) lines.push(d.fix);
-    }
     if (Array.isArray(d)) {
-      d.forEach(function (p) { if (p && p.field) lines.push(p.field + ": " + p.problem); });
+      d.forEach(function (p) { if (p && p.field && p.problem && lines[0].indexOf(p.field) < 0) lines.push(p.field + ": " + p.problem); });
     }
     return lines.join(" ");
+  }
+
+  // After a send, bring its answer into view and give it the focus (for screen readers too).
+  var announce = null;
+
+  function dl(rows) {
+    var el = document.createElement("dl");
+    rows.forEach(function (r) { el.appendChild(text("dt", r[0])); el.appendChild(text("dd", r[1], r[2])); });
+    return el;
+  }
+
+  function sentItem(s) {
+    var li = document.createElement("li");
+    li.setAttribute("data-key", s.key);
+    li.tabIndex = -1;
+    var c = s.case;
+    li.className = "ok";
+    var lead = (c.teams || []).filter(function (t) { return t.lead; })[0];
+    li.appendChild(text("b", c.code, "code"));
+    var sides = (c.sides || []).map(sideName).join("、") + (c.cross_boundary ? " · " + T("report.sent.cross") : "");
+    li.appendChild(dl([
+      [T("report.sent.category"), nameOf("category", c.category)],
+      [T("report.sent.mechanism"), c.mechanism ? nameOf("mechanism", c.mechanism) : T("report.sent.single_side", { side: sideName(c.side) }), "mechanism"],
+      [T("report.sent.lead_team"), lead ? lead.name + "（" + lead.code + "）" : T("report.sent.lead_grid", { side: sideName(c.lead_side || c.side) }), "lead-team"],
+      [T("report.sent.sides"), sides, "sides"],
+      [T("report.sent.due"), localTime(c.due_at), "due"]
+    ]));
+    if (c.possible_duplicate_of) {
+      var dup = c.possible_duplicate_of;
+      li.appendChild(text("p", T("report.sent.duplicate", { code: dup.code || dup.id || dup }), "duplicate"));
+    }
+    if (CFG.map_page) {
+      // Only for keys that may open the command-centre map: no link leads to a refusal.
+      var a = document.createElement("a");
+      var p = c.location && c.location.coordinates;
+      a.href = CFG.map_page + "?status=all" + (p ? "#17/" + p[1].toFixed(5) + "/" + p[0].toFixed(5) : "");
+      a.textContent = T("report.sent.on_map");
+      li.appendChild(a);
+    }
+    return li;
+  }
+
+  function rejectedItem(s) {
+    var li = document.createElement("li");
+    li.setAttribute("data-key", s.key);
+    li.tabIndex = -1;
+    li.className = "rejected";
+    li.appendChild(text("b", nameOf("category", s.body.category) + " · " + localTime(s.made_at)));
+    li.appendChild(text("p", plainError(s), "error"));
+    li.appendChild(text("p", T("report.rejected.kept"), "hint"));
+    var btn = text("button", T("report.rejected.edit"), "secondary edit");
+    btn.type = "button";
+    btn.addEventListener("click", function () {
+      restore(s.body, s.where);
+      $("category").scrollIntoView({ block: "start" });
+      $("category").focus();
+    });
+    li.appendChild(btn);
+    return li;
   }
 
   function render() {
@@ -331,49 +470,95 @@
       var li = document.createElement("li");
       li.className = "queued";
       li.setAttribute("data-key", q.key);
-      li.appendChild(text("b", CFG.categories[q.body.category] || q.body.category));
-      li.appendChild(text("span", " made " + localTime(q.made_at)));
-      var st = q.sending ? "sending… 发送中" : q.last_error ? "waiting: " + q.last_error : (navigator.onLine ? "queued 排队中" : "waiting for the network 等待网络");
-      li.appendChild(text("small", st + (q.attempts ? " · tries " + q.attempts : "") + " · key " + q.key.slice(0, 8)));
+      li.appendChild(text("b", nameOf("category", q.body.category)));
+      li.appendChild(text("span", " " + T("report.queue.made", { time: localTime(q.made_at) })));
+      var st = q.sending ? T("report.queue.sending") : q.last_error ? T("report.queue.retry", { reason: q.last_error }) : (navigator.onLine ? T("report.queue.queued") : T("report.queue.waiting"));
+      li.appendChild(text("small", st + (q.attempts ? " · " + T("report.queue.tries", { n: q.attempts }) : "")));
       ul.appendChild(li);
     });
     $("queue-card").hidden = queue.length === 0;
 
+    // Rebuilding the lists must not drop the focus an answer was given.
+    var focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("#results li, #rejected li");
+    var focusKey = focused ? focused.getAttribute("data-key") : null;
     var sent = load(SENT);
+    var ok = sent.filter(function (s) { return s.ok && s.case; });
+    var refused = sent.filter(function (s) { return !s.ok; });
     var rl = $("results");
     rl.textContent = "";
-    sent.forEach(function (s) {
-      var li = document.createElement("li");
-      li.setAttribute("data-key", s.key);
-      if (s.ok && s.case) {
-        var c = s.case;
-        li.className = "ok";
-        var lead = (c.teams || []).filter(function (t) { return t.lead; })[0];
-        li.appendChild(text("b", c.code, "code"));
-        var dl = document.createElement("dl");
-        var add = function (k, v, cls) { dl.appendChild(text("dt", k)); dl.appendChild(text("dd", v, cls)); };
-        add("Category 类别", CFG.categories[c.category] || c.category);
-        add("Mechanism 机制", c.mechanism ? (CFG.mechanisms[c.mechanism] || c.mechanism) : "single-side case 单方事件 (" + c.side + ")", "mechanism");
-        add("Lead team 牵头队伍", lead ? lead.name + " (" + lead.code + ")" : "the grid and police grid of " + c.side, "lead-team");
-        add("Due 时限", localTime(c.due_at), "due");
-        add("Sides 涉及", (c.sides || []).join(", ") + (c.cross_boundary ? " · cross-boundary 跨界" : ""));
-        li.appendChild(dl);
-        var a = document.createElement("a");
-        var p = c.location && c.location.coordinates;
-        a.href = "/map?status=all" + (p ? "#17/" + p[1].toFixed(5) + "/" + p[0].toFixed(5) : "");
-        a.textContent = "see it on the map 在地图上查看";
-        li.appendChild(a);
-      } else {
-        li.className = "rejected";
-        li.appendChild(text("b", "Not accepted 未受理: " + (CFG.categories[s.body.category] || s.body.category)));
-        li.appendChild(text("p", plainError(s), "error"));
+    ok.forEach(function (s) { rl.appendChild(sentItem(s)); });
+    $("results-card").hidden = ok.length === 0;
+    var jl = $("rejected");
+    jl.textContent = "";
+    refused.slice(0, 3).forEach(function (s) { jl.appendChild(rejectedItem(s)); });
+    $("rejected-card").hidden = refused.length === 0;
+
+    if (focusKey) {
+      var again = document.querySelector("#results li[data-key='" + focusKey + "'], #rejected li[data-key='" + focusKey + "']");
+      if (again) again.focus({ preventScroll: true });
+    }
+    if (announce) {
+      var target = announce === "results" ? rl.firstChild : jl.firstChild;
+      announce = null;
+      if (target) {
+        target.scrollIntoView({ block: "start", behavior: "smooth" });
+        target.focus({ preventScroll: true });
       }
-      rl.appendChild(li);
-    });
-    $("results-card").hidden = sent.length === 0;
+    }
+  }
+
+  /* ------------------------------------------------------------ my reports, from the server */
+
+  function mineItem(c) {
+    var li = document.createElement("li");
+    li.setAttribute("data-code", c.code);
+    li.appendChild(text("b", c.code, "code"));
+    li.appendChild(text("span", " " + nameOf("category", c.category)));
+    li.appendChild(text("span", nameOf("status", c.status), "status status-" + c.status));
+    li.appendChild(text("small", localTime(c.reported_at)));
+    return li;
+  }
+
+  function showMine() {
+    var kept = load(MINE);
+    var ul = $("mine");
+    ul.textContent = "";
+    var items = (kept && kept.items) || [];
+    items.forEach(function (c) { ul.appendChild(mineItem(c)); });
+    if (!items.length) ul.appendChild(text("li", T("report.mine.empty"), "hint"));
+    $("mine-note").textContent = kept && kept.at
+      ? T("report.mine.as_of", { time: localTime(kept.at) }) + (navigator.onLine ? "" : " · " + T("report.mine.offline"))
+      : "";
+  }
+
+  // The worker's own reports with their status as the server has it now, not as the phone
+  // remembers them; the last answer is kept for when there is no signal.
+  function loadMine() {
+    if (!CFG.mine_url || !navigator.onLine) { showMine(); return; }
+    fetch(CFG.mine_url, { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (doc) {
+        var list = doc && (doc.items || doc.incidents || doc.features || (Array.isArray(doc) ? doc : null));
+        if (list) save(MINE, { at: new Date().toISOString(), items: list.slice(0, 20).map(function (c) {
+          return { code: c.code, category: c.category, status: c.status, reported_at: c.reported_at };
+        }) });
+        showMine();
+      }, function () { showMine(); });
+  }
+  $("mine-refresh").addEventListener("click", loadMine);
+
+  /* ------------------------------------------------------------ opening with no signal */
+
+  // The service worker keeps the page, its files and its map layers, so that after one visit
+  // the page opens with no signal; the queue above keeps the reports themselves.
+  if (CFG.service_worker && "serviceWorker" in navigator) {
+    navigator.serviceWorker.register(CFG.service_worker, { scope: "/report" }).catch(function () {});
   }
 
   showNet();
   render();
+  loadMine();
   flush();
+  // The form can be sent from now on (bench/fieldpage.py measures the time to here).
+  document.documentElement.setAttribute("data-jg-usable", String(Math.round(performance.now())));
 })();
