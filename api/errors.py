@@ -40,6 +40,10 @@ STATUS: dict[type[e.DomainError], int] = {
     e.Unauthenticated: 401,
     e.Forbidden: 403,
     e.PayloadTooLarge: 413,
+    e.UnsupportedMediaType: 415,
+    e.MediaTooLarge: 413,
+    e.TooManyMedia: 422,
+    e.CorruptImage: 422,
 }
 
 HTTP_CODES = {

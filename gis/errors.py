@@ -100,3 +100,27 @@ class Forbidden(DomainError):
 
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(DomainError):
+    """A photo whose content is not JPEG, PNG, WebP or HEIC (whatever its name or type say)."""
+
+    code = "unsupported_media_type"
+
+
+class MediaTooLarge(DomainError):
+    """A photo over the byte or pixel limit (a decompression bomb included)."""
+
+    code = "media_too_large"
+
+
+class TooManyMedia(DomainError):
+    """More photos than a case may hold."""
+
+    code = "too_many_media"
+
+
+class CorruptImage(DomainError):
+    """A photo that claims a known format but cannot be decoded whole (truncated, damaged)."""
+
+    code = "corrupt_image"
