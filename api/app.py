@@ -107,6 +107,17 @@ async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
             log.warning("the overdue escalation pass failed; retrying later", exc_info=True)
 
 
+def media_body_rule(service: settings.ServiceSettings) -> tuple[frozenset[str], str, int]:
+    """Photo uploads may carry a case's full count of photos at the largest size, plus the
+    report's JSON (and the multipart framing)."""
+    m = settings.media()
+    return (
+        frozenset({"POST"}),
+        r"/api/v1/incidents(/[^/]+/media)?",
+        m.max_count * m.max_bytes + service.max_body_bytes + 64 * 1024,
+    )
+
+
 def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     """Build the app. Tests pass their own pool; the server makes one from ``DATABASE_URL``."""
     db = settings.database()
@@ -146,16 +157,20 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     app.state.pool_timeout = db.connect_timeout_s
     app.state.catalogue = catalogue
     app.state.public_feeds = service.public_feeds
+    app.state.max_body_bytes = service.max_body_bytes
     add_exception_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=service.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=service.max_body_bytes, rules=[media_body_rule(service)]
+    )
 
     from api.routes import catalogue as catalogue_routes
-    from api.routes import health, incidents, locate, ogc, open311, pages
+    from api.routes import health, incidents, locate, media, ogc, open311, pages
 
     app.include_router(health.router)
     app.include_router(locate.router)
     app.include_router(incidents.router)
     app.include_router(catalogue_routes.router)
+    app.include_router(media.router)
     ogc.install(app)
     open311.install(app)
     pages.install(app)
