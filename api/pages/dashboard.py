@@ -32,6 +32,7 @@ TABLES: dict[str, str] = {
     "totals": "open, closed, overdue, escalated and cross-boundary cases",
     "by_mechanism": "open and closed cases per mechanism ('none' = single-side)",
     "by_side": "open and closed cases per lead side",
+    "photos": "cases with and without photos per lead side",
     "by_status": "cases per status",
     "breakdown": "cases per mechanism, lead side and status",
     "compliance": "time-limit compliance per mechanism",
