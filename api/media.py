@@ -24,6 +24,7 @@ from typing import Any
 from api import cases
 from api.schemas import ReportIn
 from api.settings import MediaSettings
+from api.settings import media as media_settings
 from gis import photos
 from gis.catalogue import Catalogue
 from gis.errors import Conflict, DomainError, Forbidden, TooManyMedia
@@ -31,6 +32,7 @@ from layers import incidents
 from layers import media as media_layer
 from layers.blobstore import BlobStore, FileStore
 from layers.db import Conn
+from layers.mapdata import district_names
 
 KINDS = ("report", "resolution")
 # A team's photo on a case in these states is its "after" photo unless it says otherwise.
@@ -281,3 +283,21 @@ def served_copy(where: Stores, sha256: str, size: str, limits: MediaSettings) ->
     where.copies.put(copy_key(sha256, "thumb"), p.thumb.data)
     where.copies.put(copy_key(sha256, "screen"), p.screen.data)
     return p.thumb.data if size == "thumb" else p.screen.data
+
+
+def gallery_context(conn: Conn, case: dict[str, Any], *, admin: bool) -> dict[str, Any]:
+    """What ``templates/media_gallery.html`` needs for one case (include it in a case page)."""
+    limits = media_settings()
+    return {
+        "media_items": [
+            view(m, admin=admin, far_m=limits.far_m) for m in media_layer.on_case(conn, case["id"])
+        ],
+        "media_far_m": limits.far_m,
+        "media_side_names": district_names(conn),
+    }
+
+
+def thumbnails(conn: Conn, case_id: str, *, admin: bool) -> list[dict[str, Any]]:
+    """A case's photos as views, for the map popup's thumbnails."""
+    far_m = media_settings().far_m
+    return [view(m, admin=admin, far_m=far_m) for m in media_layer.on_case(conn, case_id)]

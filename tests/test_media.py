@@ -330,3 +330,39 @@ def test_json_reports_still_work_and_refuse_as_before(client):
     assert r.status_code == 404
     r = client.post("/api/v1/incidents/x/media", json={"media": []})
     assert r.status_code == 415 and r.json()["code"] == "unsupported_media_type"
+
+
+def test_the_gallery_partial_and_the_map_popup_show_the_photos(client, conn):
+    from api import media
+    from api.pages import config
+    from layers import incidents
+
+    body = report_json()
+    near = jpeg(gps=(body["lon"] + 0.001, body["lat"]), taken=datetime(2026, 12, 1, 8, 0), seed=20)
+    bare = encoded("PNG", 120, 90, gps=False)
+    case = send_report(client, body, [near, bare]).json()
+    for action in ("accept", "dispatch", "start"):
+        client.post(
+            f"/api/v1/incidents/{case['id']}/transitions", json={"action": action, "side": ANJU}
+        )
+    assert (
+        add_photos(client, case["id"], [jpeg(seed=21)]).json()["items"][0]["kind"] == "resolution"
+    )
+    row = incidents.get(conn, case["id"])
+    html = (
+        config.templates()
+        .get_template("media_gallery.html")
+        .render(**media.gallery_context(conn, row, admin=False))
+    )
+    assert "<script" not in html
+    assert html.count('class="jg-photo') == 3
+    before, after = html.split('data-kind="resolution"')
+    assert before.count("jg-photo") == 2 and after.count("jg-photo") == 1
+    assert "无GPS信息" in before and "距上报位置" in before
+    assert "2026年12月01日 08:00" in before  # EXIF time read as Beijing time, shown as such
+    assert "网格员" not in html and "管理员" in html  # who added each (an admin key here)
+    popup = client.get(f"/map/popup/{case['id']}")
+    assert popup.status_code == 200
+    items = client.get(f"/api/v1/incidents/{case['id']}/media").json()["items"]
+    for m in items:
+        assert m["thumb"] in popup.text

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from api import settings
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.pages import config
@@ -36,6 +37,7 @@ def report_page(
     who: Annotated[Principal, allow(*CASE_ROLES)],
 ) -> HTMLResponse:
     tiles = MapSettings()
+    media_limits = settings.media().limits()
     w, s, e, n = mapdata.extent(conn) or (105.07, 29.79, 106.02, 30.59)
     page_config = {
         "post_url": "/api/v1/incidents",
@@ -59,6 +61,7 @@ def report_page(
         "mechanisms": {code: f"{m.name} {m.name_en}" for code, m in catalogue.mechanisms.items()},
         "categories": {code: f"{c.name} {c.name_en}" for code, c in catalogue.categories.items()},
         "crs_names": {"wgs84": "WGS84", "gcj02": "GCJ-02", "bd09": "BD-09"},
+        "media": media_limits,
     }
     html = (
         config.templates()
@@ -70,6 +73,7 @@ def report_page(
             severity_colours=config.SEVERITY_COLOURS,
             tiles=tiles,
             csrf=who.csrf,
+            media=media_limits,
         )
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

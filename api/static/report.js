@@ -5,6 +5,12 @@
  * leaves the queue; on a 4xx the server's message is shown and it leaves the queue too (except
  * 401, 403, 408 and 429, which say nothing about the report itself); on a 5xx or no network
  * it stays and is sent again later with the same key, so the server makes one case, once.
+ *
+ * Photos (camera or gallery) go with the report: their blobs wait in IndexedDB under the
+ * report's key, and the report is then sent as multipart/form-data (part "report" = the JSON,
+ * parts "media" = the photos) under that same key. The server treats a retry with the same
+ * JSON and the same photos as the same report, so a photo is stored once however often the
+ * answer is lost; once a 2xx (or a refusal) is in, the blobs are deleted and never sent again.
  */
 (function () {
   "use strict";
@@ -16,6 +22,7 @@
   var RETRY_MS = 15000;
   var KEEP_QUEUED = { 401: 1, 403: 1, 408: 1, 429: 1 };
 
+  var MEDIA = CFG.media || { max_count: 9, max_bytes: 10485760 };
   var $ = function (id) { return document.getElementById(id); };
   var form = $("report");
   var state = { lon: null, lat: null, crs: "wgs84", source: null, marker: null, accuracy: null };
@@ -33,6 +40,76 @@
 
   function save(key, value) {
     window.localStorage.setItem(key, JSON.stringify(value));
+  }
+
+  /* Photo blobs, in IndexedDB (localStorage holds text only): one record per photo, keyed
+   * "<report key>:<n>", with the report key as an index to find and drop them together. */
+  var DB_NAME = "jointgrid-report", STORE = "photos";
+  var dbPromise = null;
+
+  function db() {
+    if (!dbPromise) {
+      dbPromise = new Promise(function (resolve, reject) {
+        if (!window.indexedDB) { reject(new Error("no IndexedDB")); return; }
+        var req = window.indexedDB.open(DB_NAME, 1);
+        req.onupgradeneeded = function () {
+          var os = req.result.createObjectStore(STORE, { keyPath: "id" });
+          os.createIndex("report", "report", { unique: false });
+        };
+        req.onsuccess = function () { resolve(req.result); };
+        req.onerror = function () { reject(req.error); };
+      });
+    }
+    return dbPromise;
+  }
+
+  function tx(mode, work) {
+    return db().then(function (d) {
+      return new Promise(function (resolve, reject) {
+        var t = d.transaction(STORE, mode);
+        var out = work(t.objectStore(STORE));
+        t.oncomplete = function () { resolve(out && out.result !== undefined ? out.result : out); };
+        t.onerror = function () { reject(t.error); };
+        t.onabort = function () { reject(t.error || new Error("aborted")); };
+      });
+    });
+  }
+
+  function putPhotos(key, files) {
+    return tx("readwrite", function (os) {
+      files.forEach(function (f, i) {
+        os.put({ id: key + ":" + i, report: key, n: i, blob: f, name: f.name || ("photo" + i), type: f.type || "" });
+      });
+    });
+  }
+
+  function getPhotos(key) {
+    return tx("readonly", function (os) { return os.index("report").getAll(key); }).then(function (rows) {
+      return (rows || []).sort(function (a, b) { return a.n - b.n; });
+    });
+  }
+
+  function dropPhotos(key) {
+    return tx("readwrite", function (os) {
+      var req = os.index("report").openKeyCursor(IDBKeyRange.only(key));
+      req.onsuccess = function () {
+        var c = req.result;
+        if (c) { os.delete(c.primaryKey); c.continue(); }
+      };
+    }).catch(function () {});
+  }
+
+  // Blobs whose report is neither queued any more nor being made: left by a closed tab.
+  function dropOrphans() {
+    var keep = {};
+    load(QUEUE).forEach(function (q) { keep[q.key] = 1; });
+    return tx("readwrite", function (os) {
+      var req = os.openCursor();
+      req.onsuccess = function () {
+        var c = req.result;
+        if (c) { if (!keep[c.value.report]) os.delete(c.primaryKey); c.continue(); }
+      };
+    }).catch(function () {});
   }
 
   function uuid() {
@@ -172,6 +249,53 @@
     showDeclared();
   });
 
+  /* ------------------------------------------------------------ photos */
+
+  var picked = [];  // File objects chosen for the report being made
+
+  function addFiles(list) {
+    showFormError("");
+    Array.prototype.forEach.call(list || [], function (f) {
+      if (picked.length >= MEDIA.max_count) {
+        showFormError("最多 " + MEDIA.max_count + " 张照片 · at most " + MEDIA.max_count + " photos.");
+        return;
+      }
+      if (f.size > MEDIA.max_bytes) {
+        showFormError("照片过大 Photo too large: " + (f.name || "") + " (" + (f.size / 1048576).toFixed(1) + " MB > " + (MEDIA.max_bytes / 1048576).toFixed(1) + " MB)");
+        return;
+      }
+      picked.push(f);
+    });
+    renderPicked();
+  }
+
+  function renderPicked() {
+    var ul = $("photo-list");
+    ul.querySelectorAll("img").forEach(function (img) { URL.revokeObjectURL(img.src); });
+    ul.textContent = "";
+    picked.forEach(function (f, i) {
+      var li = document.createElement("li");
+      li.className = "picked";
+      var img = document.createElement("img");
+      img.alt = f.name || "photo";
+      img.src = URL.createObjectURL(f);
+      li.appendChild(img);
+      var rm = text("button", "×");
+      rm.type = "button";
+      rm.setAttribute("aria-label", "remove photo 删除照片");
+      rm.addEventListener("click", function () { picked.splice(i, 1); renderPicked(); });
+      li.appendChild(rm);
+      li.appendChild(text("small", (f.size / 1048576).toFixed(1) + " MB"));
+      ul.appendChild(li);
+    });
+  }
+
+  ["photo-camera", "photo-gallery"].forEach(function (id) {
+    var input = $(id);
+    if (!input) return;
+    input.addEventListener("change", function () { addFiles(input.files); input.value = ""; });
+  });
+
   /* ------------------------------------------------------------ making a report */
 
   function showFormError(message) {
@@ -192,6 +316,7 @@
       made_at: new Date().toISOString(),
       attempts: 0,
       last_error: null,
+      photos: picked.length,
       body: {
         location: { type: "Point", coordinates: [state.lon, state.lat] },
         crs: state.crs,
@@ -201,20 +326,31 @@
         occurred_at: new Date().toISOString()
       }
     };
-    var queue = load(QUEUE);
-    queue.push(item);
-    save(QUEUE, queue);
-    $("description").value = "";
-    render();
-    flush();
+    var files = picked.slice();
+    // The photos are on the phone before the report is queued: a queued report never lacks them.
+    var stored = files.length ? putPhotos(item.key, files) : Promise.resolve();
+    $("send").disabled = true;
+    stored.then(function () {
+      var queue = load(QUEUE);
+      queue.push(item);
+      save(QUEUE, queue);
+      $("description").value = "";
+      picked = [];
+      renderPicked();
+      render();
+      flush();
+    }, function (err) {
+      showFormError("照片无法保存在手机上 The photos could not be kept on this phone (" + (err && err.message) + "); remove them or try again.");
+    }).then(function () { $("send").disabled = false; });
   });
 
   /* ------------------------------------------------------------ sending the queue */
 
   var flushing = false;
 
-  function headers(key) {
-    var h = { "Content-Type": "application/json", "Idempotency-Key": key, Accept: "application/json" };
+  function headers(key, json) {
+    var h = { "Idempotency-Key": key, Accept: "application/json" };
+    if (json) h["Content-Type"] = "application/json";  // multipart sets its own, with the boundary
     var csrf = document.querySelector('meta[name="csrf-token"]');
     if (csrf) h["X-CSRF-Token"] = csrf.getAttribute("content");
     return h;
@@ -228,6 +364,23 @@
 
   function remove(key) {
     save(QUEUE, load(QUEUE).filter(function (q) { return q.key !== key; }));
+    dropPhotos(key);
+  }
+
+  // The request body: the JSON alone, or the JSON and the photos as multipart/form-data.
+  function requestBody(item) {
+    if (!item.photos) return Promise.resolve(JSON.stringify(item.body));
+    return getPhotos(item.key).then(function (rows) {
+      if (rows.length !== item.photos) {
+        var e = new Error("照片在手机上丢失 the photos are missing on this phone");
+        e.photos = true;
+        throw e;
+      }
+      var fd = new FormData();
+      fd.append("report", JSON.stringify(item.body));
+      rows.forEach(function (r) { fd.append("media", r.blob, r.name); });
+      return fd;
+    });
   }
 
   function remember(entry) {
@@ -240,17 +393,19 @@
   function sendOne(item) {
     update(item.key, function (q) { q.attempts += 1; q.sending = true; });
     render();
-    return fetch(CFG.post_url, {
-      method: "POST",
-      headers: headers(item.key),
-      body: JSON.stringify(item.body),
-      credentials: "same-origin",
-      cache: "no-store"
+    return requestBody(item).then(function (body) {
+      return fetch(CFG.post_url, {
+        method: "POST",
+        headers: headers(item.key, typeof body === "string"),
+        body: body,
+        credentials: "same-origin",
+        cache: "no-store"
+      });
     }).then(function (r) {
       return r.json().catch(function () { return null; }).then(function (body) {
         if (r.ok) {
           remove(item.key);
-          remember({ key: item.key, ok: true, status: r.status, made_at: item.made_at, case: body, body: item.body });
+          remember({ key: item.key, ok: true, status: r.status, made_at: item.made_at, case: body, body: item.body, photos: item.photos || 0 });
           return true;
         }
         if (r.status >= 400 && r.status < 500 && !KEEP_QUEUED[r.status]) {
@@ -265,8 +420,9 @@
         });
         return false;
       });
-    }, function () {
-      update(item.key, function (q) { q.sending = false; q.last_error = "no network 无网络"; q.last_status = null; });
+    }, function (err) {
+      var why = err && err.photos ? err.message : "no network 无网络";
+      update(item.key, function (q) { q.sending = false; q.last_error = why; q.last_status = null; });
       return false;
     });
   }
@@ -332,7 +488,7 @@
       li.className = "queued";
       li.setAttribute("data-key", q.key);
       li.appendChild(text("b", CFG.categories[q.body.category] || q.body.category));
-      li.appendChild(text("span", " made " + localTime(q.made_at)));
+      li.appendChild(text("span", " made " + localTime(q.made_at) + (q.photos ? " · " + q.photos + " 张照片 photo(s)" : "")));
       var st = q.sending ? "sending… 发送中" : q.last_error ? "waiting: " + q.last_error : (navigator.onLine ? "queued 排队中" : "waiting for the network 等待网络");
       li.appendChild(text("small", st + (q.attempts ? " · tries " + q.attempts : "") + " · key " + q.key.slice(0, 8)));
       ul.appendChild(li);
@@ -357,6 +513,7 @@
         add("Lead team 牵头队伍", lead ? lead.name + " (" + lead.code + ")" : "the grid and police grid of " + c.side, "lead-team");
         add("Due 时限", localTime(c.due_at), "due");
         add("Sides 涉及", (c.sides || []).join(", ") + (c.cross_boundary ? " · cross-boundary 跨界" : ""));
+        if (s.photos) add("Photos 照片", s.photos + " 张 sent", "photos");
         li.appendChild(dl);
         var a = document.createElement("a");
         var p = c.location && c.location.coordinates;
@@ -375,5 +532,5 @@
 
   showNet();
   render();
-  flush();
+  dropOrphans().then(flush);
 })();
