@@ -316,6 +316,7 @@ def case_view(row: dict[str, Any], *, show_reporter: bool = True) -> dict[str, A
         "links": {
             "self": f"/api/v1/incidents/{row['id']}",
             "events": f"/api/v1/incidents/{row['id']}/events",
+            "media": f"/api/v1/incidents/{row['id']}/media",
         },
     }
     if not show_reporter:

@@ -27,7 +27,7 @@ from api.settings import MediaSettings
 from api.settings import media as media_settings
 from gis import photos
 from gis.catalogue import Catalogue
-from gis.errors import Conflict, DomainError, Forbidden, TooManyMedia
+from gis.errors import Conflict, DomainError, Forbidden, NotFound, TooManyMedia
 from layers import incidents
 from layers import media as media_layer
 from layers.blobstore import BlobStore, FileStore
@@ -266,6 +266,18 @@ def _iso(v: datetime | None) -> str | None:
     return None if v is None else v.isoformat()
 
 
+def original(where: Stores, sha256: str) -> bytes:
+    """The stored original; ``NotFound`` (naming the check to run) if its file is gone."""
+    try:
+        return where.originals.get(sha256)
+    except KeyError:
+        raise NotFound(
+            "the photo is on record but its file is missing from the store; "
+            "an admin should run `jointgrid audit-trail verify`",
+            {"sha256": sha256},
+        ) from None
+
+
 def served_copy(where: Stores, sha256: str, size: str, limits: MediaSettings) -> bytes:
     """A served copy, from the cache; remade from the original (and cached) when missing."""
     key = copy_key(sha256, size)
@@ -274,7 +286,7 @@ def served_copy(where: Stores, sha256: str, size: str, limits: MediaSettings) ->
     except KeyError:
         pass
     p = photos.check(
-        where.originals.get(sha256),
+        original(where, sha256),
         max_bytes=1 << 62,  # a stored original was checked when it came; do not refuse it now
         max_pixels=1 << 62,
         thumb_px=limits.thumb_px,

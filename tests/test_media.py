@@ -280,6 +280,12 @@ def test_a_cached_copy_is_made_again_from_the_original(client, media_dir):
     cached.unlink()
     again = client.get(item["screen"])
     assert again.status_code == 200 and again.content == first and cached.exists()
+    sha = item["sha256"]
+    cached.unlink()
+    (media_dir / "originals" / sha[:2] / sha[2:4] / sha).unlink()
+    gone = client.get(item["screen"])  # a lost file is named, not a 500
+    assert gone.status_code == 404 and "audit-trail verify" in gone.json()["message"]
+    assert client.get(item["original"]).status_code == 404
 
 
 def test_public_feeds_link_the_screen_copy_only_for_open_categories(client, conn):

@@ -217,7 +217,7 @@ def get_media_file(
         name = f"{row['code']}-{m['sha256'][:12]}.{EXTENSIONS.get(m['content_type'], 'bin')}"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return Response(
-            where.originals.get(m["sha256"]), media_type=m["content_type"], headers=headers
+            media.original(where, m["sha256"]), media_type=m["content_type"], headers=headers
         )
     return Response(
         media.served_copy(where, m["sha256"], size, limits),
