@@ -121,6 +121,10 @@ def test_kill_9_during_uploads_loses_no_acknowledged_photo(
             return path.read_bytes() if path.exists() else None
 
         after_crash = on_case()
+        print(
+            f"\nkill -9 after {len(acked)} acknowledged of {PHOTOS}; {len(after_crash)} on the"
+            f" case after the crash ({len(after_crash) - len(acked)} stored but unanswered)"
+        )
         lost = [s for s in acked if s not in after_crash]
         assert not lost, f"{len(lost)} acknowledged photo(s) lost"
         assert all(n == 1 for n in after_crash.values())
