@@ -334,6 +334,12 @@ def test_json_reports_still_work_and_refuse_as_before(client):
     assert r.status_code == 422
     r = add_photos(client, "00000000-0000-4000-8000-000000000000", [jpeg()])
     assert r.status_code == 404
+    r = client.post(
+        "/api/v1/incidents",
+        content=json.dumps(report_json()),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert r.status_code == 415 and r.json()["code"] == "unsupported_media_type"
     r = client.post("/api/v1/incidents/x/media", json={"media": []})
     assert r.status_code == 415 and r.json()["code"] == "unsupported_media_type"
 

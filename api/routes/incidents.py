@@ -16,7 +16,7 @@ from api.access import case_scope as access_scope
 from api.deps import CatalogueDep, Conn, Db
 from api.schemas import ReportIn, TransitionIn
 from gis import workflow
-from gis.errors import NotFound, PayloadTooLarge
+from gis.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
 from layers import incidents
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
@@ -102,6 +102,15 @@ async def report_body(request: Request, raw: bytes | None = None) -> ReportIn:
     """The report JSON, validated as FastAPI would (the route reads its body itself, since it
     takes multipart too); errors come out as the same 422 ``invalid_request``."""
     if raw is None:
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+            raise UnsupportedMediaType(
+                "send the report as application/json, or as multipart/form-data with photos",
+                {
+                    "content_type": ctype[:100],
+                    "accepted": ["application/json", "multipart/form-data"],
+                },
+            )
         # The route's body limit admits photos (api.app.media_body_rule); JSON alone keeps
         # the default limit.
         limit = request.app.state.max_body_bytes
