@@ -110,6 +110,9 @@ def test_a_report_with_photos_keeps_them_and_serves_stripped_copies(client, medi
         # the admin's original is byte for byte what was sent, with its metadata
         orig = client.get(m["original"])
         assert orig.status_code == 200 and hashlib.sha256(orig.content).hexdigest() == m["sha256"]
+        assert orig.headers["content-disposition"].startswith("attachment;")
+        assert "sandbox" in orig.headers["content-security-policy"]
+        assert orig.headers["x-content-type-options"] == "nosniff"
     assert SERIAL.encode() in client.get(m_near["original"]).content
 
     # stored once, under its hash, in a content-addressed folder

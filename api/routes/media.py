@@ -186,6 +186,12 @@ def size_free(case_id: str, sha256: str) -> str:
 
 
 IMMUTABLE = "max-age=31536000, immutable"  # content-addressed: a URL's bytes never change
+# A photo is never a page: even an original that is also HTML (a polyglot) cannot run or load
+# anything when opened from its URL.
+SANDBOX = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
 
 
 @router.get(
@@ -207,7 +213,7 @@ def get_media_file(
         raise NotFound("no such photo on this case", {"sha256": sha256[:64]})
     limits = settings.media()
     where = media.stores(limits.dir)
-    headers = {"Cache-Control": "private, " + IMMUTABLE, "X-Content-Type-Options": "nosniff"}
+    headers = {"Cache-Control": "private, " + IMMUTABLE, **SANDBOX}
     if size == "original":
         if who.role != "admin":
             raise Forbidden(
@@ -246,7 +252,7 @@ def get_public_media(
     return Response(
         data,
         media_type="image/jpeg",
-        headers={"Cache-Control": "public, " + IMMUTABLE, "X-Content-Type-Options": "nosniff"},
+        headers={"Cache-Control": "public, " + IMMUTABLE, **SANDBOX},
     )
 
 
