@@ -324,6 +324,10 @@ def test_dashboard_counts_cases_with_and_without_photos(client):
     b = before.get(ANJU, {"with_photos": 0, "without_photos": 0})
     assert after[ANJU]["with_photos"] == b["with_photos"] + 1
     assert after[ANJU]["without_photos"] == b["without_photos"] + 1
+    page = client.get("/dashboard", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and 'id="photos"' in page.text and "有照片" in page.text
+    csv = client.get("/api/v1/stats?format=csv&table=photos")
+    assert csv.status_code == 200 and "with_photos" in csv.text
 
 
 def test_json_reports_still_work_and_refuse_as_before(client):
