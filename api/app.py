@@ -110,6 +110,18 @@ async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
             log.warning("the overdue escalation pass failed; retrying later", exc_info=True)
 
 
+def media_body_rule(service: settings.ServiceSettings) -> BodyRule:
+    """Photo uploads may carry a case's full count of photos at the largest size, plus the
+    report's JSON (and the multipart framing); a JSON report keeps the default limit, checked
+    where its body is read (``api.media``)."""
+    m = settings.media()
+    return BodyRule(
+        ("POST",),
+        r"/api/v1/incidents(/[^/]+/media)?",
+        m.max_count * m.max_bytes + service.max_body_bytes + 64 * 1024,
+    )
+
+
 def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     """Build the app. Tests pass their own pool; the server makes one from ``DATABASE_URL``."""
     db = settings.database()
@@ -149,21 +161,27 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     app.state.pool_timeout = db.connect_timeout_s
     app.state.catalogue = catalogue
     app.state.public_feeds = service.public_feeds
+    app.state.max_body_bytes = service.max_body_bytes
     add_exception_handlers(app)
     cursors.secret()  # made (and kept in var/) on first start, not on the first page asked
     # Added innermost first: LastResort wraps everything, BodyLimit counts what JsonBodies reads.
     app.add_middleware(JsonBodies)
     rules = [BodyRule(tuple(r.methods), r.path, r.max_bytes) for r in service.body_limits]
-    app.add_middleware(BodyLimit, max_bytes=service.max_body_bytes, rules=[*rules, *RULES])
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=service.max_body_bytes,
+        rules=[*rules, media_body_rule(service), *RULES],
+    )
     app.add_middleware(LastResort)
 
     from api.routes import catalogue as catalogue_routes
-    from api.routes import health, incidents, locate, ogc, open311, pages
+    from api.routes import health, incidents, locate, media, ogc, open311, pages
 
     app.include_router(health.router)
     app.include_router(locate.router)
     app.include_router(incidents.router)
     app.include_router(catalogue_routes.router)
+    app.include_router(media.router)
     ogc.install(app)
     open311.install(app)
     pages.install(app)

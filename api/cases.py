@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,9 +88,16 @@ def normalise(
     return report, given
 
 
-def request_hash(body: ReportIn) -> str:
-    """A stable hash of the request body, to tell a retry from a different report."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def request_hash(body: ReportIn, media_hashes: Sequence[str] = ()) -> str:
+    """A stable hash of the request body, to tell a retry from a different report.
+
+    A report sent with photos is "the same body" when its JSON and its photos' SHA-256 (in any
+    order) are the same; a report without photos hashes as it always did.
+    """
+    doc: Any = body.model_dump(mode="json")
+    if media_hashes:
+        doc = {"report": doc, "media": sorted(media_hashes)}
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -173,15 +181,17 @@ def report(
     idempotency_key: str | None,
     actor: dict[str, Any],
     scope: Any = None,
+    media_hashes: Sequence[str] = (),
 ) -> tuple[dict[str, Any], bool]:
     """Store a report as a case; return (case, created). A retry returns the first case.
 
     ``scope`` (the caller, ``api.access.Principal``) decides whether the reporter's identity is
     shown in the answer; idempotency keys are per caller, so one key cannot reach another's case.
+    ``media_hashes`` are the SHA-256 of photos sent with the report (see ``api.media``).
     """
     if idempotency_key and actor.get("key_id"):
         idempotency_key = f"{actor['key_id']}:{idempotency_key}"
-    digest = request_hash(body)
+    digest = request_hash(body, media_hashes)
     now = now_utc()
     rep, given = normalise(body, catalogue, now=now)
     # Two round trips: the facts (a read), then one statement that writes the case and its
@@ -346,6 +356,7 @@ def case_view(row: dict[str, Any], *, show_reporter: bool = True) -> dict[str, A
         "links": {
             "self": f"/api/v1/incidents/{row['id']}",
             "events": f"/api/v1/incidents/{row['id']}/events",
+            "media": f"/api/v1/incidents/{row['id']}/media",
         },
     }
     if not show_reporter:

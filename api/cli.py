@@ -344,8 +344,22 @@ def audit_trail_verify() -> None:
         f"checked {result['events']} event(s) of {result['cases']} case(s); "
         f"{len(result['breaks'])} break(s)"
     )
-    if result["breaks"]:
+    bad_files = _verify_media_files()
+    if result["breaks"] or bad_files:
         sys.exit(1)
+
+
+def _verify_media_files() -> int:
+    """Every photo on record must still be stored with its SHA-256; return how many are not."""
+    from api.media import stores
+    from layers.media import verify_files
+
+    with _conn() as conn:
+        result = verify_files(conn, stores(settings.media().dir).originals)
+    for p in result["problems"]:
+        click.echo(f"BAD FILE {p['sha256']}: {p['problem']}")
+    click.echo(f"checked {result['checked']} photo file(s); {len(result['problems'])} problem(s)")
+    return len(result["problems"])
 
 
 @main.command("demo")

@@ -59,6 +59,9 @@ STATUS: dict[type[e.DomainError], int] = {
     e.Forbidden: 403,
     e.PayloadTooLarge: 413,
     e.UnsupportedMediaType: 415,
+    e.MediaTooLarge: 413,
+    e.TooManyMedia: 422,
+    e.CorruptImage: 422,
 }
 
 HTTP_CODES = {

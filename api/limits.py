@@ -52,7 +52,7 @@ RULES: tuple[BodyRule, ...] = (
     BodyRule(("POST",), r"/api/v1/incidents", 1 * MiB),
     BodyRule(("POST",), r"/api/v1/route", 1 * MiB),
     BodyRule(("POST",), r"/login|/logout", 16 * KiB),
-    # BodyRule(("POST",), r"/api/v1/incidents/[^/]+/media", 10 * 9 * MiB + 64 * KiB),
+    # Photo uploads: api.app.media_body_rule, sized from the media settings, comes first.
 )
 
 

@@ -174,3 +174,37 @@ def database() -> DatabaseSettings:
 @cache
 def data() -> DataSettings:
     return DataSettings()
+
+
+class MediaSettings(BaseSettings):
+    """Photos on cases: where the originals are kept, and the limits a client can read."""
+
+    model_config = SettingsConfigDict(env_prefix="JOINTGRID_MEDIA_", extra="ignore")
+
+    dir: Path = ROOT / "var" / "media"
+    max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)  # per photo
+    max_pixels: int = Field(default=40_000_000, gt=0)  # width x height, read from the header
+    max_count: int = Field(default=9, ge=1)  # per case
+    far_m: float = Field(default=3000.0, gt=0)  # a photo taken farther from the point is flagged
+    thumb_px: int = Field(default=320, ge=16)  # long edge of the thumbnail
+    screen_px: int = Field(default=1600, ge=64)  # long edge of the screen copy
+
+    @model_validator(mode="after")
+    def _sizes(self) -> MediaSettings:
+        if self.thumb_px > self.screen_px:
+            raise ValueError("JOINTGRID_MEDIA_THUMB_PX must not exceed JOINTGRID_MEDIA_SCREEN_PX")
+        return self
+
+    def limits(self) -> dict[str, object]:
+        """What a client may check before sending (``GET /api/v1/catalogue``)."""
+        return {
+            "max_bytes": self.max_bytes,
+            "max_pixels": self.max_pixels,
+            "max_count": self.max_count,
+            "types": ["image/jpeg", "image/png", "image/webp", "image/heic"],
+        }
+
+
+@cache
+def media() -> MediaSettings:
+    return MediaSettings()

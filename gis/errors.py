@@ -103,7 +103,8 @@ class PayloadTooLarge(DomainError):
 
 
 class UnsupportedMediaType(DomainError):
-    """A body sent in a format the route does not read (e.g. a form where JSON is expected)."""
+    """A body sent in a format the route does not read (e.g. a form where JSON is expected),
+    or a photo whose content is not JPEG, PNG, WebP or HEIC (whatever its name or type say)."""
 
     code = "unsupported_media_type"
 
@@ -118,3 +119,21 @@ class InvalidCursor(InvalidInput):
     """A paging cursor this server did not make, or one that was changed."""
 
     code = "invalid_cursor"
+
+
+class MediaTooLarge(DomainError):
+    """A photo over the byte or pixel limit (a decompression bomb included)."""
+
+    code = "media_too_large"
+
+
+class TooManyMedia(DomainError):
+    """More photos than a case may hold."""
+
+    code = "too_many_media"
+
+
+class CorruptImage(DomainError):
+    """A photo that claims a known format but cannot be decoded whole (truncated, damaged)."""
+
+    code = "corrupt_image"

@@ -388,8 +388,24 @@ class _Sql:
 
     def properties(self) -> q.Composable:
         """``SELECT`` list of the published properties (for ``row_to_json``)."""
-        return q.SQL(", ").join(
+        cols: list[q.Composable] = [
             q.SQL("{} AS {}").format(self.value(c), q.Identifier(c)) for c in self.coll.spec.public
+        ]
+        if "media" in self.coll.spec.linked:
+            cols.append(self.media_links())
+        return q.SQL(", ").join(cols)
+
+    def media_links(self) -> q.Composable:
+        """``media``: the public capability links of a case's stripped photos (layers.media),
+        oldest first; none for a sensitive category."""
+        links = q.SQL(
+            "(SELECT array_agg('/media/public/' || m.public_token ORDER BY m.added_at, m.id)"
+            " FROM media m WHERE m.incident_id = t.id)"
+        )
+        if not self.redacted:
+            return q.SQL("{} AS media").format(links)
+        return q.SQL("(CASE WHEN {} THEN NULL ELSE {} END) AS media").format(
+            self.sensitive(), links
         )
 
     def feature(self) -> q.Composable:

@@ -47,6 +47,7 @@ SPEC = register(
             "escalation_level",
         ),
         private=("description", "reporter", "contacts", "teams", "routing", "input"),
+        linked=("media",),  # public links of the stripped photos (layers.features.media_links)
         temporal="occurred_at",
         style={"radius": 6},
     )

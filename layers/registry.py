@@ -30,6 +30,7 @@ class LayerSpec:
     style: dict[str, Any] = field(default_factory=dict)
     import_rules: ImportRules | None = None
     extra_columns: dict[str, str] = field(default_factory=dict)  # column -> SQL type, for import
+    linked: tuple[str, ...] = ()  # public properties built from other tables (never filtered)
 
     @property
     def importable(self) -> bool:

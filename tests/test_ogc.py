@@ -235,7 +235,7 @@ def test_items_envelope_links_and_public_properties_only(client, feed_incidents)
             assert "next" in rels
         for f in doc["features"]:
             assert f["type"] == "Feature" and f["geometry"]["type"]
-            assert set(f["properties"]) == set(spec.public), cid
+            assert set(f["properties"]) == set(spec.public) | set(spec.linked), cid
             assert not set(f["properties"]) & set(spec.private)
             one = client.get(f"/ogc/collections/{cid}/items/{f['id']}")
             assert one.status_code == 200 and one.headers["content-type"] == "application/geo+json"

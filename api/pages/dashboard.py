@@ -33,6 +33,7 @@ TABLES: dict[str, str] = {
     "totals": "open, closed, overdue, escalated and cross-boundary cases",
     "by_mechanism": "open and closed cases per mechanism ('none' = single-side)",
     "by_side": "open and closed cases per lead side",
+    "photos": "cases with and without photos per lead side",
     "by_status": "cases per status",
     "breakdown": "cases per mechanism, lead side and status",
     "compliance": "time-limit compliance per mechanism",
@@ -73,6 +74,7 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "cross_boundary": ("reason", "cases"),
     "grids": ("grid_code", "name", "side", "total", "open", "overdue"),
     "weekly": ("week", "reported", "cross_boundary", "resolved", "resolved_on_time", "closed"),
+    "photos": ("side", "with_photos", "without_photos"),
 }
 CHOROPLETH = ("#fff7bc", "#fec44f", "#fe9929", "#d95f0e", "#993404")
 # A rate over fewer cases than this is marked as indicative only.

@@ -23,7 +23,7 @@ from folium.plugins import HeatMap, Realtime
 from folium.template import Template
 from folium.utilities import JsCode
 
-from api import params
+from api import media, params
 from api.access import Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.pages import config
@@ -469,6 +469,7 @@ def popup(case_id: str, conn: Conn, catalogue: CatalogueDep, who: CommandCentre)
             colour=config.mechanism_colour(row["mechanism"]),
             severity_colours=config.SEVERITY_COLOURS,
             trace=(row["routing"] or {}).get("trace", []),
+            photos=media.thumbnails(conn, row["id"], admin=who.role == "admin"),
         )
     )
     return HTMLResponse(html, headers=NO_STORE)

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api import i18n
+from api import i18n, settings
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.pages import config
@@ -113,6 +113,7 @@ def report_page(
     ] = "on",
 ) -> HTMLResponse:
     tiles = MapSettings()
+    media_limits = settings.media().limits()
     w, s, e, n = mapdata.extent(conn) or (105.07, 29.79, 106.02, 30.59)
     page_config = {
         "post_url": "/api/v1/incidents",
@@ -126,6 +127,7 @@ def report_page(
         # Only what the list shows: the phone's link is slow and its data plan small.
         "mine_url": "/api/v1/incidents?limit=20&fields=code,category,status,reported_at",
         "text": script_text(),
+        "media": media_limits,
     }
     html = (
         config.templates()
@@ -139,6 +141,7 @@ def report_page(
             csrf=who.csrf,
             links=PAGE_LINKS.get(who.role or "", ()),
             with_map=map_ == "on",
+            media=media_limits,
         )
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

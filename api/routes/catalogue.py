@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from api import settings
 from api.access import ALL_ROLES, allow
 from api.deps import CatalogueDep
 
@@ -18,4 +19,4 @@ router = APIRouter(prefix="/api/v1", tags=["catalogue"])
     dependencies=[allow(*ALL_ROLES, public_feed=True)],
 )
 def get_catalogue(catalogue: CatalogueDep) -> dict[str, Any]:
-    return catalogue.model_dump(mode="json")
+    return {**catalogue.model_dump(mode="json"), "media": settings.media().limits()}

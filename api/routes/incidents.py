@@ -6,7 +6,9 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from api import cases, params
 from api.access import CASE_ROLES, Principal, allow, can_see, check_transition, may_see_reporter
@@ -14,7 +16,7 @@ from api.access import case_scope as access_scope
 from api.deps import CatalogueDep, Conn, Db
 from api.schemas import ReportIn, TransitionIn
 from gis import workflow
-from gis.errors import NotFound
+from gis.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
 from layers import incidents
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
@@ -30,18 +32,48 @@ IdempotencyKey = Annotated[
 ]
 
 
+REPORT_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ReportIn"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "report": {"type": "string", "description": "the JSON body, as one part"},
+                    "media": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "photos: JPEG, PNG, WebP or HEIC (see the catalogue's "
+                        "media limits)",
+                    },
+                },
+                "required": ["report"],
+            }
+        },
+    },
+}
+
+
 @router.post(
     "/incidents",
     status_code=201,
     summary="Report an incident: it is located, routed and stored as a case",
+    description="A JSON body, or multipart/form-data with the JSON as the part `report` and "
+    "photos as parts named `media`.",
     responses={200: {"description": "a retry: the case made by the first request"}},
+    openapi_extra={"requestBody": REPORT_BODY},
 )
 async def post_incident(
     request: Request,
-    body: ReportIn,
     who: Annotated[Principal, allow(*CASE_ROLES)],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    from api.routes import media as media_routes
+
+    if media_routes.is_multipart(request):
+        return await media_routes.post_report_with_media(request, who, idempotency_key)
+    body = await report_body(request)
     # The hot path: no sync dependency, the database and the catalogue taken straight from
     # the app (each dependency costs FastAPI's solving), and the whole report (connection,
     # facts, decision, insert, connection back) in one thread hop (api.deps.Db).
@@ -53,6 +85,10 @@ async def post_incident(
         actor=who.actor(),
         scope=who,
     )
+    return case_response(case, created)
+
+
+def case_response(case: dict[str, Any], created: bool) -> Response:
     # orjson: the case with its routing trace is the largest answer on the hot path
     return Response(
         orjson.dumps(case),
@@ -60,6 +96,40 @@ async def post_incident(
         status_code=201 if created else 200,
         headers={"Location": case["links"]["self"]},
     )
+
+
+async def report_body(request: Request, raw: bytes | None = None) -> ReportIn:
+    """The report JSON, validated as FastAPI would (the route reads its body itself, since it
+    takes multipart too); errors come out as the same 422 ``invalid_request``."""
+    if raw is None:
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+            raise UnsupportedMediaType(
+                "send the report as application/json, or as multipart/form-data with photos",
+                {
+                    "content_type": ctype[:100],
+                    "accepted": ["application/json", "multipart/form-data"],
+                },
+            )
+        # The route's body limit admits photos (api.app.media_body_rule); JSON alone keeps
+        # the default limit.
+        limit = request.app.state.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(
+                f"the request body is larger than {limit:,} bytes", {"max_bytes": limit}
+            )
+        raw = await request.body()
+        if len(raw) > limit:
+            raise PayloadTooLarge(
+                f"the request body is larger than {limit:,} bytes", {"max_bytes": limit}
+            )
+    try:
+        return ReportIn.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
 
 
 @router.post("/route", summary="The routing decision for a report, without storing anything")

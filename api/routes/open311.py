@@ -42,12 +42,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import cases, errors, params
 from api.access import ALL_ROLES, CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
+from api.media import public_url
 from api.schemas import Reporter, ReportIn
 from gis.catalogue import Catalogue
 from gis.errors import DomainError, InvalidInput, NotFound, UnsupportedMediaType
 from gis.location import check_lonlat
 from gis.workflow import STATUSES, TERMINAL
-from layers import grids, incidents
+from layers import grids, incidents, media
 from layers.features import CELL_DEG
 
 log = logging.getLogger("jointgrid")
@@ -313,14 +314,23 @@ def published_point(
 
 
 def service_requests(
-    conn: Conn, rows: list[dict[str, Any]], catalogue: Catalogue
+    conn: Conn, rows: list[dict[str, Any]], catalogue: Catalogue, *, base: str = ""
 ) -> list[dict[str, Any]]:
-    """Stored cases as GeoReport v2 service requests, with sensitive ones moved off their point."""
+    """Stored cases as GeoReport v2 service requests, with sensitive ones moved off their point.
+
+    ``media_url`` is the public link (under ``base``) of a case's first photo's stripped screen
+    copy; a sensitive case links none.
+    """
     sensitive = catalogue.sensitive_categories
     centres = grids.centroids(
         conn, (r["grid_code"] for r in rows if r["category"] in sensitive and r["grid_code"])
     )
-    return [service_request(r, catalogue, centres.get(r["grid_code"] or "")) for r in rows]
+    tokens = media.public_tokens(conn, (r["id"] for r in rows if r["category"] not in sensitive))
+    out = [service_request(r, catalogue, centres.get(r["grid_code"] or "")) for r in rows]
+    for r, doc in zip(rows, out, strict=True):
+        if tokens.get(r["id"]):
+            doc["media_url"] = base + public_url(tokens[r["id"]][0])
+    return out
 
 
 def service_request(
@@ -427,6 +437,7 @@ def search_window(
     dependencies=[READ],
 )
 def get_requests(
+    request: Request,
     fmt: Format,
     conn: Conn,
     catalogue: CatalogueDep,
@@ -478,7 +489,7 @@ def get_requests(
             limit=MAX_REQUESTS,
             after=None,
         )
-    return JSONResponse(service_requests(conn, rows, catalogue))
+    return JSONResponse(service_requests(conn, rows, catalogue, base=_origin(request)))
 
 
 def _by_ids(conn: Conn, ids: list[str]) -> list[dict[str, Any]]:
@@ -503,6 +514,7 @@ def _by_ids(conn: Conn, ids: list[str]) -> list[dict[str, Any]]:
     dependencies=[READ],
 )
 def get_request(
+    request: Request,
     service_request_id: str,
     fmt: Format,
     conn: Conn,
@@ -519,7 +531,11 @@ def get_request(
             f"no service request {service_request_id[:100]!r}",
             {"service_request_id": service_request_id[:100]},
         ) from None
-    return JSONResponse(service_requests(conn, [row], catalogue))
+    return JSONResponse(service_requests(conn, [row], catalogue, base=_origin(request)))
+
+
+def _origin(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 # -- service requests: reporting --------------------------------------------------------------

@@ -9,6 +9,11 @@
  * What the worker typed stays in the form until the server has the report, or the report is
  * safe in the queue; a refused report puts everything back into the form. Every text comes
  * from the message catalogue (CFG.text), Chinese first.
+ * Photos (camera or gallery) go with the report: their blobs wait in IndexedDB under the
+ * report's key, and the report is then sent as multipart/form-data (part "report" = the JSON,
+ * parts "media" = the photos) under that same key. The server treats a retry with the same
+ * JSON and the same photos as the same report, so a photo is stored once however often the
+ * answer is lost; once a 2xx (or a refusal) is in, the blobs are deleted and never sent again.
  */
 (function () {
   "use strict";
@@ -37,6 +42,7 @@
     return CFG.text["side." + code + ".short"] || CFG.text["side." + code] || String(code);
   }
 
+  var MEDIA = CFG.media || { max_count: 9, max_bytes: 10485760 };
   var $ = function (id) { return document.getElementById(id); };
   var form = $("report");
   var state = { lon: null, lat: null, crs: null, source: null, marker: null, accuracy: null, accuracy_m: null };
@@ -54,6 +60,76 @@
 
   function save(key, value) {
     window.localStorage.setItem(key, JSON.stringify(value));
+  }
+
+  /* Photo blobs, in IndexedDB (localStorage holds text only): one record per photo, keyed
+   * "<report key>:<n>", with the report key as an index to find and drop them together. */
+  var DB_NAME = "jointgrid-report", STORE = "photos";
+  var dbPromise = null;
+
+  function db() {
+    if (!dbPromise) {
+      dbPromise = new Promise(function (resolve, reject) {
+        if (!window.indexedDB) { reject(new Error("no IndexedDB")); return; }
+        var req = window.indexedDB.open(DB_NAME, 1);
+        req.onupgradeneeded = function () {
+          var os = req.result.createObjectStore(STORE, { keyPath: "id" });
+          os.createIndex("report", "report", { unique: false });
+        };
+        req.onsuccess = function () { resolve(req.result); };
+        req.onerror = function () { reject(req.error); };
+      });
+    }
+    return dbPromise;
+  }
+
+  function tx(mode, work) {
+    return db().then(function (d) {
+      return new Promise(function (resolve, reject) {
+        var t = d.transaction(STORE, mode);
+        var out = work(t.objectStore(STORE));
+        t.oncomplete = function () { resolve(out && out.result !== undefined ? out.result : out); };
+        t.onerror = function () { reject(t.error); };
+        t.onabort = function () { reject(t.error || new Error("aborted")); };
+      });
+    });
+  }
+
+  function putPhotos(key, files) {
+    return tx("readwrite", function (os) {
+      files.forEach(function (f, i) {
+        os.put({ id: key + ":" + i, report: key, n: i, blob: f, name: f.name || ("photo" + i), type: f.type || "" });
+      });
+    });
+  }
+
+  function getPhotos(key) {
+    return tx("readonly", function (os) { return os.index("report").getAll(key); }).then(function (rows) {
+      return (rows || []).sort(function (a, b) { return a.n - b.n; });
+    });
+  }
+
+  function dropPhotos(key) {
+    return tx("readwrite", function (os) {
+      var req = os.index("report").openKeyCursor(IDBKeyRange.only(key));
+      req.onsuccess = function () {
+        var c = req.result;
+        if (c) { os.delete(c.primaryKey); c.continue(); }
+      };
+    }).catch(function () {});
+  }
+
+  // Blobs whose report is neither queued any more nor being made: left by a closed tab.
+  function dropOrphans() {
+    var keep = {};
+    load(QUEUE).forEach(function (q) { keep[q.key] = 1; });
+    return tx("readwrite", function (os) {
+      var req = os.openCursor();
+      req.onsuccess = function () {
+        var c = req.result;
+        if (c) { if (!keep[c.value.report]) os.delete(c.primaryKey); c.continue(); }
+      };
+    }).catch(function () {});
   }
 
   function uuid() {
@@ -220,6 +296,61 @@
   $("lat").addEventListener("input", typed);
   form.querySelectorAll("input[name=crs]").forEach(function (r) { r.addEventListener("change", typed); });
 
+  /* ------------------------------------------------------------ photos */
+
+  var picked = [];  // File objects chosen for the report being made
+
+  function addFiles(list) {
+    showFormError("");
+    Array.prototype.forEach.call(list || [], function (f) {
+      if (picked.length >= MEDIA.max_count) {
+        showFormError(T("report.photos.too_many", { n: MEDIA.max_count }));
+        return;
+      }
+      if (f.size > MEDIA.max_bytes) {
+        showFormError(T("report.photos.too_large", { mb: (f.size / 1048576).toFixed(1), max: (MEDIA.max_bytes / 1048576).toFixed(1) }));
+        return;
+      }
+      picked.push(f);
+    });
+    renderPicked();
+  }
+
+  function renderPicked() {
+    var ul = $("photo-list");
+    ul.querySelectorAll("img").forEach(function (img) { URL.revokeObjectURL(img.src); });
+    ul.textContent = "";
+    picked.forEach(function (f, i) {
+      var li = document.createElement("li");
+      li.className = "picked";
+      var img = document.createElement("img");
+      img.alt = f.name || "photo";
+      img.src = URL.createObjectURL(f);
+      li.appendChild(img);
+      var rm = text("button", "×");
+      rm.type = "button";
+      rm.setAttribute("aria-label", T("report.photos.remove"));
+      rm.addEventListener("click", function () { picked.splice(i, 1); renderPicked(); });
+      li.appendChild(rm);
+      li.appendChild(text("small", (f.size / 1048576).toFixed(1) + " MB"));
+      ul.appendChild(li);
+    });
+  }
+
+  // The photos of a queued report back into the form (a refused report is corrected, not lost).
+  function restorePhotos(key) {
+    return getPhotos(key).then(function (rows) {
+      picked = rows.map(function (r) { return new File([r.blob], r.name, { type: r.type || r.blob.type }); });
+      renderPicked();
+    }).catch(function () {});
+  }
+
+  ["photo-camera", "photo-gallery"].forEach(function (id) {
+    var input = $(id);
+    if (!input) return;
+    input.addEventListener("change", function () { addFiles(input.files); input.value = ""; });
+  });
+
   /* ------------------------------------------------------------ making a report */
 
   function showFormError(message) {
@@ -265,6 +396,7 @@
       attempts: 0,
       last_error: null,
       where: { source: state.source, accuracy_m: state.accuracy_m },
+      photos: picked.length,
       body: {
         location: { type: "Point", coordinates: [state.lon, state.lat] },
         crs: state.crs,
@@ -274,27 +406,36 @@
         occurred_at: new Date().toISOString()
       }
     };
-    var queue = load(QUEUE);
-    queue.push(item);
-    save(QUEUE, queue);
-    // The report is safe in the queue now. The next one starts afresh: the location above
-    // all must be set again, never silently reused.
-    $("description").value = "";
-    $("category").value = "";
-    clearLocation();
-    render();
-    flush();
+    var files = picked.slice();
+    // The photos are on the phone before the report is queued: a queued report never lacks them.
+    var stored = files.length ? putPhotos(item.key, files) : Promise.resolve();
+    $("send").disabled = true;
+    stored.then(function () {
+      var queue = load(QUEUE);
+      queue.push(item);
+      save(QUEUE, queue);
+      // The report is safe in the queue now. The next one starts afresh: the location above
+      // all must be set again, never silently reused.
+      $("description").value = "";
+      $("category").value = "";
+      clearLocation();
+      picked = [];
+      renderPicked();
+      render();
+      flush();
+    }, function (err) {
+      showFormError(T("report.photos.not_kept", { reason: err && err.message }));
+    }).then(function () { $("send").disabled = false; });
   });
 
   /* ------------------------------------------------------------ sending the queue */
 
   var flushing = false;
 
-  function headers(key) {
+  function headers(key, json) {
     // Errors come back in Chinese: the server renders each error code's catalogue template.
-    var h = {
-      "Content-Type": "application/json", "Idempotency-Key": key, Accept: "application/json", "Accept-Language": "zh-CN"
-    };
+    var h = { "Idempotency-Key": key, Accept: "application/json", "Accept-Language": "zh-CN" };
+    if (json) h["Content-Type"] = "application/json";  // multipart sets its own, with the boundary
     var csrf = document.querySelector('meta[name="csrf-token"]');
     if (csrf) h["X-CSRF-Token"] = csrf.getAttribute("content");
     return h;
@@ -308,6 +449,23 @@
 
   function remove(key) {
     save(QUEUE, load(QUEUE).filter(function (q) { return q.key !== key; }));
+    dropPhotos(key);
+  }
+
+  // The request body: the JSON alone, or the JSON and the photos as multipart/form-data.
+  function requestBody(item) {
+    if (!item.photos) return Promise.resolve(JSON.stringify(item.body));
+    return getPhotos(item.key).then(function (rows) {
+      if (rows.length !== item.photos) {
+        var e = new Error(T("report.photos.missing"));
+        e.photos = true;
+        throw e;
+      }
+      var fd = new FormData();
+      fd.append("report", JSON.stringify(item.body));
+      rows.forEach(function (r) { fd.append("media", r.blob, r.name); });
+      return fd;
+    });
   }
 
   function remember(entry) {
@@ -320,27 +478,30 @@
   function sendOne(item) {
     update(item.key, function (q) { q.attempts += 1; q.sending = true; });
     render();
-    return fetch(CFG.post_url, {
-      method: "POST",
-      headers: headers(item.key),
-      body: JSON.stringify(item.body),
-      credentials: "same-origin",
-      cache: "no-store"
+    return requestBody(item).then(function (body) {
+      return fetch(CFG.post_url, {
+        method: "POST",
+        headers: headers(item.key, typeof body === "string"),
+        body: body,
+        credentials: "same-origin",
+        cache: "no-store"
+      });
     }).then(function (r) {
       return r.json().catch(function () { return null; }).then(function (body) {
         if (r.ok) {
           remove(item.key);
-          remember({ key: item.key, ok: true, status: r.status, made_at: item.made_at, case: body, body: item.body });
+          remember({ key: item.key, ok: true, status: r.status, made_at: item.made_at, case: body, body: item.body, photos: item.photos || 0 });
           announce = "results";
           loadMine();
           return true;
         }
         if (r.status >= 400 && r.status < 500 && !KEEP_QUEUED[r.status]) {
-          remove(item.key);
           remember({ key: item.key, ok: false, status: r.status, made_at: item.made_at, error: body, body: item.body, where: item.where });
-          if (formEmpty()) restore(item.body, item.where);
           announce = "rejected";
-          return true;
+          // A refused report keeps everything: its fields and its photos go back into the
+          // form (when the worker has not started another one meanwhile).
+          var back = formEmpty() ? restorePhotos(item.key).then(function () { restore(item.body, item.where); }) : Promise.resolve();
+          return back.then(function () { remove(item.key); return true; });
         }
         update(item.key, function (q) {
           q.sending = false;
@@ -349,8 +510,9 @@
         });
         return false;
       });
-    }, function () {
-      update(item.key, function (q) { q.sending = false; q.last_error = T("report.no_network"); q.last_status = null; });
+    }, function (err) {
+      var why = err && err.photos ? err.message : T("report.no_network");
+      update(item.key, function (q) { q.sending = false; q.last_error = why; q.last_status = null; });
       return false;
     });
   }
@@ -427,7 +589,7 @@
       [T("report.sent.lead_team"), lead ? lead.name + "（" + lead.code + "）" : T("report.sent.lead_grid", { side: sideName(c.lead_side || c.side) }), "lead-team"],
       [T("report.sent.sides"), sides, "sides"],
       [T("report.sent.due"), localTime(c.due_at), "due"]
-    ]));
+    ].concat(s.photos ? [[T("report.sent.photos"), T("report.queue.photos", { n: s.photos }), "photos"]] : [])));
     if (c.possible_duplicate_of) {
       var dup = c.possible_duplicate_of;
       li.appendChild(text("p", T("report.sent.duplicate", { code: dup.code || dup.id || dup }), "duplicate"));
@@ -471,7 +633,7 @@
       li.className = "queued";
       li.setAttribute("data-key", q.key);
       li.appendChild(text("b", nameOf("category", q.body.category)));
-      li.appendChild(text("span", " " + T("report.queue.made", { time: localTime(q.made_at) })));
+      li.appendChild(text("span", " " + T("report.queue.made", { time: localTime(q.made_at) }) + (q.photos ? " · " + T("report.queue.photos", { n: q.photos }) : "")));
       var st = q.sending ? T("report.queue.sending") : q.last_error ? T("report.queue.retry", { reason: q.last_error }) : (navigator.onLine ? T("report.queue.queued") : T("report.queue.waiting"));
       li.appendChild(text("small", st + (q.attempts ? " · " + T("report.queue.tries", { n: q.attempts }) : "")));
       ul.appendChild(li);
@@ -558,7 +720,7 @@
   showNet();
   render();
   loadMine();
-  flush();
+  dropOrphans().then(flush);
   // The form can be sent from now on (bench/fieldpage.py measures the time to here).
   document.documentElement.setAttribute("data-jg-usable", String(Math.round(performance.now())));
 })();

@@ -84,6 +84,13 @@ SELECT json_build_object(
                    count(*) FILTER (WHERE is_overdue) AS overdue,
                    count(*) FILTER (WHERE cross_boundary) AS cross_boundary, count(*) AS total
             FROM c GROUP BY side) r),
+    'photos', (
+        SELECT coalesce(json_agg(r ORDER BY r.side), '[]') FROM (
+            SELECT side, count(*) FILTER (WHERE has) AS with_photos,
+                   count(*) FILTER (WHERE NOT has) AS without_photos
+            FROM (SELECT c.side, EXISTS (SELECT 1 FROM media m WHERE m.incident_id = c.id) AS has
+                  FROM c) h
+            GROUP BY side) r),
     'by_status', (
         SELECT coalesce(json_agg(r ORDER BY array_position(%(statuses)s::text[], r.status)), '[]')
         FROM (SELECT status, bool_or(is_open) AS open, count(*) AS total FROM c GROUP BY status) r),

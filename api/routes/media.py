@@ -1,0 +1,285 @@
+"""Photos on cases: add, list and serve them; the public capability link of the screen copy.
+
+Case-scoped URLs follow the case's own access rule (a key that may not see the case gets 404,
+as if it did not exist); originals, with their metadata, go to admins alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.datastructures import UploadFile
+
+from api import media, settings
+from api.access import CASE_ROLES, Principal, allow
+from api.deps import CatalogueDep, Conn, Db, app_limiter
+from api.routes.incidents import _visible
+from gis.errors import Forbidden, InvalidInput, MediaTooLarge, NotFound, UnsupportedMediaType
+from gis.photos import Photo
+from layers import media as media_layer
+
+router = APIRouter(tags=["media"])
+
+# Photos are decoded on threads of their own, at most one per core: a burst of uploads queues
+# here rather than holding many decoded images in memory at once.
+MEDIA_THREADS = os.cpu_count() or 2
+SHA256 = r"^[0-9a-f]{64}$"
+
+MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "media": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "photos: JPEG, PNG, WebP or HEIC, recognised by content",
+        },
+        "kind": {"type": "string", "enum": list(media.KINDS)},
+    },
+    "required": ["media"],
+}
+
+
+@dataclass
+class Upload:
+    """A multipart request: the photo parts' bytes, and its text fields."""
+
+    photos: list[bytes] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def read_upload(request: Request, *, allowed: set[str]) -> Upload:
+    """Read a multipart body: parts named ``media`` are photos, the others named in ``allowed``."""
+    limits = settings.media()
+    form = await request.form(
+        # The count is checked by us, to answer too_many_media rather than a parser's 400.
+        max_files=limits.max_count * 4 + 4,
+        max_fields=len(allowed) + 4,
+        max_part_size=request.app.state.max_body_bytes,
+    )
+    out = Upload()
+    try:
+        for name, value in form.multi_items():
+            if name == "media":
+                if not isinstance(value, UploadFile):
+                    raise InvalidInput(
+                        "a media part must be a file (a photo), not a text field",
+                        {"part": "media", "index": len(out.photos)},
+                    )
+                if value.size is not None and value.size > limits.max_bytes:
+                    raise MediaTooLarge(
+                        f"photo {len(out.photos) + 1} is {value.size:,} bytes; at most "
+                        f"{limits.max_bytes:,} are accepted",
+                        {
+                            "part": "media",
+                            "index": len(out.photos),
+                            "bytes": value.size,
+                            "max_bytes": limits.max_bytes,
+                        },
+                    )
+                out.photos.append(await value.read())
+            elif name in allowed:
+                if name in out.fields:
+                    raise InvalidInput(f"the part {name!r} is given twice", {"part": name})
+                text = await value.read() if isinstance(value, UploadFile) else value
+                out.fields[name] = text.decode("utf-8") if isinstance(text, bytes) else text
+            else:
+                raise InvalidInput(
+                    f"unknown part {name[:40]!r}",
+                    {"part": name[:40], "valid": ["media", *sorted(allowed)]},
+                )
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("a text part is not UTF-8", {"reason": str(exc)[:200]}) from exc
+    finally:
+        await form.close()
+    return out
+
+
+async def check_photos(request: Request, parts: list[bytes]) -> list[Photo]:
+    """Check and process the photos off the event loop, then store them durably."""
+    limits = settings.media()
+
+    def work() -> list[Photo]:
+        checked = media.check_all(parts, limits)
+        media.store(checked, media.stores(limits.dir))
+        return checked
+
+    return await anyio.to_thread.run_sync(
+        work, limiter=app_limiter(request, "media_limiter", MEDIA_THREADS)
+    )
+
+
+@router.post(
+    "/api/v1/incidents/{case_id}/media",
+    status_code=201,
+    summary="Add photos to a case (multipart/form-data, parts named media; optional kind)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": MULTIPART_SCHEMA}},
+        }
+    },
+    responses={200: {"description": "every photo sent was on the case already"}},
+)
+async def post_media(
+    case_id: str, request: Request, who: Annotated[Principal, allow(*CASE_ROLES)]
+) -> Response:
+    if not is_multipart(request):
+        raise UnsupportedMediaType(
+            "send the photos as multipart/form-data, in parts named media",
+            {"accepted": ["multipart/form-data"]},
+        )
+    db = Db(request)
+    row = await db.run(lambda conn: _visible(conn, who, case_id))  # 404 before any work
+    upload = await read_upload(request, allowed={"kind"})
+    kind = upload.fields.get("kind")
+    if kind is not None and kind not in media.KINDS:
+        raise InvalidInput("kind must be report or resolution", {"kind": kind[:40]})
+    if not upload.photos:
+        raise InvalidInput("no photos: send them in parts named media", {"part": "media"})
+    checked = await check_photos(request, upload.photos)
+    limits = settings.media()
+    items, new = await db.run(
+        media.attach, row["id"], checked, kind=kind, actor=who.actor(), limits=limits
+    )
+    doc = {
+        "id": row["id"],
+        "code": row["code"],
+        "added": new,
+        "items": [media.view(m, admin=who.role == "admin", far_m=limits.far_m) for m in items],
+    }
+    return Response(
+        orjson.dumps(doc), media_type="application/json", status_code=201 if new else 200
+    )
+
+
+@router.get("/api/v1/incidents/{case_id}/media", summary="The photos of a case, oldest first")
+def list_media(
+    case_id: str, conn: Conn, who: Annotated[Principal, allow(*CASE_ROLES)]
+) -> dict[str, Any]:
+    row = _visible(conn, who, case_id)
+    limits = settings.media()
+    items = media_layer.on_case(conn, row["id"])
+    return {
+        "id": row["id"],
+        "code": row["code"],
+        "count": len(items),
+        "items": [media.view(m, admin=who.role == "admin", far_m=limits.far_m) for m in items],
+        "limits": limits.limits(),
+    }
+
+
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic"}
+
+
+def size_free(case_id: str, sha256: str) -> str:
+    return media.urls(case_id, sha256)["screen"]
+
+
+IMMUTABLE = "max-age=31536000, immutable"  # content-addressed: a URL's bytes never change
+# A photo is never a page: even an original that is also HTML (a polyglot) cannot run or load
+# anything when opened from its URL.
+SANDBOX = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
+
+
+@router.get(
+    "/api/v1/incidents/{case_id}/media/{sha256}/{size}",
+    summary="A photo of a case: its stripped thumb or screen copy, or (admins) the original",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def get_media_file(
+    case_id: str,
+    sha256: str,
+    size: Literal["thumb", "screen", "original"],
+    conn: Conn,
+    who: Annotated[Principal, allow(*CASE_ROLES)],
+) -> Response:
+    row = _visible(conn, who, case_id)
+    m = media_layer.one(conn, row["id"], sha256.lower())
+    if m is None:
+        raise NotFound("no such photo on this case", {"sha256": sha256[:64]})
+    limits = settings.media()
+    where = media.stores(limits.dir)
+    headers = {"Cache-Control": "private, " + IMMUTABLE, **SANDBOX}
+    if size == "original":
+        if who.role != "admin":
+            raise Forbidden(
+                "originals keep the reporter's metadata: only admins download them",
+                {"use": f"{size_free(row['id'], m['sha256'])}"},
+            )
+        name = f"{row['code']}-{m['sha256'][:12]}.{EXTENSIONS.get(m['content_type'], 'bin')}"
+        headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return Response(
+            media.original(where, m["sha256"]), media_type=m["content_type"], headers=headers
+        )
+    return Response(
+        media.served_copy(where, m["sha256"], size, limits),
+        media_type="image/jpeg",
+        headers=headers,
+    )
+
+
+@router.get(
+    "/media/public/{token}",
+    summary="The stripped screen copy of a photo, by its public capability link (feeds)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def get_public_media(
+    token: str,
+    conn: Conn,
+    catalogue: CatalogueDep,
+    who: Annotated[Principal, allow(anyone=True)],
+) -> Response:
+    m = media_layer.by_token(conn, token[:100])
+    if m is None or m["category"] in catalogue.sensitive_categories:
+        raise NotFound("no such photo", {})
+    limits = settings.media()
+    data = media.served_copy(media.stores(limits.dir), m["sha256"], "screen", limits)
+    return Response(
+        data,
+        media_type="image/jpeg",
+        headers={"Cache-Control": "public, " + IMMUTABLE, **SANDBOX},
+    )
+
+
+async def post_report_with_media(
+    request: Request, who: Principal, idempotency_key: str | None
+) -> Response:
+    """``POST /api/v1/incidents`` as multipart: the part ``report`` and photos named ``media``."""
+    from api.routes.incidents import case_response, report_body
+
+    upload = await read_upload(request, allowed={"report"})
+    raw = upload.fields.get("report")
+    if raw is None:
+        raise InvalidInput(
+            "a multipart report needs a part named report with the JSON body",
+            {"part": "report"},
+        )
+    body = await report_body(request, raw.encode("utf-8"))
+    checked = await check_photos(request, upload.photos)
+    limits = settings.media()
+    case, created = await Db(request).run(
+        media.report_with_media,
+        body,
+        request.app.state.catalogue,
+        checked,
+        idempotency_key=idempotency_key,
+        actor=who.actor(),
+        scope=who,
+        limits=limits,
+    )
+    return case_response(case, created)

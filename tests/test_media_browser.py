@@ -1,0 +1,157 @@
+"""The phone's report page in Debian's Chromium: a photo attached while offline waits in
+IndexedDB with the report, and is on the case once the network returns, once, even when the
+first answer is lost on the way back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import bearer, free_port, wait_healthy
+from tests.geo import ANJU, point_inside
+from tests.mediagen import jpeg
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, cases_with_key, new_page
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def media_server(
+    db_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """A live server whose photos go to a folder of this module's own."""
+    media_dir = tmp_path_factory.mktemp("media")
+    port = free_port()
+    log = media_dir.parent / "media-server.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "JOINTGRID_ESCALATION_INTERVAL_S": "0",
+        "JOINTGRID_MEDIA_DIR": str(media_dir),
+    }
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, proc)
+        yield base, media_dir
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+IDB_COUNT = """() => new Promise((resolve, reject) => {
+  const req = indexedDB.open("jointgrid-report", 1);
+  req.onsuccess = () => {
+    const t = req.result.transaction("photos", "readonly");
+    const c = t.objectStore("photos").count();
+    c.onsuccess = () => resolve(c.result);
+    c.onerror = () => reject(c.error);
+  };
+  req.onerror = () => reject(req.error);
+})"""
+
+
+def test_a_photo_attached_offline_is_on_the_case_once_the_network_returns(
+    media_server: tuple[str, Path], browser: Any, api_keys: dict[str, str], db_url: str
+) -> None:
+    base, media_dir = media_server
+    auth = bearer(api_keys["admin"])
+    lon, lat = point_inside(ANJU, 2500, 0.45)
+    photo = jpeg(1024, 768, gps=(lon, lat), seed=77)
+    sha = hashlib.sha256(photo).hexdigest()
+    context, page, seen = new_page(browser, auth, viewport=PHONE, is_mobile=True, has_touch=True)
+    posts: list[tuple[str | None, str]] = []
+    page.on(
+        "request",
+        lambda r: (
+            r.method == "POST"
+            and r.url.endswith("/api/v1/incidents")
+            and posts.append((r.headers.get("idempotency-key"), r.headers.get("content-type", "")))
+        ),
+    )
+    try:
+        page.goto(f"{base}/report")
+        page.select_option("#category", "illegal_dumping")
+        page.fill("#description", "河边乱倒渣土 / rubble dumped by the river")
+        page.fill("#lon", f"{lon:.7f}")
+        page.fill("#lat", f"{lat:.7f}")
+
+        context.set_offline(True)
+        page.set_input_files(
+            "#photo-gallery",
+            files=[{"name": "IMG_0001.jpg", "mimeType": "image/jpeg", "buffer": photo}],
+        )
+        page.locator("#photo-list li.picked img").wait_for()
+        page.click("#send")
+        page.locator("#queue li.queued").wait_for()
+        assert "1 张照片" in page.inner_text("#queue")
+        queue = json.loads(page.evaluate("localStorage.getItem('jointgrid.report.queue.v1')"))
+        assert len(queue) == 1 and queue[0]["photos"] == 1
+        key = queue[0]["key"]
+        assert page.evaluate(IDB_COUNT) == 1  # the blob waits on the phone
+        assert cases_with_key(db_url, key) == [] and posts == []
+
+        # Back online, but the first answer is lost: the server has the case and its photo.
+        def lose_answer(route: Any) -> None:
+            route.fetch()
+            route.abort("connectionreset")
+
+        page.route("**/api/v1/incidents", lose_answer)
+        context.set_offline(False)
+        page.wait_for_function(
+            "document.querySelector('#queue li.queued small').textContent.includes('no network')"
+        )
+        assert len(cases_with_key(db_url, key)) == 1
+        page.unroute("**/api/v1/incidents")
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        page.locator("#results li.ok").wait_for(timeout=30_000)
+        assert "1 张" in page.inner_text("#results li.ok .photos")
+        page.wait_for_function(
+            f"({IDB_COUNT})().then(n => n === 0)"
+        )  # acknowledged: the blob is gone, never to be sent again
+        assert json.loads(page.evaluate("localStorage.getItem('jointgrid.report.queue.v1')")) == []
+    finally:
+        context.close()
+    rows = cases_with_key(db_url, key)
+    assert len(rows) == 1
+    assert [k for k, _ in posts] == [key, key]
+    assert all(ct.startswith("multipart/form-data") for _, ct in posts)
+    listing = httpx.get(
+        f"{base}/api/v1/incidents/{rows[0]['id']}/media", headers=auth, timeout=30
+    ).json()
+    assert [m["sha256"] for m in listing["items"]] == [sha]  # on the case, once
+    assert listing["items"][0]["distance_m"] < 5
+    popup = httpx.get(f"{base}/map/popup/{rows[0]['id']}", headers=auth, timeout=30)
+    assert listing["items"][0]["thumb"] in popup.text  # and on the map's popup
+    assert (media_dir / "originals" / sha[:2] / sha[2:4] / sha).read_bytes() == photo
+    assert seen.outside() == []
