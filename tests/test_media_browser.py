@@ -105,6 +105,7 @@ def test_a_photo_attached_offline_is_on_the_case_once_the_network_returns(
         page.fill("#description", "河边乱倒渣土 / rubble dumped by the river")
         page.fill("#lon", f"{lon:.7f}")
         page.fill("#lat", f"{lat:.7f}")
+        page.check("input[name=crs][value=wgs84]")  # typed numbers: from the phone's GPS
 
         context.set_offline(True)
         page.set_input_files(
@@ -129,7 +130,7 @@ def test_a_photo_attached_offline_is_on_the_case_once_the_network_returns(
         page.route("**/api/v1/incidents", lose_answer)
         context.set_offline(False)
         page.wait_for_function(
-            "document.querySelector('#queue li.queued small').textContent.includes('no network')"
+            "document.querySelector('#queue li.queued small').textContent.includes('无网络')"
         )
         assert len(cases_with_key(db_url, key)) == 1
         page.unroute("**/api/v1/incidents")
