@@ -331,3 +331,51 @@ def test_the_cli_checkpoints_verifies_and_exits_1_on_a_finding(db_url: str, tmp_
     assert out.returncode == 1
     assert f"STATE      case {case['code']}: status is closed" in out.stdout
     assert "What a checkpoint cannot prove" in out.stdout
+
+
+def test_the_synthetic_provinces_trails_replay_to_its_cases(conn: Any, catalogue: Any) -> None:
+    """`jointgrid demo --scale province` writes each case's trail as the workflow's own moves,
+    so verify finds nothing in it; a status changed with no event there is still found."""
+    from datetime import UTC, datetime
+
+    from api.demo import load_cases, load_province_layers
+    from api.reroute import bulk_decisions
+    from gis import province as prov
+    from tests.test_scale import SMALL, _real_sides
+
+    real = _real_sides()
+    p = prov.build(SMALL, real)
+    load_province_layers(conn, p)
+    c = prov.cases(
+        300,
+        n_open=120,
+        cell_bounds=p.cell_bounds,
+        real_sides=real,
+        real_share=0.05,
+        end_epoch=datetime(2026, 11, 27, tzinfo=UTC).timestamp(),
+        seed=4,
+    )
+    out = load_cases(
+        conn,
+        c,
+        bulk_decisions(conn, c, catalogue=catalogue),
+        catalogue=catalogue,
+        say=lambda _m: None,
+    )
+    assert out["events"] > 3 * out["cases"]  # whole trails, not a report and a jump
+    synthetic = {
+        r["code"]: r["status"]
+        for r in conn.execute(
+            "SELECT code, status FROM incidents WHERE input->>'synthetic' = 'province'"
+        )
+    }
+    assert set(synthetic.values()) == set(prov.OPEN_STATUSES) | set(prov.CLOSED_STATUSES)
+    ladder = ladder_of(catalogue.escalation)
+    rep = trail.verify(conn, ladder=ladder, checks=["chain", "state"])
+    assert not set(synthetic) & rep.cases_named(), [
+        f for f in rep.findings if f["case"] in synthetic
+    ][:3]
+    code = next(k for k, v in synthetic.items() if v == "dispatched")
+    conn.execute("UPDATE incidents SET escalation_level = 2 WHERE code = %s", (code,))
+    rep = trail.verify(conn, ladder=ladder, checks=["state"])
+    assert set(synthetic) & rep.cases_named() == {code}
