@@ -381,6 +381,7 @@ def verify(
     ``public_pem``, only checkpoints signed by that key count. ``checks`` picks the checks."""
     todo = tuple(c for c in CHECKS if c in set(checks))
     rep = Report(checks=todo)
+    cpu0 = time.process_time()
     fresh = audit.idle(conn)
     with conn.transaction():
         if fresh:
@@ -424,6 +425,9 @@ def verify(
             t = time.perf_counter()
             _against_checkpoint(conn, rep, against=against, public_pem=public_pem)
             rep.seconds["checkpoint"] = round(time.perf_counter() - t, 3)
+    rep.seconds["python_cpu"] = round(time.process_time() - cpu0, 3)
+    order = {k: i for i, k in enumerate(CHECKS)}
+    rep.findings.sort(key=lambda f: (f["case"], order[f["kind"]]))
     return rep
 
 

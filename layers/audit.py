@@ -89,29 +89,40 @@ def _stream(conn: Conn, name: str, query: str, params: Any = None) -> Iterator[t
 def case_trails(conn: Conn) -> Iterator[tuple[dict[str, Any] | None, str, list[dict[str, Any]]]]:
     """Every case with its events, oldest first, ordered by case id: ``(case or None, case
     id, events)``. A case without events comes with ``[]``; events whose case row is gone with
-    ``None``. One merge join streamed in the caller's transaction."""
-    rows = _stream(
+    ``None``. Two index-ordered scans (cases by id, events by case and seq) merged here: no
+    sort of millions of rows in the database, one case in memory at a time."""
+    cases = _stream(
         conn,
-        "jg_case_trails",
-        "SELECT coalesce(i.id, e.incident_id)::text, i.code, i.status, i.sides, i.due_at,"
-        " i.escalation_level, i.verified_sides, i.merged_into::text, i.id IS NOT NULL,"
-        " e.seq, e.action, e.from_status, e.to_status, e.actor_side, e.note, e.payload, e.at"
-        " FROM incidents i FULL JOIN incident_events e ON e.incident_id = i.id"
-        " ORDER BY coalesce(i.id, e.incident_id), e.seq",
+        "jg_trail_cases",
+        "SELECT i.id, i.id::text, i.code, i.status, i.sides, i.due_at, i.escalation_level,"
+        " i.verified_sides, i.merged_into::text FROM incidents i ORDER BY i.id",
     )
-    cur_id: str | None = None
-    case: dict[str, Any] | None = None
-    events: list[dict[str, Any]] = []
-    for r in rows:
-        if r[0] != cur_id:
-            if cur_id is not None:
-                yield case, cur_id, events
-            cur_id, events = r[0], []
-            case = dict(zip(CASE_COLUMNS, r[:8], strict=True)) if r[8] else None
-        if r[9] is not None:
-            events.append(dict(zip(EVENT_COLUMNS, r[9:], strict=True)))
-    if cur_id is not None:
-        yield case, cur_id, events
+    events = _stream(
+        conn,
+        "jg_trail_events",
+        "SELECT e.incident_id, e.seq, e.action, e.from_status, e.to_status, e.actor_side,"
+        " e.note, e.payload, e.at FROM incident_events e ORDER BY e.incident_id, e.seq",
+    )
+    ev = next(events, None)
+    for c in cases:
+        key = c[0]
+        while ev is not None and ev[0] < key:  # events of a case row that is gone
+            orphan, trail = ev[0], []
+            while ev is not None and ev[0] == orphan:
+                trail.append(dict(zip(EVENT_COLUMNS, ev[1:], strict=True)))
+                ev = next(events, None)
+            yield None, str(orphan), trail
+        trail = []
+        while ev is not None and ev[0] == key:
+            trail.append(dict(zip(EVENT_COLUMNS, ev[1:], strict=True)))
+            ev = next(events, None)
+        yield dict(zip(CASE_COLUMNS, c[1:], strict=True)), c[1], trail
+    while ev is not None:
+        orphan, trail = ev[0], []
+        while ev is not None and ev[0] == orphan:
+            trail.append(dict(zip(EVENT_COLUMNS, ev[1:], strict=True)))
+            ev = next(events, None)
+        yield None, str(orphan), trail
 
 
 def counts(conn: Conn) -> dict[str, int]:

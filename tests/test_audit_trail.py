@@ -172,6 +172,23 @@ def test_one_cases_events_truncated(conn, catalogue, pem, cases, off) -> None:  
         assert any(m.startswith("truncated: all its events are gone") for m in msgs)
 
 
+@pytest.mark.parametrize("off", [(), ("checkpoint",), ("state",), ("checkpoint", "state")], ids=str)
+def test_a_case_deleted_with_or_without_its_trail(conn, catalogue, pem, cases, off) -> None:  # type: ignore[no-untyped-def]
+    row_only, whole = cases["resolved"], cases["reported"]
+    as_replica(conn)
+    conn.execute("DELETE FROM incidents WHERE id = %s", (row_only["id"],))
+    conn.execute("DELETE FROM incident_events WHERE incident_id = %s", (whole["id"],))
+    conn.execute("DELETE FROM incidents WHERE id = %s", (whole["id"],))
+    rep = verify(conn, catalogue, pem, off)
+    # the case row gone, its events left: named by its id (its code went with the row)
+    assert kinds(rep, row_only["id"]) == {"state"} - set(off)
+    assert kinds(rep, whole["id"]) == {"checkpoint"} - set(off)
+    if "checkpoint" not in off:
+        assert any(
+            f["problem"].startswith("deleted") for f in rep.findings if f["case"] == whole["id"]
+        )
+
+
 @pytest.mark.parametrize("off", [(), ("state",)], ids=["checked", "state-off"])
 def test_a_status_changed_with_no_event(conn, catalogue, pem, cases, off) -> None:  # type: ignore[no-untyped-def]
     case = cases["in_progress"]
