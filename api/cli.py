@@ -418,6 +418,42 @@ def audit_trail_export(since: str | None, out: Path | None) -> None:
     click.echo(f"{len(paths)} checkpoint file(s) written to {folder}", err=True)
 
 
+@audit_trail.command("prove")
+@click.argument("case")
+@click.option("--against", default="local", show_default=True, help="local, or a side code")
+def audit_trail_prove(case: str, against: str) -> None:
+    """Print one case's Merkle inclusion proof in the latest checkpoint (JSON)."""
+    from api.trail import prove
+
+    with _conn() as conn:
+        _out(prove(conn, case, against=against))
+
+
+@audit_trail.command("check-proof")
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="the signer's public key (PEM)",
+)
+def audit_trail_check_proof(file: Path, public_key: Path) -> None:
+    """Check an inclusion proof offline: the signature, and the case's head under the root."""
+    from api.trail import check_proof
+
+    doc = json.loads(file.read_text(encoding="utf-8"))
+    problems = check_proof(doc, public_key.read_bytes())
+    for p in problems:
+        click.echo(f"REFUSED: {p}")
+    if problems:
+        sys.exit(1)
+    click.echo(
+        f"case {doc['case']} at event {doc['seq']} is in checkpoint "
+        f"#{doc['statement']['seq']} of key {doc['statement']['key_id']} ({doc['statement']['made_at']})"
+    )
+
+
 @audit_trail.command("import-checkpoints")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--side", required=True, help="the side whose checkpoints these are (district code)")

@@ -7,6 +7,7 @@ tree) and gis/checkpoint.py (statement, signature, file); storage is layers/audi
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -537,3 +538,67 @@ def _against_checkpoint(conn: Conn, rep: Report, *, against: str, public_pem: by
             "against the checkpoint files or the other side's copies"
         )
     rep.findings.extend(found)
+
+
+# --- one case's inclusion proof ---------------------------------------------------------------
+
+
+def prove(conn: Conn, case: str, *, against: str = LOCAL) -> dict[str, Any]:
+    """The Merkle inclusion proof of one case in the latest good checkpoint of ``against``:
+    enough, with the signer's public key, to check that case alone (``check_proof``)."""
+    row = incidents.get(conn, case)
+    rep = Report()
+    fresh = audit.idle(conn)
+    with conn.transaction():
+        if fresh:
+            audit.snapshot(conn)
+        series = _good_series(conn, rep, origin=against, pin=None)
+        if not series:
+            raise InvalidInput(
+                f"no usable checkpoint of {against}", {"problems": rep.checkpoint_problems}
+            )
+        last = series[-1]
+        leaves: list[bytes] = []
+        mine: tuple[int, int, bytes, Any] | None = None
+        for case_id, seq, head, now_hash, _last, _code in audit.heads_against_trail(
+            conn, series=[s["id"] for s in series]
+        ):
+            if case_id == row["id"]:
+                mine = (len(leaves), seq, bytes(head), now_hash)
+            leaves.append(merkle.leaf_hash(case_id, seq, bytes(head)))
+    if mine is None:
+        raise InvalidInput(
+            f"checkpoint {against}#{last['seq']} does not cover case {row['code']} (newer)",
+            {"case": row["code"]},
+        )
+    index, seq, head, now_hash = mine
+    return {
+        "case": row["code"],
+        "case_id": row["id"],
+        "seq": seq,
+        "head": head.hex(),
+        "index": index,
+        "size": len(leaves),
+        "path": [h.hex() for h in merkle.inclusion_proof(leaves, index)],
+        "statement": last["statement_json"],
+        "signature": base64.b64encode(bytes(last["signature"])).decode(),
+        "trail_holds_it": now_hash is not None and bytes(now_hash) == head,
+    }
+
+
+def check_proof(doc: dict[str, Any], public_pem: bytes) -> list[str]:
+    """What is wrong with an inclusion proof (empty: the signed root covers the case's head)."""
+    public = cp.raw_public(cp.load_public(public_pem))
+    st = doc["statement"]
+    out = []
+    if st.get("key_id") != cp.key_id(public):
+        out.append(f"signed by key {st.get('key_id')}, not by the given key {cp.key_id(public)}")
+    elif not cp.verify_signature(st, base64.b64decode(doc["signature"]), public):
+        out.append("the checkpoint's signature does not hold (forged or altered)")
+    leaf = merkle.leaf_hash(doc["case_id"], int(doc["seq"]), bytes.fromhex(doc["head"]))
+    path = [bytes.fromhex(h) for h in doc["path"]]
+    if int(doc["size"]) != int(st["cases"]) or not merkle.verify_inclusion(
+        leaf, int(doc["index"]), int(doc["size"]), path, bytes.fromhex(st["root"])
+    ):
+        out.append("the case's head is not in the signed tree")
+    return out

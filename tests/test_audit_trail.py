@@ -396,3 +396,14 @@ def test_the_synthetic_provinces_trails_replay_to_its_cases(conn: Any, catalogue
     conn.execute("UPDATE incidents SET escalation_level = 2 WHERE code = %s", (code,))
     rep = trail.verify(conn, ladder=ladder, checks=["state"])
     assert set(synthetic) & rep.cases_named() == {code}
+
+
+def test_one_cases_inclusion_proof(conn, cases, pem) -> None:  # type: ignore[no-untyped-def]
+    case = cases["resolved"]
+    proof = trail.prove(conn, case["code"])
+    assert proof["trail_holds_it"] and proof["size"] >= 4
+    assert trail.check_proof(json.loads(json.dumps(proof)), pem) == []
+    other = {**proof, "seq": proof["seq"] - 1}  # an older head is not what was signed
+    assert trail.check_proof(other, pem) == ["the case's head is not in the signed tree"]
+    forged = {**proof, "statement": {**proof["statement"], "events": 1}}
+    assert "forged or altered" in trail.check_proof(forged, pem)[0]
