@@ -407,3 +407,60 @@ def test_one_cases_inclusion_proof(conn, cases, pem) -> None:  # type: ignore[no
     assert trail.check_proof(other, pem) == ["the case's head is not in the signed tree"]
     forged = {**proof, "statement": {**proof["statement"], "events": 1}}
     assert "forged or altered" in trail.check_proof(forged, pem)[0]
+
+
+def test_the_server_signs_checkpoints_on_its_interval_as_its_own_role(  # type: ignore[no-untyped-def]
+    db_url, tmp_path, monkeypatch
+):
+    """The background task, on the server's pool (which works as jointgrid_app): a signed
+    file in the folder, the same checkpoint in the database, and the hook called."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app, make_pool
+    from api.settings import DatabaseSettings
+    from layers.db import connect
+
+    monkeypatch.setenv("JOINTGRID_AUDIT_CHECKPOINT_INTERVAL_S", "0.2")
+    monkeypatch.setenv("JOINTGRID_AUDIT_KEY_FILE", str(tmp_path / "key" / "checkpoint.key"))
+    monkeypatch.setenv("JOINTGRID_AUDIT_CHECKPOINT_DIR", str(tmp_path / "files"))
+    monkeypatch.setenv("JOINTGRID_ESCALATION_INTERVAL_S", "0")
+    seen: list[Any] = []
+    monkeypatch.setattr(trail, "_hooks", [lambda doc, path: seen.append((doc, path))])
+    pool = make_pool(DatabaseSettings(DATABASE_URL=db_url, pool_min=1, pool_max=2))  # type: ignore[call-arg]
+    try:
+        with TestClient(create_app(pool=pool)):
+            deadline = time.monotonic() + 30
+            while not seen and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        pool.close()
+    assert seen, "no checkpoint within 30 s"
+    doc, path = seen[0]
+    assert path is not None and path.exists() and path.parent == tmp_path / "files"
+    key = trail.load_key(tmp_path / "key" / "checkpoint.key", create=False)
+    checked = cp.check_file(json.loads(path.read_text()), key.public_key())
+    with connect(db_url) as c:
+        row = c.execute(
+            "SELECT statement, signature FROM audit_checkpoints WHERE origin = 'local'"
+            " AND key_id = %s AND seq = %s",
+            (checked.key_id, checked.seq),
+        ).fetchone()
+    assert row is not None and bytes(row["signature"]) == checked.signature
+    assert json.loads(row["statement"]) == doc["statement"]
+
+
+def test_the_key_is_refused_inside_the_cluster_folder_or_when_others_may_read_it(
+    tmp_path: Path,
+) -> None:
+    from gis.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="inside the database's folder"):
+        trail.load_key(ROOT / "var" / "pg" / "checkpoint.key")
+    path = tmp_path / "checkpoint.key"
+    trail.load_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o640)
+    with pytest.raises(InvalidInput, match="mode 0600"):
+        trail.load_key(path)
