@@ -134,8 +134,9 @@ def key_id_of(key: Ed25519PrivateKey) -> str:
 # --- making a checkpoint --------------------------------------------------------------------
 
 OnCheckpoint = Callable[[dict[str, Any], Path | None], None]
-"""Called after a checkpoint is stored and written: its file document and path. The hook for
-delivering checkpoints as an event (push); nothing is sent from inside the transaction."""
+"""Called after a checkpoint is stored and written: its file document without the heads
+(statement, signature, key id) and the file's path (with the heads), or None without a
+folder. The hook for delivering checkpoints as an event (push); it runs after the commit."""
 
 _hooks: list[OnCheckpoint] = []
 
@@ -165,13 +166,21 @@ def file_name(key_id: str, seq: int) -> str:
     return f"checkpoint-{key_id}-{seq:06d}.json"
 
 
-def write_file(folder: Path, doc: dict[str, Any]) -> Path:
-    """Write a checkpoint file (atomically: a temporary name, then a rename)."""
+def write_file(
+    folder: Path, statement: dict[str, Any], signature: bytes, heads: Iterable[merkle.Head]
+) -> Path:
+    """Write a checkpoint file (``gis.checkpoint.to_file``), the heads streamed one by one,
+    atomically: a temporary name, then a rename."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = doc["statement"]
-    path = folder / file_name(st["key_id"], int(st["seq"]))
+    path = folder / file_name(statement["key_id"], int(statement["seq"]))
+    text = json.dumps(cp.to_file(statement, signature, []), separators=(",", ":"))
+    assert text.endswith('"heads":[]}')  # heads come last, so they can be streamed
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text[:-2])
+        for i, (c, s, h) in enumerate(heads):
+            f.write(("," if i else "") + json.dumps([c, s, h.hex()]))
+        f.write("]}")
     tmp.replace(path)
     return path
 
@@ -232,8 +241,8 @@ def make_checkpoint(
             signature=signature,
             heads=changed,
         )
-    doc = cp.to_file(statement, signature, changed)
-    path = write_file(folder, doc) if folder is not None else None
+    doc = cp.to_file(statement, signature, [])  # for the hooks: the heads are in the file
+    path = write_file(folder, statement, signature, changed) if folder is not None else None
     for hook in _hooks:
         try:
             hook(doc, path)
@@ -262,8 +271,9 @@ def export_checkpoints(conn: Conn, *, since: datetime | None, folder: Path) -> l
         if since is not None and c["made_at"] < since:
             continue
         statement = json.loads(c["statement"])
-        doc = cp.to_file(statement, bytes(c["signature"]), audit.heads_of(conn, c["id"]))
-        out.append(write_file(folder, doc))
+        out.append(
+            write_file(folder, statement, bytes(c["signature"]), audit.heads_of(conn, c["id"]))
+        )
     return out
 
 
