@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import shapely
 from psycopg.rows import tuple_row
+from psycopg.types.json import set_json_loads
 
 from layers.db import Conn, translate_errors
 
@@ -82,6 +84,7 @@ def snapshot(conn: Conn, *, read_only: bool = True) -> None:
 def _stream(conn: Conn, name: str, query: str, params: Any = None) -> Iterator[tuple[Any, ...]]:
     with translate_errors(), conn.cursor(name, row_factory=tuple_row) as cur:
         cur.itersize = _ITERSIZE
+        set_json_loads(orjson.loads, cur)  # the same values, a fraction of the json module's time
         cur.execute(query, params)
         yield from cur
 
