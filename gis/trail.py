@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from gis import workflow as wf
@@ -135,6 +135,10 @@ def replay(
         if e.get("from_status") != state.status:
             why = f"says it left {e.get('from_status')} but the trail was at {state.status}"
             return Replayed(state, n, seq, (f"{where}: {why}",), due_known, sides_known)
+        if not due_known and state.due_at is None and _get(payload, "automatic"):
+            # A trail older than the recorded first due time: its case was overdue by the
+            # due time nobody recorded; the escalation itself is all the trail can show.
+            state = replace(state, due_at=at - timedelta(microseconds=1))
         try:
             state, due_set = _step(state, action, e, payload, at, ladder)
         except (DomainError, ValueError) as exc:

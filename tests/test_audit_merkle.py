@@ -151,3 +151,20 @@ def test_a_signed_statement_checks_and_an_altered_one_does_not() -> None:
         cp.check_file(forged, key.public_key())
     with pytest.raises(cp.CheckpointRefused, match="not by the given public key"):
         cp.check_file(doc, other.public_key())
+
+
+def test_an_older_trail_without_its_first_due_time() -> None:
+    """Trails written before the report recorded its due time: the first due time is taken as
+    unknown (not compared) until an event sets one, and an automatic escalation before that
+    is accepted."""
+    old = closed_trail()
+    del old[0]["payload"]["due_at"]
+    assert check(stored(), old, ladder=LADDER) == []
+    report = {**old[0]}
+    esc = ev(2, "escalate", "reported", "reported", side=None, minutes=60 * 30, automatic=True)
+    esc["payload"]["due_at"] = {"from": None, "to": (T0 + timedelta(hours=78)).isoformat()}
+    row = stored(status="reported", verified_sides=[], escalation_level=1, due_at=T0)
+    assert check(row, [report, esc], ladder=LADDER) == [
+        f"due_at is {T0.isoformat()} but its trail says {(T0 + timedelta(hours=78)).isoformat()}"
+    ]
+    assert check({**row, "due_at": T0 + timedelta(hours=78)}, [report, esc], ladder=LADDER) == []
