@@ -341,6 +341,7 @@ def audit_trail_verify(against: str, public_key: Path | None, as_json: bool) -> 
             ladder=_ladder(),
             against=against,
             public_pem=public_key.read_bytes() if public_key else None,
+            folder=settings.AuditSettings().checkpoint_dir,
         )
     if as_json:
         _out(rep.as_dict())
@@ -349,6 +350,8 @@ def audit_trail_verify(against: str, public_key: Path | None, as_json: bool) -> 
             click.echo(f"{f['kind'].upper():10} case {f['case']}: {f['problem']}")
         for p in rep.checkpoint_problems:
             click.echo(f"CHECKPOINT {p}")
+        for n in rep.notes:
+            click.echo(f"NOTE       {n}")
         c = rep.checkpoint
         if c:
             click.echo(

@@ -353,6 +353,7 @@ class Report:
     findings: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: dict[str, Any] | None = None
     checkpoint_problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     covered: int = 0
     checks: tuple[str, ...] = CHECKS
     seconds: dict[str, float] = field(default_factory=dict)
@@ -373,6 +374,7 @@ class Report:
             "findings": self.findings,
             "checkpoint": self.checkpoint,
             "checkpoint_problems": self.checkpoint_problems,
+            "notes": self.notes,
             "cases_covered_by_checkpoint": self.covered,
             "cannot_prove": list(CANNOT_PROVE),
             "seconds": self.seconds,
@@ -386,10 +388,12 @@ def verify(
     against: str = LOCAL,
     public_pem: bytes | None = None,
     checks: Iterable[str] = CHECKS,
+    folder: Path | None = None,
 ) -> Report:
     """Check the whole trail in one snapshot: the hash chain, every case against its trail,
     and every case the latest good checkpoint of ``against`` covers against it. With
-    ``public_pem``, only checkpoints signed by that key count. ``checks`` picks the checks."""
+    ``public_pem``, only checkpoints signed by that key count. ``checks`` picks the checks.
+    ``folder``: this installation's checkpoint files, each of which must be in the database."""
     todo = tuple(c for c in CHECKS if c in set(checks))
     rep = Report(checks=todo)
     cpu0 = time.process_time()
@@ -434,7 +438,7 @@ def verify(
         rep.seconds["state"] = round(time.perf_counter() - t, 3)
         if "checkpoint" in todo:
             t = time.perf_counter()
-            _against_checkpoint(conn, rep, against=against, public_pem=public_pem)
+            _against_checkpoint(conn, rep, against=against, public_pem=public_pem, folder=folder)
             rep.seconds["checkpoint"] = round(time.perf_counter() - t, 3)
     rep.seconds["python_cpu"] = round(time.process_time() - cpu0, 3)
     order = {k: i for i, k in enumerate(CHECKS)}
@@ -490,7 +494,49 @@ def _good_series(conn: Conn, rep: Report, *, origin: str, pin: str | None) -> li
     return best
 
 
-def _against_checkpoint(conn: Conn, rep: Report, *, against: str, public_pem: bytes | None) -> None:
+def read_header(path: Path) -> dict[str, Any]:
+    """A checkpoint file's statement, signature and key id, without reading its heads (the
+    file is written heads last: ``write_file``)."""
+    with path.open("r", encoding="utf-8") as f:
+        text = f.read(65_536)
+    cut = text.find(',"heads":[')
+    return dict(json.loads(text[:cut] + "}" if cut >= 0 else text))
+
+
+def _against_files(conn: Conn, rep: Report, folder: Path, pin: str | None) -> int:
+    """Each checkpoint file of this installation must be in the database as it was signed;
+    return how many files there are."""
+    held = {
+        (r["key_id"], r["seq"]): (bytes(r["signature"]), bytes(r["public_key"]))
+        for r in audit.checkpoints(conn, origin=LOCAL)
+    }
+    n = 0
+    for path in sorted(folder.glob("checkpoint-*.json")) if folder.is_dir() else []:
+        try:
+            doc = read_header(path)
+            st, sig = doc["statement"], base64.b64decode(doc["signature"])
+        except (OSError, ValueError, KeyError, TypeError):
+            rep.checkpoint_problems.append(f"checkpoint file {path.name}: unreadable")
+            continue
+        if pin is not None and st.get("key_id") != pin:
+            continue
+        n += 1
+        row = held.get((st.get("key_id"), st.get("seq")))
+        if row is None or row[0] != sig:
+            rep.checkpoint_problems.append(
+                f"checkpoint file {path.name} (#{st.get('seq')}) is not in the database as "
+                "signed: checkpoints were removed or replaced there"
+            )
+        elif not cp.verify_signature(st, sig, row[1]):
+            rep.checkpoint_problems.append(
+                f"checkpoint file {path.name}: its signature does not hold"
+            )
+    return n
+
+
+def _against_checkpoint(
+    conn: Conn, rep: Report, *, against: str, public_pem: bytes | None, folder: Path | None
+) -> None:
     pin = None
     if public_pem is not None:
         pin = cp.key_id(cp.raw_public(cp.load_public(public_pem)))
@@ -501,11 +547,14 @@ def _against_checkpoint(conn: Conn, rep: Report, *, against: str, public_pem: by
             pin = key_id_of(load_key(settings.AuditSettings().key_file, create=False))
         except InvalidInput:
             pin = None  # no key here (a check run elsewhere): any key in the database counts
+    files = _against_files(conn, rep, folder, pin) if against == LOCAL and folder else 0
     series = _good_series(conn, rep, origin=against, pin=pin)
     if not series:
-        rep.checkpoint_problems.append(
-            f"no usable checkpoint of {against}: nothing here is proven against one"
-        )
+        msg = f"no usable checkpoint of {against}: nothing here is proven against one"
+        if files or rep.checkpoint_problems or against != LOCAL:
+            rep.checkpoint_problems.append(msg)
+        else:  # a new installation: nothing signed yet, and nothing removed
+            rep.notes.append(msg + " yet (`jointgrid audit-trail checkpoint` makes one)")
         return
     last = series[-1]
     st = last["statement_json"]

@@ -464,3 +464,19 @@ def test_the_key_is_refused_inside_the_cluster_folder_or_when_others_may_read_it
     path.chmod(0o640)
     with pytest.raises(InvalidInput, match="mode 0600"):
         trail.load_key(path)
+
+
+@pytest.mark.parametrize("with_files", [True, False], ids=["files", "no-files"])
+def test_checkpoints_removed_from_the_database_are_named_by_their_files(  # type: ignore[no-untyped-def]
+    conn, catalogue, pem, cases, tmp_path, with_files
+):
+    as_replica(conn)
+    conn.execute("DELETE FROM audit_checkpoint_heads")
+    conn.execute("DELETE FROM audit_checkpoints WHERE origin = 'local'")
+    folder = tmp_path / "checkpoints" if with_files else None
+    rep = verify(conn, catalogue, pem, folder=folder)
+    if with_files:  # the files outside the database still hold what was signed
+        assert any("is not in the database as signed" in p for p in rep.checkpoint_problems)
+        assert not rep.clean
+    else:  # without them, it looks like an installation that never signed one
+        assert rep.checkpoint_problems == [] and rep.notes and rep.checkpoint is None
