@@ -122,6 +122,29 @@ def media_body_rule(service: settings.ServiceSettings) -> BodyRule:
     )
 
 
+async def _checkpoint_loop(app: FastAPI, interval_s: float) -> None:
+    """Sign a checkpoint of the audit trail every ``interval_s`` seconds (api/trail.py)."""
+    from api.trail import load_key, make_checkpoint
+
+    audit = settings.AuditSettings()
+
+    def once() -> Any:
+        key = load_key(audit.key_file)
+        with app.state.pool.connection(timeout=5) as conn:
+            return make_checkpoint(conn, key, folder=audit.checkpoint_dir, side=audit.side)
+
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            made = await anyio.to_thread.run_sync(once)
+            if made is not None:
+                log.info(
+                    "audit checkpoint #%d: %d case(s), root %s", made.seq, made.cases, made.root
+                )
+        except Exception:  # keep the loop alive through outages; the next pass retries
+            log.warning("the audit checkpoint failed; retrying later", exc_info=True)
+
+
 def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     """Build the app. Tests pass their own pool; the server makes one from ``DATABASE_URL``."""
     db = settings.database()
@@ -134,13 +157,16 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_pool:
             app.state.pool = make_pool(db)
-        task = None
+        tasks = []
         if service.escalation_interval_s > 0:
-            task = asyncio.create_task(_escalation_loop(app, service.escalation_interval_s))
+            tasks.append(asyncio.create_task(_escalation_loop(app, service.escalation_interval_s)))
+        checkpoint_s = settings.AuditSettings().checkpoint_interval_s
+        if checkpoint_s > 0:
+            tasks.append(asyncio.create_task(_checkpoint_loop(app, checkpoint_s)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

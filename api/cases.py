@@ -6,12 +6,14 @@ idempotency key gives exactly one case.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from api import trail
 from api.schemas import ReportIn, TransitionIn
 from api.views import flat
 from gis.catalogue import Catalogue
@@ -20,6 +22,7 @@ from gis.errors import IdempotencyConflict, InvalidInput, NotFound, UnknownSever
 from gis.geojson import parse_geometry, point_lonlat
 from gis.location import check_lonlat
 from gis.routing import Decision, Report, decide
+from gis.trail import TrailDrift
 from gis.workflow import CaseState, Transition, apply, auto_escalation, ladder_of
 from layers import incidents, locate
 from layers.db import Conn
@@ -246,6 +249,7 @@ def report(
                 "mechanism": d.mechanism,
                 "sides": list(d.sides),
                 "teams": [t.code for t in d.teams],
+                "due_at": d.due_at.isoformat(),  # the first time limit, for the trail's replay
             },
         },
     )
@@ -420,6 +424,7 @@ def transition(
     now = now_utc()
     with conn.transaction():
         row = incidents.get(conn, case_id, for_update=True)
+        trail.refuse_drift(conn, row, ladder=ladder_of(catalogue.escalation))
         into = None
         if body.action == "merge" and body.into:
             try:
@@ -462,6 +467,10 @@ def escalate_overdue(conn: Conn, catalogue: Catalogue, *, now: datetime | None =
         if not got or not got["ok"]:
             return 0
         for row in incidents.overdue(conn, now=now):
+            # Logged when the case differs from its trail, but still escalated: an overdue
+            # case must climb, and the escalation's event shows the drift to `verify`.
+            with contextlib.suppress(TrailDrift):
+                trail.refuse_drift(conn, row, ladder=ladder)
             t = auto_escalation(_state(row), now, ladder=ladder)
             if t is not None:
                 _record(conn, row, t, actor={"kind": "system", "task": "escalate-overdue"})

@@ -328,37 +328,212 @@ def first_admin_hint() -> None:
 
 @main.group("audit-trail")
 def audit_trail() -> None:
-    """The append-only case audit trail."""
+    """The append-only case audit trail: verify it, sign checkpoints, hold the other side's."""
+
+
+def _ladder() -> Any:
+    from gis.workflow import ladder_of
+
+    return ladder_of(load_catalogue(settings.data().catalogue).escalation)
+
+
+def _when(value: str | None) -> Any:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: give an ISO 8601 time, e.g. 2026-12-01T09:30+08:00"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 @audit_trail.command("verify")
-def audit_trail_verify() -> None:
-    """Check the hash chain over every case's events and report any break."""
-    from layers.incidents import verify_chain
+@click.option(
+    "--against",
+    default="local",
+    show_default=True,
+    help="whose checkpoints to check against: local, or a side code (imported)",
+)
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="count only checkpoints signed by this key (PEM)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def audit_trail_verify(against: str, public_key: Path | None, as_json: bool) -> None:
+    """Check the hash chain, every case against its trail, and every case against the latest
+    checkpoint covering it; exit 1 when anything is found."""
+    from api.trail import CANNOT_PROVE, verify
 
     with _conn() as conn:
-        result = verify_chain(conn)
-    for b in result["breaks"]:
-        click.echo(f"BREAK case {b['code']} event {b['seq']}: {b['problem']}")
-    click.echo(
-        f"checked {result['events']} event(s) of {result['cases']} case(s); "
-        f"{len(result['breaks'])} break(s)"
-    )
-    bad_files = _verify_media_files()
-    if result["breaks"] or bad_files:
+        rep = verify(
+            conn,
+            ladder=_ladder(),
+            against=against,
+            public_pem=public_key.read_bytes() if public_key else None,
+            folder=settings.AuditSettings().checkpoint_dir,
+        )
+    if as_json:
+        _out(rep.as_dict())
+    else:
+        for f in rep.findings:
+            click.echo(f"{f['kind'].upper():10} case {f['case']}: {f['problem']}")
+        for p in rep.checkpoint_problems:
+            click.echo(f"CHECKPOINT {p}")
+        for n in rep.notes:
+            click.echo(f"NOTE       {n}")
+        c = rep.checkpoint
+        if c:
+            click.echo(
+                f"checkpoint {c['origin']}#{c['seq']} (key {c['key_id']}, {c['made_at']}): "
+                f"{c['cases']} case(s), {c['events']} event(s); {rep.covered} case(s) match it"
+            )
+        click.echo(
+            f"checked {rep.events} event(s) of {rep.cases} case(s): "
+            f"{len(rep.findings)} finding(s) in {len(rep.cases_named())} case(s)"
+        )
+        click.echo("What a checkpoint cannot prove:")
+        for line in CANNOT_PROVE:
+            click.echo(f"  - {line}")
+    # The stored photos are evidence too: each file must still have its recorded hash.
+    bad_files = _verify_media_files(to_stderr=as_json)
+    if not rep.clean or bad_files:
         sys.exit(1)
 
 
-def _verify_media_files() -> int:
-    """Every photo on record must still be stored with its SHA-256; return how many are not."""
+@audit_trail.command("checkpoint")
+@click.option("--json", "as_json", is_flag=True, help="print the checkpoint as JSON")
+def audit_trail_checkpoint(as_json: bool) -> None:
+    """Sign a checkpoint now: the Merkle root over every case's chain head."""
+    from api.trail import load_key, make_checkpoint
+
+    a = settings.AuditSettings()
+    key = load_key(a.key_file)
+    with _conn() as conn:
+        made = make_checkpoint(conn, key, folder=a.checkpoint_dir, side=a.side)
+    if made is None:
+        click.echo("another checkpoint is being made right now; try again shortly", err=True)
+        sys.exit(2)
+    if as_json:
+        _out(made.as_dict())
+        return
+    click.echo(
+        f"checkpoint #{made.seq} (key {made.key_id}): {made.cases} case(s), {made.events} "
+        f"event(s), root {made.root}; {made.changed_heads} head(s) changed; written to {made.path}"
+    )
+
+
+@audit_trail.command("public-key")
+def audit_trail_public_key() -> None:
+    """Print this installation's checkpoint public key (PEM), for the other side."""
+    from api.trail import load_key
+    from gis.checkpoint import public_pem
+
+    click.echo(public_pem(load_key(settings.AuditSettings().key_file).public_key()), nl=False)
+
+
+@audit_trail.command("export-checkpoints")
+@click.option("--since", default=None, help="only checkpoints made at or after this time")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="folder to write to (default: JOINTGRID_AUDIT_CHECKPOINT_DIR)",
+)
+def audit_trail_export(since: str | None, out: Path | None) -> None:
+    """Write this installation's checkpoints as signed files, for the other side to hold."""
+    from api.trail import export_checkpoints
+
+    folder = out or settings.AuditSettings().checkpoint_dir
+    with _conn() as conn:
+        paths = export_checkpoints(conn, since=_when(since), folder=folder)
+    for p in paths:
+        click.echo(str(p))
+    click.echo(f"{len(paths)} checkpoint file(s) written to {folder}", err=True)
+
+
+@audit_trail.command("prove")
+@click.argument("case")
+@click.option("--against", default="local", show_default=True, help="local, or a side code")
+def audit_trail_prove(case: str, against: str) -> None:
+    """Print one case's Merkle inclusion proof in the latest checkpoint (JSON)."""
+    from api.trail import prove
+
+    with _conn() as conn:
+        _out(prove(conn, case, against=against))
+
+
+@audit_trail.command("check-proof")
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="the signer's public key (PEM)",
+)
+def audit_trail_check_proof(file: Path, public_key: Path) -> None:
+    """Check an inclusion proof offline: the signature, and the case's head under the root."""
+    from api.trail import check_proof
+
+    doc = json.loads(file.read_text(encoding="utf-8"))
+    problems = check_proof(doc, public_key.read_bytes())
+    for p in problems:
+        click.echo(f"REFUSED: {p}")
+    if problems:
+        sys.exit(1)
+    click.echo(
+        f"case {doc['case']} at event {doc['seq']} is in checkpoint "
+        f"#{doc['statement']['seq']} of key {doc['statement']['key_id']} ({doc['statement']['made_at']})"
+    )
+
+
+@audit_trail.command("import-checkpoints")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--side", required=True, help="the side whose checkpoints these are (district code)")
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="that side's public key (PEM)",
+)
+def audit_trail_import(files: tuple[Path, ...], side: str, public_key: Path) -> None:
+    """Store another side's checkpoints after checking their signatures; refuse forged ones
+    and ones signed by another key."""
+    from api.trail import import_checkpoints
+
+    with _conn() as conn:
+        done = import_checkpoints(conn, files, side=side, public_pem=public_key.read_bytes())
+    for d in done:
+        click.echo(
+            f"{d['file']}: checkpoint {side}#{d['seq']} "
+            + ("stored" if d["stored"] else "already held")
+        )
+
+
+def _verify_media_files(*, to_stderr: bool = False) -> int:
+    """Every photo on record must still be stored with its SHA-256; return how many are not.
+    (``to_stderr``: beside a JSON report on standard output.)"""
     from api.media import stores
     from layers.media import verify_files
 
     with _conn() as conn:
         result = verify_files(conn, stores(settings.media().dir).originals)
     for p in result["problems"]:
-        click.echo(f"BAD FILE {p['sha256']}: {p['problem']}")
-    click.echo(f"checked {result['checked']} photo file(s); {len(result['problems'])} problem(s)")
+        click.echo(f"BAD FILE {p['sha256']}: {p['problem']}", err=to_stderr)
+    click.echo(
+        f"checked {result['checked']} photo file(s); {len(result['problems'])} problem(s)",
+        err=to_stderr,
+    )
     return len(result["problems"])
 
 

@@ -154,6 +154,64 @@ def load_province_layers(conn: Conn, p: prov.Province) -> dict[str, int]:
     return counts
 
 
+NUL = "\\N"  # COPY's NULL
+DISPATCH_AFTER_S = 60.0  # a synthetic case is dispatched a minute after its report
+_TO = {"accepted": 2, "dispatched": 3, "in_progress": 4, "resolved": 5, "closed": 5}
+
+
+def _trail_lines(
+    case_id: str,
+    side: str,
+    sides: list[str],
+    status: str,
+    actor: str,
+    reported: float,
+    first_due: str,
+    due: str,
+    other: str,
+) -> list[str]:
+    """COPY lines of one synthetic case's events: the workflow's own moves to ``status``
+    (report, accept, dispatch, start, resolve, each side's verify, close; or reject, or a
+    merge into ``other``), as ``gis.trail.replay`` expects them."""
+
+    def at(offset_s: float) -> str:
+        return datetime.fromtimestamp(reported + offset_s, UTC).isoformat()
+
+    def pay(d: dict[str, Any]) -> str:
+        return orjson.dumps({"synthetic": True, **d}).decode().replace("\\", "\\\\")
+
+    rows: list[tuple[str, str | None, str, str | None, str | None, str, str]] = [
+        ("report", None, "reported", None, None, pay({"sides": sides, "due_at": first_due}), at(0))
+    ]
+    closed = 2 * 86400.0  # closed, rejected and merged two days after the report
+    if status == "rejected":
+        rows.append(("reject", "reported", "rejected", side, "synthetic", pay({}), at(closed)))
+    elif status == "duplicate":
+        rows.append(
+            ("merge", "reported", "duplicate", side, None, pay({"into": other}), at(closed))
+        )
+    else:
+        steps = [
+            ("accept", "reported", "accepted", side, None, pay({}), at(30)),
+            ("dispatch", "accepted", "dispatched", side, None,
+             pay({"due_at": {"from": first_due, "to": due}}), at(DISPATCH_AFTER_S)),
+            ("start", "dispatched", "in_progress", side, None, pay({}), at(120)),
+            ("resolve", "in_progress", "resolved", side, "synthetic", pay({}),
+             at(closed - 3600 if status == "closed" else 180)),
+        ]  # fmt: skip
+        rows.extend(steps[: _TO.get(status, 1) - 1])
+        if status == "closed":
+            for j, s in enumerate(sides):
+                last = j == len(sides) - 1
+                rows.append(("verify", "resolved", "verified" if last else "resolved", s, None,
+                             pay({}), at(closed - 1800 + j)))  # fmt: skip
+            rows.append(("close", "verified", "closed", side, None, pay({}), at(closed)))
+    return [
+        "\t".join((case_id, side, str(seq), a, f or NUL, t, actor, s or NUL, note or NUL, p, when))
+        for seq, (a, f, t, s, note, p, when) in enumerate(rows, 1)
+    ]
+
+
 def _iso(epoch: np.ndarray) -> list[str]:
     return [datetime.fromtimestamp(float(e), UTC).isoformat() for e in np.asarray(epoch).tolist()]
 
@@ -174,10 +232,18 @@ def load_cases(
         "id", "code", "side", "sides", "status", "category", "severity", "description",
         "occurred_at", "reported_at", "updated_at", "due_at", "cross_boundary", "reasons",
         "mechanism", "lead_side", "distance_to_border_m", "grid_code", "police_grid_code",
-        "teams", "contacts", "routing", "input", "reporter", "geom",
+        "teams", "contacts", "routing", "input", "reporter", "geom", "verified_sides",
+        "merged_into",
     ]  # fmt: skip
     hours = {k: v.resolve_hours * 3600.0 for k, v in catalogue.severities.items()}
-    due = c.reported + np.array([hours[s] for s in c.severity.tolist()])
+    limit = np.array([hours[s] for s in c.severity.tolist()])
+    due = c.reported + limit
+    # The trail is the workflow's, step by step (`jointgrid audit-trail verify` replays it):
+    # dispatched a minute after the report, so its time limit runs from then.
+    dispatched = ~np.isin(c.status, ("reported", "accepted", "rejected", "duplicate"))
+    dispatch_due = c.reported + DISPATCH_AFTER_S + limit
+    due = np.where(dispatched, dispatch_due, due)
+    first_due = _iso(c.reported + limit)
     # ids embed the intake side, like layers.incidents.new_id, and are deterministic
     ids = [f"00{side}-5eed-4000-8000-{k:012x}" for k, side in enumerate(routing["side"])]
     dates = [
@@ -187,7 +253,6 @@ def load_cases(
     occurred, reported, due_iso = _iso(c.occurred), _iso(c.reported), _iso(due)
     closed_at = c.reported + 2 * 86400.0
     updated = _iso(np.where(np.isin(c.status, prov.OPEN_STATUSES), c.reported, closed_at))
-    closed_iso = _iso(closed_at)
     lon, lat = c.lon.tolist(), c.lat.tolist()
     r = routing
     inp = orjson.dumps({"crs": "wgs84", "synthetic": "province"}).decode()
@@ -235,6 +300,8 @@ def load_cases(
                             inp,
                             rep,
                             f"SRID=4326;POINT({lon[k]!r} {lat[k]!r})",
+                            arr(r["sides"][k]) if c.status[k] == "closed" else "{}",
+                            ids[k - 1 if k else 1] if c.status[k] == "duplicate" else "\\N",
                         )
                     )
                 )
@@ -255,25 +322,25 @@ def load_cases(
             "CREATE TEMP TABLE _demo_events (LIKE incident_events INCLUDING DEFAULTS) ON COMMIT DROP"
         )
         ecols = ["incident_id", "side", "seq", "action", "from_status", "to_status", "actor",
-                 "note", "payload", "at"]  # fmt: skip
-        last = {"closed": "close", "rejected": "reject", "duplicate": "merge"}
+                 "actor_side", "note", "payload", "at"]  # fmt: skip
 
         def event_chunks() -> Iterator[str]:
             for start in range(0, n, batch):
-                lines = []
+                lines: list[str] = []
                 for k in range(start, min(n, start + batch)):
-                    lines.append(
-                        f"{ids[k]}\t{r['side'][k]}\t1\treport\t\\N\treported\t{actor}\t\\N\t"
-                        f'{{"synthetic": true}}\t{reported[k]}'
-                    )
-                    st = c.status[k]
-                    if st != "reported":
-                        action = last.get(st, "history")
-                        lines.append(
-                            f"{ids[k]}\t{r['side'][k]}\t2\t{action}\treported\t{st}\t{actor}\t"
-                            "the intermediate moves are not part of the synthetic history\t"
-                            f'{{"synthetic": true}}\t{closed_iso[k] if st in last else reported[k]}'
+                    lines.extend(
+                        _trail_lines(
+                            ids[k],
+                            r["side"][k],
+                            list(r["sides"][k]),
+                            c.status[k],
+                            actor,
+                            float(c.reported[k]),
+                            first_due[k],
+                            due_iso[k],
+                            ids[k - 1 if k else 1],
                         )
+                    )
                 yield "\n".join(lines) + "\n"
 
         bulk.copy_text(conn, "_demo_events", ecols, event_chunks())

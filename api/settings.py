@@ -156,6 +156,21 @@ class ServiceSettings(BaseSettings):
     public_feeds: bool = False
 
 
+class AuditSettings(BaseSettings):
+    """Signed checkpoints of the audit trail (``jointgrid audit-trail``).
+
+    The signing key must live where the database's OS user cannot read it: a file owned by
+    the server's user, mode 0600, outside the cluster's data folder (README, "Audit trail").
+    """
+
+    model_config = SettingsConfigDict(env_prefix="JOINTGRID_AUDIT_", extra="ignore")
+
+    checkpoint_interval_s: float = Field(default=3600.0, ge=0)  # 0: only on demand
+    key_file: Path = ROOT / "var" / "audit" / "checkpoint.key"
+    checkpoint_dir: Path = ROOT / "var" / "audit" / "checkpoints"
+    side: str | None = Field(default=None, pattern=r"^[0-9]{6}$")  # the signer's side, if one
+
+
 class MapSettings(BaseSettings):
     """Base tiles for the command-centre map: off by default (no outside requests)."""
 
