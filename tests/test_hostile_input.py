@@ -202,6 +202,25 @@ def test_an_extent_nested_300_deep_is_a_400(client):
         assert body["code"] == "invalid_json" and "deep" in body["message"]
 
 
+def test_brackets_inside_strings_do_not_count_as_depth(client):
+    text = '[{"\\"' * 100  # brackets, quotes and backslashes, all inside one string
+    r = client.post("/api/v1/route", json={**GOOD, "description": text})
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("depth", [31, 32, 33])
+def test_the_depth_limit_is_exact(depth):
+    from api.limits import MAX_JSON_DEPTH, strict_json
+
+    assert MAX_JSON_DEPTH == 32
+    for raw in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
+        if depth <= 32:
+            strict_json(raw)
+        else:
+            with pytest.raises(InvalidInput, match="nested too deeply"):
+                strict_json(raw)
+
+
 def test_a_cursor_of_5000_deep_json_is_invalid_cursor(client):
     deep = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")
     for cursor in (deep, deep + ".AAAA"):
