@@ -41,11 +41,6 @@ class BodyRule:
     path: str
     max_bytes: int
 
-    def matches(self, method: str, path: str) -> bool:
-        return (not self.methods or method in self.methods) and re.fullmatch(
-            self.path, path
-        ) is not None
-
 
 # First match wins. To give a route more room, add one line here (or set JOINTGRID_BODY_LIMITS).
 RULES: tuple[BodyRule, ...] = (
