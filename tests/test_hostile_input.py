@@ -184,8 +184,23 @@ def test_raw_surrogate_bytes_are_a_400(client):
     ],
 )
 def test_surrogate_bytes_in_query_and_path_are_never_a_500(client, url):
+    # a guard: Starlette decodes percent-escapes with replacement characters
     r = client.get(url)
     assert r.status_code < 500, r.text
+
+
+@pytest.mark.parametrize(
+    ("cid", "prop"), [("incidents", "status"), ("grids", "code"), ("teams", "code")]
+)
+def test_a_lone_surrogate_in_a_cql2_json_filter_is_a_400(client, cid, prop):
+    # a guard: a JSON escape inside a query value (the CQL2 parser refuses it; were it to
+    # reach the driver, layers/db.py turns it into InvalidInput, see below)
+    f = json.dumps({"op": "=", "args": [{"property": prop}, "a\\ud800"]}).replace("\\\\", "\\")
+    r = client.get(
+        f"/ogc/collections/{cid}/items", params={"filter-lang": "cql2-json", "filter": f}
+    )
+    assert r.status_code == 400, r.text
+    ogc_shape(r)
 
 
 # -- depth ---------------------------------------------------------------------------------
@@ -416,9 +431,15 @@ def test_after_a_500_the_keep_alive_connection_still_works(boom_server):
 )
 def test_database_errors_are_told_in_our_words(conn, statement):
     args = ("\0",) if "%s" in statement else None
+    with pytest.raises(psycopg.Error) as raw, conn.transaction():
+        conn.execute(statement, args)
+    said = (str(raw.value).strip().splitlines() or [""])[0]  # the database's (or driver's) text
+    assert said
     with pytest.raises(InvalidInput) as info, translate_errors(), conn.transaction():
         conn.execute(statement, args)
     shown = json.dumps({"message": info.value.message, "detail": info.value.detail})
+    assert said not in shown and said[:24] not in shown, shown
+    assert set(info.value.detail or {}) <= {"sqlstate"}, shown
     for word in (*PG_WORDS, "xx", "zz", "abc", "not json", "int4", "float4", "numeric"):
         assert word not in shown, f"{word!r} in {shown}"
 
