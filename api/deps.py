@@ -54,7 +54,8 @@ def app_limiter(request: Request, name: str, size: int) -> anyio.CapacityLimiter
 
 
 def _unavailable(exc: PoolTimeout) -> Unavailable:
-    return Unavailable("the database is not reachable; retry shortly", {"reason": str(exc)})
+    # our words only, not the pool's
+    return Unavailable("the database is not reachable; retry shortly", {"retry_after_s": 5})
 
 
 async def get_conn(request: Request) -> AsyncIterator[psycopg.Connection[Any]]:

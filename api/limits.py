@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import params as fastapi_params
 from fastapi.routing import APIRoute
@@ -39,11 +40,6 @@ class BodyRule:
     methods: tuple[str, ...]
     path: str
     max_bytes: int
-
-    def matches(self, method: str, path: str) -> bool:
-        return (not self.methods or method in self.methods) and re.fullmatch(
-            self.path, path
-        ) is not None
 
 
 # First match wins. To give a route more room, add one line here (or set JOINTGRID_BODY_LIMITS).
@@ -153,8 +149,7 @@ def strict_json(
             f"{what} is not valid JSON: {exc.msg} at character {exc.pos}",
             {"position": exc.pos, "fix": "send strict JSON (no NaN, Infinity or lone surrogates)"},
         ) from None
-    depth = _depth(value, max_depth)
-    if depth > max_depth:
+    if _too_deep(raw if isinstance(raw, bytes) else raw.encode(), max_depth):
         raise InvalidJson(
             f"{what} is nested too deeply (more than {max_depth} levels)",
             {"max_depth": max_depth},
@@ -162,20 +157,24 @@ def strict_json(
     return value
 
 
-def _depth(value: Any, limit: int) -> int:
-    """How deeply lists and objects nest in ``value``, counting no further than ``limit + 1``."""
-    if not isinstance(value, dict | list):
-        return 0
-    deepest = 1
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, d = stack.pop()
-        deepest = max(deepest, d)
-        if d > limit:
-            return d
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, d + 1) for c in children if isinstance(c, dict | list))
-    return deepest
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _too_deep(raw: bytes, limit: int) -> bool:
+    """Whether lists and objects in ``raw`` (valid JSON) nest more than ``limit`` deep.
+
+    On the bytes, not the parsed tree: with the strings cut out only the brackets are kept,
+    and the depth is their running sum (numpy). A 1 MB polygon takes a few milliseconds,
+    where walking its parsed tree in Python took a fifth of a second.
+    """
+    brackets = _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if len(brackets) <= 2 * limit:
+        return False
+    # "[" and "{" are 91 and 123, "]" and "}" 93 and 125: 1 for an opening, -1 for a closing
+    codes = np.frombuffer(brackets, dtype=np.uint8).astype(np.int32)
+    steps = ((codes & 0x1F) == 27).astype(np.int32) * 2 - 1
+    return bool(np.cumsum(steps).max() > limit)
 
 
 def _is_json(content_type: str) -> bool:

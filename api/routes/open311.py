@@ -45,7 +45,7 @@ from api.deps import CatalogueDep, Conn
 from api.media import public_url
 from api.schemas import Reporter, ReportIn
 from gis.catalogue import Catalogue
-from gis.errors import DomainError, InvalidInput, NotFound, UnsupportedMediaType
+from gis.errors import DomainError, InvalidInput, NotFound
 from gis.location import check_lonlat
 from gis.workflow import STATUSES, TERMINAL
 from layers import grids, incidents, media
@@ -677,7 +677,7 @@ def post_request(
     _json_only(fmt)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in FORM_TYPES:
-        raise UnsupportedMediaType(
+        raise InvalidInput(
             "send the fields as application/x-www-form-urlencoded (GeoReport v2); "
             "JSON reports go to POST /api/v1/incidents",
             {"content_type": content_type[:100] or None},
