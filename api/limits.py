@@ -177,7 +177,8 @@ def _too_deep(raw: bytes, limit: int) -> bool:
     return bool(np.cumsum(steps).max() > limit)
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type names JSON (``application/json`` or a ``+json`` type)."""
     message = email.message.Message()
     message["content-type"] = content_type
     subtype = message.get_content_subtype()
@@ -247,7 +248,7 @@ class JsonBodies:
 
 def _check_json(raw: bytes, content_type: bytes) -> None:
     ctype = content_type.decode("latin-1")
-    if not _is_json(ctype):
+    if not is_json(ctype):
         got = ctype[:100] or "none"
         raise BodyRefused(
             415,

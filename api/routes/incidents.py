@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api import cases, params
+from api import cases, limits, params
 from api.access import CASE_ROLES, Principal, allow, can_see, check_transition, may_see_reporter
 from api.access import case_scope as access_scope
 from api.deps import CatalogueDep, Conn, Db
@@ -102,12 +102,12 @@ async def report_body(request: Request, raw: bytes | None = None) -> ReportIn:
     """The report JSON, validated as FastAPI would (the route reads its body itself, since it
     takes multipart too); errors come out as the same 422 ``invalid_request``."""
     if raw is None:
-        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+        ctype = request.headers.get("content-type", "")
+        if not limits.is_json(ctype):
             raise UnsupportedMediaType(
                 "send the report as application/json, or as multipart/form-data with photos",
                 {
-                    "content_type": ctype[:100],
+                    "content_type": ctype[:100] or "none",
                     "accepted": ["application/json", "multipart/form-data"],
                 },
             )
@@ -124,6 +124,9 @@ async def report_body(request: Request, raw: bytes | None = None) -> ReportIn:
             raise PayloadTooLarge(
                 f"the request body is larger than {limit:,} bytes", {"max_bytes": limit}
             )
+    # Strict JSON, as on every other JSON route (api.limits.JsonBodies): no NaN, Infinity,
+    # lone surrogate or deep nesting reaches the model.
+    limits.strict_json(raw, what="the report")
     try:
         return ReportIn.model_validate_json(raw)
     except ValidationError as exc:
