@@ -107,6 +107,39 @@ async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
             log.warning("the overdue escalation pass failed; retrying later", exc_info=True)
 
 
+def _start_delivery(app: FastAPI, url: str, idle_s: float) -> Any:
+    """The delivery worker as a thread of the server (``make run``), on a connection of its
+    own: a round holds its transaction while it sends, which must not take a pool slot."""
+    import threading
+
+    from api.deliver import from_settings
+    from layers.db import connect
+
+    stop = threading.Event()
+    worker = from_settings(app.state.catalogue)
+
+    def connect_() -> Any:
+        conn = connect(url)
+        _as_app_role(conn)
+        return conn
+
+    thread = threading.Thread(
+        target=worker.run,
+        args=(connect_,),
+        kwargs={"stop": stop, "idle_s": idle_s},
+        name="deliver",
+        daemon=True,
+    )
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join(timeout=15)
+        worker.close()
+
+    return finish
+
+
 def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     """Build the app. Tests pass their own pool; the server makes one from ``DATABASE_URL``."""
     db = settings.database()
@@ -122,9 +155,15 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
         task = None
         if service.escalation_interval_s > 0:
             task = asyncio.create_task(_escalation_loop(app, service.escalation_interval_s))
+        push = settings.push()
+        stop_delivery = None
+        if own_pool and push.interval_s > 0 and db.url:
+            stop_delivery = _start_delivery(app, db.url, push.interval_s)
         try:
             yield
         finally:
+            if stop_delivery is not None:
+                await anyio.to_thread.run_sync(stop_delivery)
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -150,12 +189,13 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=service.max_body_bytes)
 
     from api.routes import catalogue as catalogue_routes
-    from api.routes import health, incidents, locate, ogc, open311, pages
+    from api.routes import health, incidents, locate, ogc, open311, pages, webhooks
 
     app.include_router(health.router)
     app.include_router(locate.router)
     app.include_router(incidents.router)
     app.include_router(catalogue_routes.router)
+    app.include_router(webhooks.router)
     ogc.install(app)
     open311.install(app)
     pages.install(app)

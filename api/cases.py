@@ -20,7 +20,7 @@ from gis.geojson import parse_geometry, point_lonlat
 from gis.location import check_lonlat
 from gis.routing import Decision, Report, decide
 from gis.workflow import CaseState, Transition, apply, auto_escalation, ladder_of
-from layers import incidents, locate
+from layers import incidents, locate, outbox
 from layers.db import Conn
 
 FUTURE_SLACK = timedelta(minutes=10)  # phone clocks drift; a report may not come from later
@@ -411,6 +411,7 @@ def escalate_overdue(conn: Conn, catalogue: Catalogue, *, now: datetime | None =
         if not got or not got["ok"]:
             return 0
         for row in incidents.overdue(conn, now=now):
+            outbox.mark_overdue(conn, case=row, now=now)  # once per case and due time
             t = auto_escalation(_state(row), now, ladder=ladder)
             if t is not None:
                 _record(conn, row, t, actor={"kind": "system", "task": "escalate-overdue"})
