@@ -119,7 +119,7 @@ def _start_delivery(app: FastAPI, url: str, idle_s: float) -> Any:
     worker = from_settings(app.state.catalogue)
 
     def connect_() -> Any:
-        conn = connect(url)
+        conn = connect(url, autocommit=True)
         _as_app_role(conn)
         return conn
 

@@ -372,10 +372,6 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
     )
 
 
-if __name__ == "__main__":
-    main()
-
-
 # -- push: webhooks, notification channels, the delivery worker ----------------------------
 
 
@@ -579,3 +575,7 @@ def deliver_cmd(once: bool) -> None:
         worker.run(_conn, stop=stop, idle_s=max(settings.push().interval_s, 0.2))
     finally:
         worker.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -55,6 +55,11 @@ LABELS = {
 }
 
 
+def batch_title(n: int) -> str:
+    """The title of one message that carries ``n`` notifications."""
+    return f"【{LABELS['brand']}】{n} 条案件提醒"
+
+
 def beijing(t: datetime | None) -> str:
     """A time as people read it: 2026年12月2日 09:30 (Beijing time)."""
     if t is None:

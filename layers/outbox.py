@@ -11,7 +11,7 @@ same id.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -21,6 +21,8 @@ from layers.db import Conn, translate_errors
 from layers.incidents import _CASE_COLUMNS
 
 OPEN = ("pending", "failed")
+# One message per channel at most this often: a WeCom group bot takes about 20 a minute.
+NOTIFY_SPACING_S = 3.0
 
 
 # -- rules and targets -----------------------------------------------------------------------
@@ -180,6 +182,19 @@ def mark_overdue(conn: Conn, *, case: dict[str, Any], now: datetime) -> bool:
     return cur.rowcount == 1
 
 
+def on_checkpoint(conn: Conn, checkpoint: dict[str, Any]) -> int:
+    """Call after an audit checkpoint is written, in its transaction: ``audit.checkpoint``."""
+    return emit(conn, event_type="audit.checkpoint", data=checkpoint)
+
+
+def on_photo_added(conn: Conn, *, incident_id: str, media: dict[str, Any]) -> int:
+    """Call after a photo is stored, in its transaction (unless the photo is a trail event,
+    which the trigger sends by itself): ``incident.photo_added``."""
+    return emit(
+        conn, event_type="incident.photo_added", data={"media": media}, incident_id=incident_id
+    )
+
+
 # -- the worker's side -----------------------------------------------------------------------
 
 
@@ -197,11 +212,12 @@ def claim(conn: Conn, *, now: datetime, limit: int) -> list[dict[str, Any]]:
                 " AND CASE o.kind"
                 "   WHEN 'webhook' THEN EXISTS (SELECT 1 FROM webhook_subscriptions s"
                 "                               WHERE s.id = o.target AND s.enabled)"
-                "   ELSE EXISTS (SELECT 1 FROM notify_channels c WHERE c.id = o.target AND c.enabled)"
+                "   ELSE EXISTS (SELECT 1 FROM notify_channels c WHERE c.id = o.target AND c.enabled"
+                "     AND (c.last_sent_at IS NULL OR c.last_sent_at <= %(now)s - %(spacing)s))"
                 " END"
                 " ORDER BY o.next_at, o.id LIMIT %(limit)s"
                 " FOR UPDATE OF o SKIP LOCKED",
-                {"now": now, "limit": limit},
+                {"now": now, "limit": limit, "spacing": timedelta(seconds=NOTIFY_SPACING_S)},
             )
         ]
         if not ids:
@@ -210,7 +226,7 @@ def claim(conn: Conn, *, now: datetime, limit: int) -> list[dict[str, Any]]:
             "SELECT o.id, o.kind, o.target, o.event_type, o.attempts, o.body, o.data,"
             " o.created_at, o.incident_id::text AS incident_id, o.event_id,"
             " s.url, s.role, s.full_payload, s.allow_private, s.secret, s.old_secret,"
-            " s.old_secret_until, ch.url AS channel_url, ch.team AS channel_team,"
+            " s.old_secret_until, s.side AS sub_side, ch.url AS channel_url, ch.team AS channel_team,"
             " ch.side AS channel_side, ch.role AS channel_role"
             " FROM outbox o"
             " LEFT JOIN webhook_subscriptions s ON o.kind = 'webhook' AND s.id = o.target"
@@ -241,6 +257,14 @@ def claim(conn: Conn, *, now: datetime, limit: int) -> list[dict[str, Any]]:
         r["case"] = cases.get(r["incident_id"])
         r["event"] = events.get(r["event_id"])
     return rows
+
+
+def channels_sent(conn: Conn, channel_ids: list[str], *, at: datetime) -> None:
+    """Remember when each channel was last sent to (the claim spaces its messages)."""
+    with translate_errors():
+        conn.execute(
+            "UPDATE notify_channels SET last_sent_at = %s WHERE id = ANY (%s)", (at, channel_ids)
+        )
 
 
 def record(conn: Conn, outcomes: Iterable[dict[str, Any]]) -> None:

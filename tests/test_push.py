@@ -667,3 +667,156 @@ def test_api_manages_subscriptions_for_admins_only(client: Any, api_keys: dict[s
     assert r.status_code == 422 and r.json()["code"] == "invalid_input"
     r = client.get("/api/v1/webhooks", headers=bearer(api_keys[f"operator:{ANJU}"]))
     assert r.status_code == 403
+
+
+# -- kill -9 of the worker in mid-send ----------------------------------------------------------
+
+
+def test_a_worker_killed_mid_send_loses_nothing_and_resends_under_the_same_id(
+    push_db: str, db: Any, catalogue: Any, receiver: Receiver
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sub = subscribe(db, receiver, events="reported")
+    for i in range(20):
+        new_case(db, catalogue, fraction=0.2 + i * 0.02)
+    ids = {f"msg_{r['id']}" for r in rows(db, target=sub["id"])}
+    assert len(ids) == 20
+    receiver.mode, receiver.sleep_s = "slow_ok", 3.0  # takes each one, answers late
+    env = {
+        **os.environ,
+        "DATABASE_URL": push_db,
+        "JOINTGRID_PUSH_BATCH": "10",
+        "JOINTGRID_PUSH_TIMEOUT_S": "30",
+        "JOINTGRID_PUSH_INTERVAL_S": "0.2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "deliver"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(receiver.seen_ids) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert receiver.seen_ids, "the worker sent nothing"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = set(receiver.seen_ids)
+    assert before <= ids
+    time.sleep(0.5)  # the server notices the dropped connection and ends its transaction
+    open_rows = db.execute(
+        "SELECT count(*) AS n FROM outbox WHERE target = %s AND status = 'pending'", (sub["id"],)
+    ).fetchone()["n"]
+    assert open_rows == 20  # the killed round recorded nothing: every row is still to send
+    receiver.mode = "ok"
+    d = Deliverer(catalogue=catalogue, timeout_s=5)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and drain(db, d, datetime.now(UTC)) == 0:
+            time.sleep(0.2)  # until the killed worker's row locks are gone
+        drain(db, d, datetime.now(UTC))
+    finally:
+        d.close()
+    assert {r["status"] for r in rows(db, target=sub["id"])} == {"delivered"}
+    assert set(receiver.accepted) == ids  # nothing lost
+    assert receiver.duplicates == len(before) > 0  # each resent under its first id
+    assert receiver.bad_signatures == 0
+
+
+def test_a_burst_reaches_a_channel_as_one_message_and_the_channel_is_spaced(
+    db: Any, catalogue: Any, receiver: Receiver
+) -> None:
+    ch = webhooks.add_channel(
+        db, url=f"json://127.0.0.1:{receiver.port}/apprise/centre", side=ANJU, name="安居区指挥中心"
+    )
+    cases = []
+    for i in range(3):
+        c = new_case(db, catalogue, fraction=0.25 + i * 0.05, parties_sides=[ANJU, TONGNAN])
+        c = move(db, catalogue, c, "accept")
+        cases.append(move(db, catalogue, c, "dispatch"))
+    assert len(rows(db, target=ch["id"])) == 3
+    d = Deliverer(catalogue=catalogue, timeout_s=2)
+    try:
+        now = datetime.now(UTC)
+        drain(db, d, now)
+        assert len(receiver.notifications) == 1  # one message for the burst
+        (m,) = receiver.notifications
+        assert "3 条案件提醒" in m["title"] and all(c["code"] in m["message"] for c in cases)
+        assert {r["status"] for r in rows(db, target=ch["id"])} == {"delivered"}
+        c = new_case(db, catalogue, fraction=0.45, parties_sides=[ANJU, TONGNAN])
+        c = move(db, catalogue, move(db, catalogue, c, "accept"), "dispatch")
+        assert d.deliver_once(db, now=now + timedelta(seconds=1)).claimed == 0  # spaced
+        assert d.deliver_once(db, now=now + timedelta(seconds=4)).claimed == 1
+    finally:
+        d.close()
+    assert len(receiver.notifications) == 2 and c["code"] in receiver.notifications[-1]["title"]
+
+
+def test_events_outside_the_trail_are_emitted_in_the_callers_transaction(
+    db: Any, catalogue: Any, receiver: Receiver
+) -> None:
+    sub = subscribe(db, receiver, events="audit.checkpoint,photo_added")
+    case = new_case(db, catalogue, fraction=0.47)
+    with pytest.raises(RuntimeError), db.transaction():
+        outbox.on_checkpoint(db, {"id": 7, "events": 120, "head": "ab12"})
+        raise RuntimeError("roll back")
+    assert rows(db, target=sub["id"]) == []
+    outbox.on_checkpoint(db, {"id": 8, "events": 121, "head": "cd34"})
+    outbox.on_photo_added(db, incident_id=case["id"], media={"sha256": "f" * 64, "kind": "report"})
+    d = Deliverer(catalogue=catalogue, timeout_s=2)
+    try:
+        drain(db, d, datetime.now(UTC))
+    finally:
+        d.close()
+    got = {p["type"]: p for _, p in receiver.order}  # two streams: no order between them
+    assert sorted(got) == ["audit.checkpoint", "incident.photo_added"]
+    assert got["audit.checkpoint"]["data"]["head"] == "cd34"
+    photo = got["incident.photo_added"]["data"]
+    assert photo["code"] == case["code"] and photo["media"]["kind"] == "report"
+
+
+def test_the_server_delivers_in_a_thread_of_its_own(
+    push_db: str, db: Any, catalogue: Any, receiver: Receiver
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import free_port, wait_healthy
+
+    sub = subscribe(db, receiver, events="reported")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": push_db,
+        "JOINTGRID_ESCALATION_INTERVAL_S": "0",
+        "JOINTGRID_PUSH_INTERVAL_S": "0.2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        case = new_case(db, catalogue, fraction=0.48)
+        deadline = time.monotonic() + 20
+        while not receiver.accepted and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    (p,) = receiver.accepted.values()
+    assert p["data"]["code"] == case["code"]
+    assert proc.returncode in (0, -15)  # uvicorn ends with the signal it was given
+    (r,) = rows(db, target=sub["id"])
+    assert r["status"] == "delivered"

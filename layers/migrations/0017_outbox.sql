@@ -36,6 +36,7 @@ CREATE TABLE notify_channels (
     url        text NOT NULL,  -- an apprise URL; it may carry a bot key, so lists mask it
     name       text NOT NULL DEFAULT '',
     enabled    boolean NOT NULL DEFAULT true,
+    last_sent_at timestamptz,  -- the worker spaces a channel's messages (bots are rate-limited)
     created_at timestamptz NOT NULL DEFAULT now(),
     CHECK (team IS NOT NULL OR side IS NOT NULL OR role IS NOT NULL),
     CHECK (team IS NULL OR (side IS NULL AND role IS NULL))
