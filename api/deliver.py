@@ -27,6 +27,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -204,7 +205,9 @@ class Deliverer:
         batch: int = 100,
         resolver: Resolver = resolve,
         seed: int | None = None,
+        retention: timedelta | None = None,
     ) -> None:
+        self.retention = retention  # delivered rows older than this are deleted, hourly
         self.catalogue = catalogue
         self.public_url = public_url
         self.batch = batch
@@ -387,6 +390,7 @@ class Deliverer:
         """Deliver until ``stop`` is set: rounds back to back while there is work, a pause
         of ``idle_s`` when there is none, a reconnect after a lost connection."""
         conn: Conn | None = None
+        pruned_at = 0.0
         while not stop.is_set():
             try:
                 if conn is None or conn.closed:
@@ -394,6 +398,9 @@ class Deliverer:
                     if not conn.autocommit:
                         conn.commit()  # keeps what the connection set up (SET ROLE)
                         conn.autocommit = True
+                if self.retention is not None and time.monotonic() - pruned_at > 3600:
+                    pruned_at = time.monotonic()
+                    outbox.prune(conn, before=datetime.now(UTC) - self.retention)
                 s = self.deliver_once(conn)
                 if s.claimed:
                     log.info("delivered %d, failed %d, dead %d", s.delivered, s.failed, s.dead)
@@ -419,4 +426,5 @@ def from_settings(catalogue: Catalogue | None) -> Deliverer:
         timeout_s=p.timeout_s,
         concurrency=p.concurrency,
         batch=p.batch,
+        retention=timedelta(days=p.retention_days) if p.retention_days else None,
     )

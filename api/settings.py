@@ -95,6 +95,9 @@ class PushSettings(BaseSettings):
     timeout_s: float = Field(default=10.0, gt=0)
     # After `webhook rotate-secret`, the old secret still signs for this long.
     rotation_grace_hours: float = Field(default=24.0, ge=0)
+    # Delivered rows are kept this many days (the case page shows them), then deleted; 0 keeps
+    # them for ever. Dead and open rows are never deleted.
+    retention_days: float = Field(default=90.0, ge=0)
 
 
 @cache

@@ -207,8 +207,8 @@ def claim(conn: Conn, *, now: datetime, limit: int) -> list[dict[str, Any]]:
             for r in conn.execute(
                 "SELECT o.id FROM outbox o"
                 " WHERE o.status IN ('pending', 'failed') AND o.next_at <= %(now)s"
-                " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target = o.target"
-                "   AND p.stream = o.stream AND p.id < o.id AND p.status IN ('pending', 'failed'))"
+                " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.stream = o.stream"
+                "   AND p.target = o.target AND p.id < o.id AND p.status IN ('pending', 'failed'))"
                 " AND CASE o.kind"
                 "   WHEN 'webhook' THEN EXISTS (SELECT 1 FROM webhook_subscriptions s"
                 "                               WHERE s.id = o.target AND s.enabled)"
@@ -318,13 +318,25 @@ def deliveries_for_case(conn: Conn, case_id: str) -> list[dict[str, Any]]:
             "  ELSE concat_ws(' ', 'team:' || ch.team, 'side:' || ch.side, 'role:' || ch.role) END"
             " AS to, coalesce(s.name, ch.name) AS target_name"
             " FROM outbox o"
-            " JOIN incidents i ON i.id = o.incident_id"
+            " JOIN incidents i ON o.stream = i.id"
             " LEFT JOIN incident_events e ON e.id = o.event_id"
             " LEFT JOIN webhook_subscriptions s ON o.kind = 'webhook' AND s.id = o.target"
             " LEFT JOIN notify_channels ch ON o.kind = 'notify' AND ch.id = o.target"
             " WHERE i.id::text = %(id)s OR i.code = %(id)s ORDER BY o.id",
             {"id": case_id},
         ).fetchall()
+
+
+def prune(conn: Conn, *, before: datetime, limit: int = 50_000) -> int:
+    """Delete up to ``limit`` delivered rows delivered before ``before``; dead and open rows
+    stay (an admin replays or inspects them)."""
+    with translate_errors():
+        cur = conn.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status = 'delivered'"
+            " AND delivered_at < %s LIMIT %s)",
+            (before, limit),
+        )
+    return cur.rowcount
 
 
 def counts(conn: Conn) -> dict[str, int]:

@@ -820,3 +820,57 @@ def test_the_server_delivers_in_a_thread_of_its_own(
     assert proc.returncode in (0, -15)  # uvicorn ends with the signal it was given
     (r,) = rows(db, target=sub["id"])
     assert r["status"] == "delivered"
+
+
+def test_a_reroute_writes_its_deliveries_with_its_events(
+    push_db: str, db: Any, catalogue: Any, receiver: Receiver
+) -> None:
+    from api.reroute import reroute
+    from tests.geo import hand_strip_to_anju
+
+    sub = subscribe(db, receiver, events="rerouted")
+    with (
+        psycopg.connect(push_db, row_factory=dict_row) as c,  # type: ignore[arg-type]
+        c.transaction(force_rollback=True),
+    ):
+        made = [new_case(c, catalogue, fraction=f, metres=600) for f in (0.3, 0.45, 0.55)]
+        reroute(c, catalogue)  # settle whatever the earlier tests left
+        before = c.execute(
+            "SELECT count(*) AS n FROM outbox WHERE target = %s", (sub["id"],)
+        ).fetchone()["n"]
+        hand_strip_to_anju(c, 3000)
+        done = reroute(c, catalogue)
+        assert done.changed >= len(made)
+        got = c.execute(
+            "SELECT o.incident_id::text AS id, e.action FROM outbox o"
+            " JOIN incident_events e ON e.id = o.event_id WHERE o.target = %s",
+            (sub["id"],),
+        ).fetchall()
+        assert len(got) - before == done.changed  # one per re-routed case, written in bulk
+        assert {m["id"] for m in made} <= {g["id"] for g in got}
+        assert {g["action"] for g in got} == {"reroute"}
+
+
+def test_delivered_rows_are_pruned_after_the_retention_and_shown_until_then(
+    db: Any, catalogue: Any, receiver: Receiver
+) -> None:
+    sub = subscribe(db, receiver, events="reported")
+    receiver.mode = "gone"
+    dead_case = new_case(db, catalogue, fraction=0.51)
+    d = Deliverer(catalogue=catalogue, timeout_s=2)
+    try:
+        drain(db, d, datetime.now(UTC))
+        db.execute("UPDATE webhook_subscriptions SET enabled = true")
+        receiver.mode = "ok"
+        case = new_case(db, catalogue, fraction=0.52)
+        drain(db, d, datetime.now(UTC))
+    finally:
+        d.close()
+    (shown,) = outbox.deliveries_for_case(db, case["id"])
+    assert shown["status"] == "delivered" and shown["to"].startswith(receiver.url)
+    assert shown["webhook_id"] in receiver.accepted
+    assert outbox.prune(db, before=datetime.now(UTC) - timedelta(days=1)) == 0
+    assert outbox.prune(db, before=datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert outbox.deliveries_for_case(db, case["id"]) == []
+    (dead,) = outbox.deliveries_for_case(db, dead_case["code"])  # the dead stay
+    assert dead["status"] == "dead" and dead["target"] == sub["id"]

@@ -75,11 +75,12 @@ CREATE TABLE outbox (
     last_attempt_at timestamptz,
     delivered_at    timestamptz
 );
--- The worker's two probes: what is due, and whether an earlier row of the same stream is open.
+-- The worker's two probes: what is due, and whether an earlier row of the same stream is
+-- open; the second index also lists a case's deliveries (the case page). Every index costs
+-- each of the re-route's bulk rows, so there are only these two and the key; the dead-row
+-- index stays empty until something dies.
 CREATE INDEX outbox_due_idx ON outbox (next_at) WHERE status IN ('pending', 'failed');
-CREATE INDEX outbox_open_stream_idx ON outbox (target, stream, id)
-    WHERE status IN ('pending', 'failed');
-CREATE INDEX outbox_incident_idx ON outbox (incident_id, id);
+CREATE INDEX outbox_stream_idx ON outbox (stream, target, id);
 CREATE INDEX outbox_dead_idx ON outbox (created_at) WHERE status = 'dead';
 
 -- The public event type of a trail action.
@@ -114,7 +115,7 @@ BEGIN
          AND (s.side IS NULL OR s.side = ANY (i.sides))
          AND (s.mechanism IS NULL OR s.mechanism = i.mechanism)
          AND (s.category IS NULL OR s.category = i.category)
-        ORDER BY e.incident_id, e.seq, s.id;
+        ORDER BY e.incident_id, e.seq, s.id;  -- ids follow the events' order in each stream
     END IF;
     IF EXISTS (SELECT 1 FROM notify_channels WHERE enabled) THEN
         INSERT INTO outbox (kind, target, event_type, incident_id, side, event_id)
@@ -132,7 +133,7 @@ BEGIN
                 AND (c.role IS NULL OR EXISTS (
                     SELECT 1 FROM jsonb_array_elements(i.contacts) ct
                     WHERE ct->>'role' = c.role AND (c.side IS NULL OR ct->>'side' = c.side)))))
-        ORDER BY e.incident_id, e.seq, c.id;
+        ORDER BY e.incident_id, e.seq, c.id;  -- as DISTINCT ON needs
     END IF;
     RETURN NULL;
 END;
