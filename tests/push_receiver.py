@@ -32,6 +32,7 @@ class Receiver:
         self.requests = 0
         self.seen_ids: list[str] = []  # every webhook-id that arrived, duplicates included
         self.signatures: list[str] = []
+        self.hosts: list[str] = []  # the Host header of each webhook
         self.notifications: list[dict[str, Any]] = []
         self.slow_once: set[str] = set()  # ids to accept and then time out on, once
         self.server: ThreadingHTTPServer | None = None
@@ -92,6 +93,7 @@ class Receiver:
         if mode == "throttle":
             return 429, {"Retry-After": self.retry_after}
         with self.lock:
+            self.hosts.append({k.lower(): v for k, v in headers.items()}.get("host", ""))
             self.signatures.append({k.lower(): v for k, v in headers.items()}["webhook-signature"])
         payload = self.verify(headers, body)
         if payload is None:

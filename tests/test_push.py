@@ -433,6 +433,23 @@ def test_a_pinned_request_keeps_the_name_in_host(
     assert s.url == "https://93.184.216.34/p" and s.sni == "hooks.example"
 
 
+def test_the_request_goes_to_the_checked_address_under_its_name(
+    db: Any, catalogue: Any, receiver: Receiver
+) -> None:
+    # hooks.example resolves nowhere: only the checked (pinned) address can reach the receiver
+    sub = webhooks.add(
+        db, url=f"http://hooks.example:{receiver.port}/hook", events="reported", allow_private=True
+    )
+    receiver.secrets.append(sub["secret"])
+    new_case(db, catalogue, fraction=0.53)
+    d = Deliverer(catalogue=catalogue, timeout_s=2, resolver=lambda h, p: ["127.0.0.1"])
+    try:
+        drain(db, d, datetime.now(UTC))
+    finally:
+        d.close()
+    assert len(receiver.accepted) == 1 and receiver.hosts == [f"hooks.example:{receiver.port}"]
+
+
 def test_adding_a_metadata_url_is_refused(db: Any) -> None:
     with pytest.raises(InvalidInput, match="metadata"):
         webhooks.add(db, url="http://169.254.169.254/latest", events="reported", allow_private=True)
