@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -145,6 +145,40 @@ async def _checkpoint_loop(app: FastAPI, interval_s: float) -> None:
             log.warning("the audit checkpoint failed; retrying later", exc_info=True)
 
 
+def _start_delivery(app: FastAPI, conninfo: Callable[[], str], idle_s: float) -> Any:
+    """The delivery worker as a thread of the server (``make run``), on a connection of its
+    own: a round holds its transaction while it sends, which must not take a pool slot."""
+    import threading
+
+    from api.deliver import from_settings
+    from layers.db import connect
+
+    stop = threading.Event()
+    worker = from_settings(app.state.catalogue)
+
+    def connect_() -> Any:
+        # The server's own least-privileged login, found again after the database moves.
+        conn = connect(conninfo(), autocommit=True)
+        _as_app_role(conn)
+        return conn
+
+    thread = threading.Thread(
+        target=worker.run,
+        args=(connect_,),
+        kwargs={"stop": stop, "idle_s": idle_s},
+        name="deliver",
+        daemon=True,
+    )
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join(timeout=15)
+        worker.close()
+
+    return finish
+
+
 def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     """Build the app. Tests pass their own pool; the server makes one from ``DATABASE_URL``."""
     db = settings.database()
@@ -163,9 +197,15 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
         checkpoint_s = settings.AuditSettings().checkpoint_interval_s
         if checkpoint_s > 0:
             tasks.append(asyncio.create_task(_checkpoint_loop(app, checkpoint_s)))
+        push = settings.push()
+        stop_delivery = None
+        if own_pool and push.interval_s > 0 and db.url:
+            stop_delivery = _start_delivery(app, db.server_conninfo, push.interval_s)
         try:
             yield
         finally:
+            if stop_delivery is not None:
+                await anyio.to_thread.run_sync(stop_delivery)
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -201,13 +241,14 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     app.add_middleware(LastResort)
 
     from api.routes import catalogue as catalogue_routes
-    from api.routes import health, incidents, locate, media, ogc, open311, pages
+    from api.routes import health, incidents, locate, media, ogc, open311, pages, webhooks
 
     app.include_router(health.router)
     app.include_router(locate.router)
     app.include_router(incidents.router)
     app.include_router(catalogue_routes.router)
     app.include_router(media.router)
+    app.include_router(webhooks.router)
     ogc.install(app)
     open311.install(app)
     pages.install(app)

@@ -24,7 +24,7 @@ from gis.location import check_lonlat
 from gis.routing import Decision, Report, decide
 from gis.trail import TrailDrift
 from gis.workflow import CaseState, Transition, apply, auto_escalation, ladder_of
-from layers import incidents, locate
+from layers import incidents, locate, outbox
 from layers.db import Conn
 
 FUTURE_SLACK = timedelta(minutes=10)  # phone clocks drift; a report may not come from later
@@ -471,6 +471,7 @@ def escalate_overdue(conn: Conn, catalogue: Catalogue, *, now: datetime | None =
             # case must climb, and the escalation's event shows the drift to `verify`.
             with contextlib.suppress(TrailDrift):
                 trail.refuse_drift(conn, row, ladder=ladder)
+            outbox.mark_overdue(conn, case=row, now=now)  # once per case and due time
             t = auto_escalation(_state(row), now, ladder=ladder)
             if t is not None:
                 _record(conn, row, t, actor={"kind": "system", "task": "escalate-overdue"})

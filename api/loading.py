@@ -13,7 +13,7 @@ from gis.catalogue import Catalogue
 from gis.crs import Crs, parse_crs
 from gis.errors import ImportRejected, InvalidInput
 from gis.importing import check_rows
-from layers import border, importer, registry
+from layers import border, importer, outbox, registry
 from layers.db import Conn
 
 
@@ -164,6 +164,7 @@ def seed(conn: Conn, folder: Path, *, catalogue: Catalogue) -> list[LoadReport]:
     has_border = conn.execute("SELECT count(*) AS n FROM border").fetchone()
     if has_border and has_border["n"] == 0:
         border.derive(conn, width_m=catalogue.border_zone_m)
+    outbox.set_notify_rules(conn, catalogue.notifications)
     return reports
 
 

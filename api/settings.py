@@ -223,3 +223,28 @@ class MediaSettings(BaseSettings):
 @cache
 def media() -> MediaSettings:
     return MediaSettings()
+
+
+class PushSettings(BaseSettings):
+    """Webhooks and notifications: the delivery worker (``jointgrid deliver``, or the server)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOINTGRID_PUSH_", extra="ignore")
+
+    # Where links in payloads and messages point (the server as others reach it).
+    public_url: str = "http://127.0.0.1:8000"
+    # The server runs a delivery loop every this many seconds when idle; 0: only `jointgrid
+    # deliver` delivers.
+    interval_s: float = Field(default=1.0, ge=0)
+    batch: int = Field(default=100, ge=1, le=10_000)
+    concurrency: int = Field(default=16, ge=1, le=256)
+    timeout_s: float = Field(default=10.0, gt=0)
+    # After `webhook rotate-secret`, the old secret still signs for this long.
+    rotation_grace_hours: float = Field(default=24.0, ge=0)
+    # Delivered rows are kept this many days (the case page shows them), then deleted; 0 keeps
+    # them for ever. Dead and open rows are never deleted.
+    retention_days: float = Field(default=90.0, ge=0)
+
+
+@cache
+def push() -> PushSettings:
+    return PushSettings()

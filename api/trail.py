@@ -32,7 +32,7 @@ from gis import merkle
 from gis.errors import InvalidInput
 from gis.trail import TrailDrift, check
 from gis.workflow import Ladder
-from layers import audit, incidents
+from layers import audit, incidents, outbox
 from layers.db import Conn
 
 log = logging.getLogger("jointgrid.audit")
@@ -241,7 +241,9 @@ def make_checkpoint(
             signature=signature,
             heads=changed,
         )
-    doc = cp.to_file(statement, signature, [])  # for the hooks: the heads are in the file
+        doc = cp.to_file(statement, signature, [])  # for the hooks: the heads are in the file
+        # Pushed like a case event (audit.checkpoint), in the checkpoint's own transaction.
+        outbox.on_checkpoint(conn, doc)
     path = write_file(folder, statement, signature, changed) if folder is not None else None
     for hook in _hooks:
         try:

@@ -78,6 +78,15 @@ class Catalogue(_Frozen):
     mechanisms: dict[str, Mechanism]
     groups: dict[str, Group]
     categories: dict[str, Category]
+    # Who is told of which event (push): event type -> audiences (`lead_team`, `sides`).
+    notifications: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {
+            "incident.dispatched": ("lead_team", "sides"),
+            "incident.escalated": ("lead_team", "sides"),
+            "incident.overdue": ("lead_team", "sides"),
+            "incident.resolved": ("sides",),
+        }
+    )
 
     @model_validator(mode="after")
     def _cross_references(self) -> Catalogue:
@@ -111,6 +120,12 @@ class Catalogue(_Frozen):
                 f"categories.{code}.chief_roles: unknown role {r!r}"
                 for r in c.chief_roles or ()
                 if r not in self.chief_roles
+            ]
+        for ev, audiences in self.notifications.items():
+            problems += [
+                f"notifications.{ev}: unknown audience {a!r} (lead_team or sides)"
+                for a in audiences
+                if a not in ("lead_team", "sides")
             ]
         levels = [r.level for r in self.escalation]
         if len(set(levels)) != len(levels):
