@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio.to_thread
 import orjson
 from fastapi import FastAPI
 from psycopg.rows import dict_row
@@ -21,6 +20,7 @@ from api import settings
 from api.catalogue import load_catalogue
 from api.errors import add_exception_handlers
 from api.limits import BodyLimit
+from layers.db import Database
 
 log = logging.getLogger("jointgrid")
 
@@ -93,25 +93,28 @@ async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
     """Escalate overdue cases every ``interval_s`` seconds; a database outage only delays it."""
     from api.cases import escalate_overdue
 
-    def once() -> int:
-        with app.state.pool.connection(timeout=5) as conn:
-            return escalate_overdue(conn, app.state.catalogue)
-
     while True:
         await asyncio.sleep(interval_s)
         try:
-            n = await anyio.to_thread.run_sync(once)
+            n = await app.state.database.run(escalate_overdue, app.state.catalogue)
             if n:
                 log.info("escalated %d overdue case(s)", n)
         except Exception:  # keep the loop alive through outages; the next pass retries
             log.warning("the overdue escalation pass failed; retrying later", exc_info=True)
 
 
-def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
-    """Build the app. Tests pass their own pool; the server makes one from ``DATABASE_URL``."""
+def create_app(
+    pool: ConnectionPool[Any] | None = None, *, database: Database | None = None
+) -> FastAPI:
+    """Build the app. Tests pass their own pool (or a whole ``Database``); the server makes
+    one from ``DATABASE_URL`` when it starts.
+
+    Every connection is taken through ``app.state.database`` (``layers.db.Database``);
+    ``app.state.pool`` is its write pool.
+    """
     db = settings.database()
     catalogue = load_catalogue(settings.data().catalogue)
-    own_pool = pool is None
+    own_pool = pool is None and database is None
 
     service = settings.ServiceSettings()
 
@@ -119,6 +122,7 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_pool:
             app.state.pool = make_pool(db)
+            app.state.database = Database.from_pools(app.state.pool, wait_s=db.connect_timeout_s)
         task = None
         if service.escalation_interval_s > 0:
             task = asyncio.create_task(_escalation_loop(app, service.escalation_interval_s))
@@ -129,12 +133,9 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            app.state.database.close()
             if own_pool:
                 app.state.pool.close()
-            executor = getattr(app.state, "db_executor", None)
-            if executor is not None:
-                app.state.db_executor = None
-                executor.shutdown(wait=False)
 
     app = FastAPI(
         title="JointGrid",
@@ -142,8 +143,11 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
         summary="Grid governance across the Anju (Sichuan) - Tongnan (Chongqing) border",
         lifespan=lifespan,
     )
-    app.state.pool = pool
+    app.state.pool = pool if database is None else database.write.pool
     app.state.pool_timeout = db.connect_timeout_s
+    if database is None and pool is not None:
+        database = Database.from_pools(pool, wait_s=db.connect_timeout_s)
+    app.state.database = database
     app.state.catalogue = catalogue
     app.state.public_feeds = service.public_feeds
     add_exception_handlers(app)

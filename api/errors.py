@@ -67,7 +67,7 @@ def body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
 
 def domain_response(exc: e.DomainError) -> JSONResponse:
     status = status_for(exc)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": str(getattr(exc, "retry_after_s", 5))} if status == 503 else None
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="jointgrid"'}
     return JSONResponse(

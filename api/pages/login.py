@@ -7,13 +7,13 @@ CSRF token in the X-CSRF-Token header (see ``api.access``).
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.access import SESSION_COOKIE, allow
+from api.deps import database
 from api.pages import config
 from layers import keys
 
@@ -63,12 +63,11 @@ async def login(
     ):
         return _form(next, "The form expired; please try again.", 403)
 
-    def check() -> tuple[str, str] | None:
-        with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
-            rec = keys.verify(conn, key.strip())
-            return None if rec is None else keys.open_session(conn, rec["id"])
+    def check(conn: Any) -> tuple[str, str] | None:
+        rec = keys.verify(conn, key.strip())
+        return None if rec is None else keys.open_session(conn, rec["id"])
 
-    opened = await anyio.to_thread.run_sync(check)
+    opened = await database(request).run(check)
     if opened is None:
         return _form(next, "That key is unknown or has been revoked.", 401)
     token, _ = opened
@@ -93,15 +92,14 @@ async def logout(
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
 
-        def close() -> None:
-            with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
-                rec = keys.session(conn, cookie)
-                if rec is not None and secrets.compare_digest(
-                    rec["csrf"].encode(), csrf_token.encode()
-                ):
-                    keys.close_session(conn, cookie)
+        def close(conn: Any) -> None:
+            rec = keys.session(conn, cookie)
+            if rec is not None and secrets.compare_digest(
+                rec["csrf"].encode(), csrf_token.encode()
+            ):
+                keys.close_session(conn, cookie)
 
-        await anyio.to_thread.run_sync(close)
+        await database(request).run(close)
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
