@@ -356,6 +356,8 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
     """Serve the API, the map and the report page."""
     import uvicorn
 
+    from api.server import GuardedHttpToolsProtocol
+
     settings.database().require_url()
     uvicorn.run(
         "api.app:create_app",
@@ -363,6 +365,9 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
+        # uvicorn with head and body timeouts (minimum data rates), a send timeout and a cap
+        # on connections per client address: see api.server
+        http=GuardedHttpToolsProtocol,
         proxy_headers=False,
         log_level="info",
         # One log line per request costs a tenth of the server's time under load; errors and
