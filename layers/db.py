@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,6 +35,7 @@ from gis.errors import (
 
 Conn = psycopg.Connection[Any]
 T = TypeVar("T")
+log = logging.getLogger("jointgrid")
 
 MIGRATION_LOCK = 7_311_001  # advisory lock key: one migrator at a time
 
@@ -245,7 +247,10 @@ class Lease:
                 discard = self._discard or not busy.done()
             else:
                 discard = self._discard
-            self.source._give(self.conn, failed=failed, discard=discard)
+            try:
+                self.source._give(self.conn, failed=failed, discard=discard)
+            except Exception:  # a closed pool (shutting down): nothing to give back to
+                log.warning("could not give a connection back to its pool", exc_info=True)
 
         done = self.source.executor.submit(give)
         done.add_done_callback(lambda _f: _threadsafe(loop, gate.release))
