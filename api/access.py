@@ -20,10 +20,9 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import Depends, Request
-from psycopg_pool import PoolTimeout
 
-from api.deps import app_limiter
-from gis.errors import Forbidden, NotFound, Unauthenticated, Unavailable
+from api.deps import database
+from gis.errors import Forbidden, NotFound, Unauthenticated
 from layers import keys
 
 SESSION_COOKIE = "jg_session"
@@ -95,20 +94,27 @@ def _lookup(request: Request, kind: str, token: str) -> dict[str, Any] | None:
     hit, value = cache.get(f"{kind}:{token}")
     if hit:
         return value
-    held = getattr(request.state, "conn", None)
-    if held is not None:
-        # The request already holds a pooled connection (api.deps.get_conn): taking a second
-        # one could leave every request holding one and waiting for another until all time out.
-        value = keys.verify(held, token) if kind == "key" else keys.session(held, token)
-        cache.put(f"{kind}:{token}", value)
-        return value
-    try:
-        with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
-            value = keys.verify(conn, token) if kind == "key" else keys.session(conn, token)
-    except PoolTimeout as exc:
-        raise Unavailable("the database is not reachable; retry shortly") from exc
+    # The connection this request holds (api.deps.get_conn), or the one `check` leased for
+    # the look-up: never a second one taken here, and never a wait for one on this thread.
+    conn = getattr(request.state, "conn", None)
+    if conn is None:
+        raise _NeedsDatabase
+    value = keys.verify(conn, token) if kind == "key" else keys.session(conn, token)
     cache.put(f"{kind}:{token}", value)
     return value
+
+
+class _NeedsDatabase(Exception):
+    """The credentials are not cached: the look-up needs a connection."""
+
+
+def _authenticate_on(conn: Any, request: Request, param_key: str | None) -> Principal:
+    """``authenticate`` with a leased connection (on the database's threads)."""
+    request.state.conn = conn
+    try:
+        return authenticate(request, param_key)
+    finally:
+        request.state.conn = None
 
 
 def authenticate(request: Request, param_key: str | None = None) -> Principal:
@@ -177,26 +183,26 @@ def allow(
                     rec["id"], rec["role"], rec["side"], rec["team"], rec["name"], "bearer"
                 )
                 return _permit(rule, who, request)
-        # Without a connection held by this request (api.deps.get_conn), the look-up may wait
-        # for a pooled one: it does so on threads of its own, never on the workers that the
-        # holders of connections need for their sync handlers.
-        held = getattr(request.state, "conn", None) is not None
-        limiter = None if held else app_limiter(request, "auth_limiter", AUTH_THREADS)
+
+        # A look-up that needs the database leases a connection for it (api.deps.database),
+        # waiting on the event loop, unless the request already holds one.
+        async def who_is() -> Principal:
+            if getattr(request.state, "conn", None) is not None:
+                return await anyio.to_thread.run_sync(authenticate, request, param or None)
+            try:
+                return authenticate(request, param or None)  # from the cache, or no credentials
+            except _NeedsDatabase:
+                return await database(request).run(_authenticate_on, request, param or None)
+
         if rule.anyone:  # open routes never fail on stale credentials (e.g. signing in again)
             try:
-                return await anyio.to_thread.run_sync(
-                    authenticate, request, param or None, limiter=limiter
-                )
+                return await who_is()
             except (Unauthenticated, Forbidden):
                 return Principal()
-        who = await anyio.to_thread.run_sync(authenticate, request, param or None, limiter=limiter)
-        return _permit(rule, who, request)
+        return _permit(rule, await who_is(), request)
 
     check.access_rule = rule  # type: ignore[attr-defined]
     return Depends(check)
-
-
-AUTH_THREADS = 16
 
 
 def _bearer(request: Request, param_key: str | None) -> str | None:

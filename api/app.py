@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio.to_thread
 import orjson
 from fastapi import FastAPI
 from psycopg.rows import dict_row
@@ -21,6 +20,7 @@ from api import cursors, settings
 from api.catalogue import load_catalogue
 from api.errors import LastResort, add_exception_handlers
 from api.limits import RULES, BodyLimit, BodyRule, JsonBodies
+from layers.db import Database
 
 log = logging.getLogger("jointgrid")
 
@@ -96,14 +96,10 @@ async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
     """Escalate overdue cases every ``interval_s`` seconds; a database outage only delays it."""
     from api.cases import escalate_overdue
 
-    def once() -> int:
-        with app.state.pool.connection(timeout=5) as conn:
-            return escalate_overdue(conn, app.state.catalogue)
-
     while True:
         await asyncio.sleep(interval_s)
         try:
-            n = await anyio.to_thread.run_sync(once)
+            n = await app.state.database.run(escalate_overdue, app.state.catalogue)
             if n:
                 log.info("escalated %d overdue case(s)", n)
         except Exception:  # keep the loop alive through outages; the next pass retries
@@ -128,15 +124,15 @@ async def _checkpoint_loop(app: FastAPI, interval_s: float) -> None:
 
     audit = settings.AuditSettings()
 
-    def once() -> Any:
-        key = load_key(audit.key_file)
-        with app.state.pool.connection(timeout=5) as conn:
-            return make_checkpoint(conn, key, folder=audit.checkpoint_dir, side=audit.side)
-
     while True:
         await asyncio.sleep(interval_s)
         try:
-            made = await anyio.to_thread.run_sync(once)
+            made = await app.state.database.run(
+                make_checkpoint,
+                load_key(audit.key_file),
+                folder=audit.checkpoint_dir,
+                side=audit.side,
+            )
             if made is not None:
                 log.info(
                     "audit checkpoint #%d: %d case(s), root %s", made.seq, made.cases, made.root
@@ -179,11 +175,18 @@ def _start_delivery(app: FastAPI, conninfo: Callable[[], str], idle_s: float) ->
     return finish
 
 
-def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
-    """Build the app. Tests pass their own pool; the server makes one from ``DATABASE_URL``."""
+def create_app(
+    pool: ConnectionPool[Any] | None = None, *, database: Database | None = None
+) -> FastAPI:
+    """Build the app. Tests pass their own pool (or a whole ``Database``); the server makes
+    one from ``DATABASE_URL`` when it starts.
+
+    Every connection is taken through ``app.state.database`` (``layers.db.Database``);
+    ``app.state.pool`` is its write pool.
+    """
     db = settings.database()
     catalogue = load_catalogue(settings.data().catalogue)
-    own_pool = pool is None
+    own_pool = pool is None and database is None
 
     service = settings.ServiceSettings()
 
@@ -191,6 +194,7 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_pool:
             app.state.pool = make_pool(db)
+            app.state.database = Database.from_pools(app.state.pool, wait_s=db.connect_timeout_s)
         tasks = []
         if service.escalation_interval_s > 0:
             tasks.append(asyncio.create_task(_escalation_loop(app, service.escalation_interval_s)))
@@ -205,17 +209,14 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
             yield
         finally:
             if stop_delivery is not None:
-                await anyio.to_thread.run_sync(stop_delivery)
+                await asyncio.to_thread(stop_delivery)
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            app.state.database.close()
             if own_pool:
                 app.state.pool.close()
-            executor = getattr(app.state, "db_executor", None)
-            if executor is not None:
-                app.state.db_executor = None
-                executor.shutdown(wait=False)
 
     app = FastAPI(
         title="JointGrid",
@@ -223,8 +224,11 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
         summary="Grid governance across the Anju (Sichuan) - Tongnan (Chongqing) border",
         lifespan=lifespan,
     )
-    app.state.pool = pool
+    app.state.pool = pool if database is None else database.write.pool
     app.state.pool_timeout = db.connect_timeout_s
+    if database is None and pool is not None:
+        database = Database.from_pools(pool, wait_s=db.connect_timeout_s)
+    app.state.database = database
     app.state.catalogue = catalogue
     app.state.public_feeds = service.public_feeds
     app.state.max_body_bytes = service.max_body_bytes

@@ -582,6 +582,7 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
     """Serve the API, the map and the report page."""
     import uvicorn
 
+    from api.server import GuardedHttpToolsProtocol
     from gis.errors import Unavailable
 
     # The owner makes (or updates) the server's login, and the server then logs in as it; a
@@ -605,6 +606,9 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
+        # uvicorn with head and body timeouts (minimum data rates), a send timeout and a cap
+        # on connections per client address: see api.server
+        http=GuardedHttpToolsProtocol,
         proxy_headers=False,
         log_level="info",
         # One log line per request costs a tenth of the server's time under load; errors and

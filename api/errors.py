@@ -190,12 +190,17 @@ def render(
 
 
 def render_domain(exc: e.DomainError, path: str, locale: str | None = None) -> Response:
-    return render(face_of(path), status_for(exc), exc.code, exc.message, exc.detail, locale=locale)
+    # An unavailable database says when to come back (overloaded: sooner than down).
+    retry = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    return render(
+        face_of(path), status_for(exc), exc.code, exc.message, exc.detail, headers, locale=locale
+    )
 
 
 def domain_response(exc: e.DomainError) -> Response:
     """A domain error in the JSON API's shape."""
-    return render(API, status_for(exc), exc.code, exc.message, exc.detail)
+    return render_domain(exc, "/api")
 
 
 def render_http(exc: StarletteHTTPException, path: str, locale: str | None = None) -> Response:

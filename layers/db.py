@@ -6,22 +6,37 @@ and own the transaction.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pgerr
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from gis.errors import Conflict, InvalidGeometry, InvalidInput, NotFound, Unavailable
+from gis.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    InvalidGeometry,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    Unavailable,
+)
 from layers.roles import default_grants
 
 Conn = psycopg.Connection[Any]
+T = TypeVar("T")
+log = logging.getLogger("jointgrid")
 
 log = logging.getLogger("jointgrid")
 
@@ -67,7 +82,7 @@ def data_detail(exc: BaseException) -> dict[str, Any]:
 def translate_errors() -> Iterator[None]:
     """Turn driver errors into domain errors, so no caller needs to know psycopg.
 
-    Connection failures become ``Unavailable`` (HTTP 503); constraint violations become
+    Connection failures become ``DatabaseUnavailable`` (HTTP 503); constraint violations become
     ``Conflict`` or ``InvalidInput``; PostGIS geometry errors become ``InvalidGeometry``.
     No text of PostgreSQL's reaches a client: each error gets our own message, with at most
     the SQLSTATE and, for constraints, the constraint's name, which is ours (the migrations).
@@ -84,7 +99,7 @@ def translate_errors() -> Iterator[None]:
         ) from exc
     except (psycopg.OperationalError, pgerr.AdminShutdown, pgerr.CannotConnectNow) as exc:
         log.warning("database unavailable: %s", _first_line(exc))
-        raise Unavailable(
+        raise DatabaseUnavailable(
             "the database is not reachable; retry shortly", {"retry_after_s": 5}
         ) from exc
     except pgerr.UniqueViolation as exc:
@@ -111,6 +126,14 @@ def translate_errors() -> Iterator[None]:
         if re.search(r"geos|geometry|lwgeom|ring", msg, re.I):
             raise InvalidGeometry("the geometry could not be processed", data_detail(exc)) from exc
         raise
+
+
+def begin_snapshot(conn: Conn) -> None:
+    """Start a ``REPEATABLE READ, READ ONLY`` transaction: every query until it ends sees one
+    snapshot (a page and its count agree). A connection already inside a transaction (a test's
+    shared one) keeps it."""
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -191,3 +214,317 @@ def pending_migrations(conn: Conn) -> list[str]:
             else set()
         )
     return [n for n in names if n.split("_", 1)[0] not in done]
+
+
+# -- where every connection comes from ------------------------------------------------------
+#
+# One primitive for the whole server: a unit of work (a handler, a report, a key look-up) or a
+# streaming response takes a *permit* first, on the event loop, and only then a connection, on
+# a thread of the pool's own set. There are exactly as many permits as the pool has
+# connections, and as many threads (plus a spare or two) as permits. So:
+# - no thread ever waits for a connection: waiting happens on the event loop, where a waiter
+#   holds nothing and blocks nobody;
+# - a holder of a connection never waits for a thread that a waiter holds, which is the
+#   deadlock of a shared thread pool (every worker blocked waiting for a connection, every
+#   connection held by a request waiting for a worker) that answered false 503s;
+# - a wait that runs out means one of two different things, told apart by what this source
+#   last saw of the database: every connection busy while the database answers (`Overloaded`),
+#   or the database not answering (`DatabaseUnavailable`).
+
+
+def _tidy(conn: Conn) -> None:
+    """Bring a connection back to idle before the pool takes it, quietly: a read-only
+    transaction left open is rolled back, a statement still running is cancelled and the
+    connection closed (the pool then replaces it)."""
+    status = conn.info.transaction_status
+    try:
+        if status == psycopg.pq.TransactionStatus.ACTIVE:
+            conn.cancel_safe(timeout=2.0)
+            conn.close()
+        elif status in (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR):
+            conn.rollback()
+    except Exception:
+        conn.close()
+
+
+class Lease:
+    """One connection held by one caller: for a unit of work, or for the whole life of a
+    streaming response. Work on it runs on the source's threads (``run``, ``submit``); it goes
+    back exactly once (``release``), after the last of that work has finished."""
+
+    __slots__ = ("_busy", "_discard", "_gate", "_loop", "_released", "conn", "source")
+
+    def __init__(
+        self, source: Source, gate: asyncio.Semaphore, loop: asyncio.AbstractEventLoop, conn: Conn
+    ) -> None:
+        self.source = source
+        self.conn = conn
+        self._gate = gate
+        self._loop = loop
+        self._busy: Future[Any] | None = None
+        self._discard = False
+        self._released = False
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """Start ``fn(conn, *args, **kwargs)`` on the source's threads, with database errors
+        translated; await the result, or not (a stream's reader)."""
+        work = functools.partial(self.source._call, fn, self.conn, args, kwargs)
+        self._busy = self.source.executor.submit(work)
+        return asyncio.wrap_future(self._busy)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(conn, *args, **kwargs)`` on the source's threads; its result."""
+        return await self.submit(fn, *args, **kwargs)
+
+    def cancel(self) -> None:
+        """Cancel the statement running on this connection (a client left mid-stream); the
+        connection is then closed, never reused."""
+        self._discard = True
+        with contextlib.suppress(Exception):
+            self.conn.cancel_safe(timeout=2.0)
+
+    async def release(self, *, failed: bool = False) -> None:
+        """Give the connection back and the permit with it, once. Safe to cancel: the
+        hand-back finishes on its thread and frees the permit whatever happens here."""
+        if self._released:
+            return
+        self._released = True
+        busy, gate, loop = self._busy, self._gate, self._loop
+
+        def give() -> None:
+            if busy is not None:  # the last piece of work must be over first
+                with contextlib.suppress(BaseException):
+                    busy.result(timeout=60)
+                discard = self._discard or not busy.done()
+            else:
+                discard = self._discard
+            try:
+                self.source._give(self.conn, failed=failed, discard=discard)
+            except Exception:  # a closed pool (shutting down): nothing to give back to
+                log.warning("could not give a connection back to its pool", exc_info=True)
+
+        done = self.source.executor.submit(give)
+        done.add_done_callback(lambda _f: _threadsafe(loop, gate.release))
+        await asyncio.shield(asyncio.wrap_future(done))
+
+
+def _threadsafe(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits for a permit
+        loop.call_soon_threadsafe(fn)
+
+
+class Source:
+    """One pool of connections, its permits and its threads (see the comment above)."""
+
+    def __init__(
+        self, pool: ConnectionPool[Any] | None, *, wait_s: float, size: int | None = None
+    ) -> None:
+        self.pool = pool
+        self.size = size or (pool.max_size if pool is not None else 1)
+        self.wait_s = wait_s
+        self._name = f"jointgrid-{pool.name}" if pool is not None else "jointgrid-db"
+        self.executor = self._threads()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gate: asyncio.Semaphore | None = None
+        # What this source last saw of the database (time.monotonic()): a connection or a
+        # finished unit of work, or a failure to connect or a broken connection.
+        self.last_ok = 0.0
+        self.last_failure = 0.0
+
+    # -- the permit, on the event loop
+
+    def _permits(self) -> tuple[asyncio.Semaphore, asyncio.AbstractEventLoop]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._gate is None:
+            # One event loop serves an app at a time (the server's, or a test client's own);
+            # a semaphore belongs to the loop it is used on.
+            self._loop, self._gate = loop, asyncio.Semaphore(self.size)
+        return self._gate, loop
+
+    async def _permit(self) -> tuple[asyncio.Semaphore, asyncio.AbstractEventLoop]:
+        gate, loop = self._permits()
+        if not gate.locked():
+            await gate.acquire()  # free: returns at once
+            return gate, loop
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(self.wait_s):
+                await gate.acquire()
+        except TimeoutError:
+            raise self.refusal(time.monotonic() - t0) from None
+        return gate, loop
+
+    def refusal(self, waited_s: float) -> Unavailable:
+        """The error for a wait that ran out: overloaded, unless the database was last seen
+        failing."""
+        if self.last_failure > self.last_ok:
+            return DatabaseUnavailable(
+                "the database is not reachable; retry shortly",
+                {"waited_s": round(waited_s, 1)},
+            )
+        return Overloaded(
+            f"the server is overloaded: all {self.size} database connections stayed busy for "
+            f"{waited_s:.1f} s; the database itself answers. Retry in a few seconds",
+            {
+                "connections": self.size,
+                "waited_s": round(waited_s, 1),
+                "retry_after_s": Overloaded.retry_after_s,
+            },
+        )
+
+    # -- the connection, on a thread of this source
+
+    def _take(self, timeout: float) -> Conn:
+        assert self.pool is not None
+        try:
+            conn = self.pool.getconn(timeout=timeout)
+        except PoolTimeout as exc:
+            # A permit was free, so a connection would have been too: the pool could not
+            # open one in time.
+            self.last_failure = time.monotonic()
+            raise DatabaseUnavailable(
+                "the database is not reachable; retry shortly",
+                {"reason": f"no connection could be opened within {timeout:.1f} s"},
+            ) from exc
+        self.last_ok = time.monotonic()
+        return conn
+
+    def _give(self, conn: Conn, *, failed: bool, discard: bool) -> None:
+        assert self.pool is not None
+        try:
+            if discard:
+                conn.close()
+            else:
+                _tidy(conn)
+        finally:
+            self.pool.putconn(conn)
+
+    def _call(self, fn: Callable[..., T], conn: Conn, args: Any, kwargs: Any) -> T:
+        try:
+            with translate_errors():
+                out = fn(conn, *args, **kwargs)
+        except DatabaseUnavailable:
+            self.last_failure = time.monotonic()
+            raise
+        self.last_ok = time.monotonic()
+        return out
+
+    def note(self, exc: BaseException | None) -> None:
+        """Record how a unit of work that ran elsewhere (a sync handler) ended."""
+        if isinstance(exc, DatabaseUnavailable | psycopg.OperationalError):
+            self.last_failure = time.monotonic()
+        elif exc is None:
+            self.last_ok = time.monotonic()
+
+    # -- the public ways in
+
+    async def acquire(self) -> Lease:
+        """A lease on a connection, for a caller that releases it itself (a stream)."""
+        gate, loop = await self._permit()
+        try:
+            taking = self.executor.submit(self._take, max(1.0, self.wait_s))
+        except BaseException:
+            gate.release()
+            raise
+        try:
+            conn = await asyncio.shield(asyncio.wrap_future(taking))
+        except BaseException:
+            # The take failed, or the caller was cancelled while it ran: give back whatever it
+            # took once it is done, then the permit.
+            def undo(f: Future[Conn]) -> None:
+                try:
+                    if not f.cancelled() and f.exception() is None:
+                        self._give(f.result(), failed=True, discard=False)
+                finally:
+                    _threadsafe(loop, gate.release)
+
+            taking.add_done_callback(undo)
+            raise
+        return Lease(self, gate, loop, conn)
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[Lease]:
+        """A lease for the length of the ``async with`` block; errors raised in the block
+        (also by a sync handler using ``lease.conn``) come out translated."""
+        lease = await self.acquire()
+        failed: BaseException | None = None
+        try:
+            with translate_errors():
+                yield lease
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            self.note(failed)
+            await lease.release(failed=failed is not None)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One unit of work in a single thread hop: take a connection, call
+        ``fn(conn, *args, **kwargs)`` with errors translated, give the connection back.
+
+        A client that hangs up does not stop the work: the thread finishes it and gives the
+        connection back, and only then is the permit free again."""
+        gate, loop = await self._permit()
+        work = functools.partial(self._unit, fn, args, kwargs)
+        try:
+            done = self.executor.submit(work)
+        except BaseException:
+            gate.release()
+            raise
+        done.add_done_callback(lambda _f: _threadsafe(loop, gate.release))
+        return await asyncio.wrap_future(done)
+
+    def _unit(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        conn = self._take(max(1.0, self.wait_s))
+        failed = True
+        try:
+            out = self._call(fn, conn, args, kwargs)
+            failed = False
+            return out
+        finally:
+            self._give(conn, failed=failed, discard=False)
+
+    def _threads(self) -> ThreadPoolExecutor:
+        # As many threads as permits, and a spare for the hand-back of a lease whose last
+        # piece of work is still finishing: a thread is never what a unit of work waits for.
+        return ThreadPoolExecutor(self.size + 2, thread_name_prefix=self._name)
+
+    def close(self) -> None:
+        """Let the threads finish and end (a fresh set starts if the app is started again)."""
+        old, self.executor = self.executor, self._threads()
+        old.shutdown(wait=False)
+
+
+class Database:
+    """The server's database: ``write`` for everything that may change data, and ``read`` for
+    feeds, map data and dashboards.
+
+    Today both are the same pool on the primary. Once a standby exists, ``read`` becomes a
+    pool of its own (``target_session_attrs=prefer-standby``) with its own permits and threads,
+    and the routes that already ask for ``read`` move to it without a change.
+    """
+
+    def __init__(self, write: Source, read: Source | None = None) -> None:
+        self.write = write
+        self.read = read or write
+
+    @classmethod
+    def from_pools(
+        cls,
+        write: ConnectionPool[Any],
+        read: ConnectionPool[Any] | None = None,
+        *,
+        wait_s: float,
+    ) -> Database:
+        w = Source(write, wait_s=wait_s)
+        return cls(w, Source(read, wait_s=wait_s) if read is not None else None)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``write.run``: one unit of work on the write pool."""
+        return await self.write.run(fn, *args, **kwargs)
+
+    def close(self) -> None:
+        """Stop the threads (the pools are closed by whoever opened them)."""
+        self.write.close()
+        if self.read is not self.write:
+            self.read.close()

@@ -20,6 +20,8 @@ from psycopg import sql as q
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+from layers.db import Source
+
 POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "live_server", "api_keys"}
 
 
@@ -155,23 +157,34 @@ def client(db_url: str, conn: psycopg.Connection[Any], api_keys: dict[str, str])
     """An HTTP client (as admin) whose requests share the test's rolled-back transaction."""
     from fastapi.testclient import TestClient
 
-    from api.app import create_app, make_pool
-    from api.deps import get_conn
-    from api.settings import DatabaseSettings
+    from api.app import create_app
+    from layers.db import Database
 
-    pool = make_pool(DatabaseSettings(DATABASE_URL=db_url, pool_min=1, pool_max=2))  # type: ignore[call-arg]
-    app = create_app(pool=pool)
+    app = create_app(database=Database(SharedSource(conn)))
+    with TestClient(app, raise_server_exceptions=False, headers=bearer(api_keys["admin"])) as c:
+        yield c
 
-    def shared() -> Iterator[psycopg.Connection[Any]]:
-        with conn.transaction():
-            yield conn
 
-    app.dependency_overrides[get_conn] = shared
-    try:
-        with TestClient(app, raise_server_exceptions=False, headers=bearer(api_keys["admin"])) as c:
-            yield c
-    finally:
-        pool.close()
+class SharedSource(Source):
+    """A ``layers.db.Source`` whose every lease is the test's rolled-back connection: one unit
+    of work at a time, each in a savepoint kept when it succeeds and rolled back when it fails."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        super().__init__(None, wait_s=10.0, size=1)
+        self.conn = conn
+        self._tx: Any = None
+
+    def _take(self, timeout: float) -> psycopg.Connection[Any]:
+        self._tx = self.conn.transaction()
+        self._tx.__enter__()
+        return self.conn
+
+    def _give(self, conn: Any, *, failed: bool, discard: bool) -> None:
+        tx, self._tx = self._tx, None
+        if failed:
+            tx.__exit__(RuntimeError, RuntimeError("the unit of work failed"), None)
+        else:
+            tx.__exit__(None, None, None)
 
 
 @pytest.fixture()

@@ -37,7 +37,7 @@ def _app(db_url: str, *, pool_max: int, connect_timeout_s: float = 10.0) -> Any:
         )
     )
     app = create_app(pool=pool)
-    app.state.pool_timeout = connect_timeout_s
+    app.state.database.write.wait_s = connect_timeout_s
     return app, pool
 
 
@@ -224,7 +224,7 @@ def test_a_broken_connection_is_a_503_then_replaced(db_url, api_keys):
         assert set(codes) <= {200, 503}, codes
         for r in answers:
             if r.status_code == 503:
-                assert r.json()["code"] == "service_unavailable" and r.headers.get("Retry-After")
+                assert r.json()["code"] == "database_unavailable" and r.headers.get("Retry-After")
     finally:
         pool.close()
 

@@ -682,7 +682,7 @@ def test_database_outage_answers_503_and_recovers_without_restart(
         if s.status == 503:
             assert s.retry_after, f"a 503 without Retry-After: {s}"
             if s.kind != "healthz":
-                assert s.contract_body and '"service_unavailable"' in s.body, s.body
+                assert s.contract_body and '"database_unavailable"' in s.body, s.body
     assert down_api, "no request was sent while the database was down"
     assert all(s.status == 503 for s in down_api), Counter(s.status for s in down_api)
     assert max(s.answered - s.sent for s in down_api) <= OUTAGE_LATENCY_BOUND_S

@@ -7,36 +7,20 @@ CSRF token in the X-CSRF-Token header (see ``api.access``).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from psycopg_pool import PoolTimeout
 
 from api import errors
 from api.access import SESSION_COOKIE, allow
+from api.deps import database
 from api.pages import config
 from gis.errors import Unavailable
 from layers import keys
-from layers.db import translate_errors
 
 router = APIRouter(tags=["pages"])
 LOGIN_CSRF = "jg_login_csrf"
-T = TypeVar("T")
-
-
-def _on_pool(request: Request, fn: Callable[[Any], T]) -> T:
-    """``fn(conn)`` on a pooled connection of its own (committed when it ends, as a session
-    must be seen by the next request); a database that is down or busy is ``Unavailable``
-    (503 with Retry-After), as on every other route."""
-    pool = request.app.state.pool
-    try:
-        with pool.connection(timeout=request.app.state.pool_timeout) as conn, translate_errors():
-            return fn(conn)
-    except PoolTimeout as exc:
-        raise Unavailable("the database is not reachable; retry shortly") from exc
 
 
 def _safe_next(target: str | None) -> str:
@@ -96,7 +80,7 @@ async def login(
         return None if rec is None else keys.open_session(conn, rec["id"])
 
     try:
-        opened = await anyio.to_thread.run_sync(_on_pool, request, check)
+        opened = await database(request).run(check)
     except Unavailable:
         return _form(next, UNAVAILABLE, 503, {"Retry-After": errors.RETRY_AFTER_S})
     if opened is None:
@@ -130,7 +114,7 @@ async def logout(
             ):
                 keys.close_session(conn, cookie)
 
-        await anyio.to_thread.run_sync(_on_pool, request, close)
+        await database(request).run(close)
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from psycopg_pool import PoolTimeout
 
 from api.access import allow
-from gis.errors import Unavailable
+from api.deps import database
+from gis.errors import Overloaded, Unavailable
 from layers.db import pending_migrations, postgis_version
 
 router = APIRouter(tags=["health"])
@@ -18,13 +18,25 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/healthz", summary="Liveness and database readiness", dependencies=[allow(anyone=True)]
 )
-def healthz(request: Request) -> JSONResponse:
-    pool = request.app.state.pool
+async def healthz(request: Request) -> JSONResponse:
+    def check(conn: Any) -> tuple[str, list[str]]:
+        return postgis_version(conn), pending_migrations(conn)
+
     try:
-        with pool.connection(timeout=2.0) as conn:
-            version = postgis_version(conn)
-            pending = pending_migrations(conn)
-    except (PoolTimeout, Unavailable, OSError) as exc:
+        version, pending = await database(request).write.run(check)
+    except Overloaded as exc:
+        # Every connection busy for the whole wait, while the database answers: not down.
+        return JSONResponse(
+            {
+                "status": "overloaded",
+                "database": "busy",
+                "postgis": None,
+                "detail": exc.message,
+            },
+            status_code=503,
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+    except (Unavailable, OSError) as exc:
         body: dict[str, Any] = {
             "status": "unavailable",
             "database": "unreachable",

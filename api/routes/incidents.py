@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from api import cases, limits, params
 from api.access import CASE_ROLES, Principal, allow, can_see, check_transition, may_see_reporter
 from api.access import case_scope as access_scope
-from api.deps import CatalogueDep, Conn, Db
+from api.deps import CatalogueDep, Conn, database
 from api.schemas import ReportIn, TransitionIn
 from gis import workflow
 from gis.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
@@ -76,8 +76,8 @@ async def post_incident(
     body = await report_body(request)
     # The hot path: no sync dependency, the database and the catalogue taken straight from
     # the app (each dependency costs FastAPI's solving), and the whole report (connection,
-    # facts, decision, insert, connection back) in one thread hop (api.deps.Db).
-    case, created = await Db(request).run(
+    # facts, decision, insert, connection back) in one thread hop (api.deps.database).
+    case, created = await database(request).run(
         cases.report,
         body,
         request.app.state.catalogue,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.access import CASE_ROLES, Principal, allow
-from api.deps import Db
+from api.deps import database
 from api.views import locate_view
 from gis.crs import parse_crs, to_wgs84
 from gis.location import check_lonlat, place
@@ -31,10 +31,10 @@ async def get_locate(
     the_crs = parse_crs(crs)
     x, y = check_lonlat(lon, lat)
     wx, wy = to_wgs84(x, y, the_crs)
-    # one thread hop for the connection, the facts and giving the connection back (api.deps.Db);
+    # one thread hop for the connection, the facts and giving the connection back (api.deps.database);
     # the database and the catalogue straight from the app, not as dependencies to solve
     catalogue = request.app.state.catalogue
-    f = await Db(request).run(locate.facts, lon=wx, lat=wy, radius_m=catalogue.border_zone_m)
+    f = await database(request).run(locate.facts, lon=wx, lat=wy, radius_m=catalogue.border_zone_m)
     p = place(f, zone_m=catalogue.border_zone_m, tolerance_m=catalogue.service_area_tolerance_m)
     view = locate_view(f, p, input_={"lon": x, "lat": y, "crs": the_crs}, catalogue=catalogue)
     # orjson straight to bytes: FastAPI's generic encoding of this nested dict (team rosters

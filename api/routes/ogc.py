@@ -27,22 +27,21 @@ from typing import Any
 from urllib.parse import urlencode
 
 import anyio
-import anyio.to_thread
 import orjson
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
-from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.types import Receive, Scope, Send
 
 from api import errors, params
 from api.access import ALL_ROLES, allow
-from api.deps import get_catalogue, get_conn
+from api.deps import database, get_catalogue, get_read_conn
 from gis import cql
 from gis import errors as e
 from gis.catalogue import Catalogue
 from layers import features
+from layers.db import Lease, begin_snapshot
 from layers.registry import REGISTRY, LayerSpec
 
 log = logging.getLogger("jointgrid")
@@ -99,7 +98,8 @@ SYNC_PARAM = "updated_since"  # only on collections with an updated_at column
 def ogc_error(exc: e.DomainError) -> Response:
     """The one /ogc error shape; 422 in the global table is 400 here, as OGC API requires."""
     status = errors.status_for(exc)
-    return _error(400 if status == 422 else status, exc.code, exc.message, exc.detail)
+    retry = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, e.Unavailable) else None
+    return _error(400 if status == 422 else status, exc.code, exc.message, exc.detail, retry)
 
 
 def _error(
@@ -300,7 +300,7 @@ def conformance(request: Request) -> Response:
 @router.get("/api")
 def api_document(
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_conn),
+    conn: psycopg.Connection[Any] = Depends(get_read_conn),
 ) -> Response:
     q = _check_params(request, {"f"})
     base = _base(request)
@@ -355,7 +355,7 @@ def _collection_doc(
 @router.get("/collections")
 def collections(
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_conn),
+    conn: psycopg.Connection[Any] = Depends(get_read_conn),
     catalogue: Catalogue = Depends(get_catalogue),
 ) -> Response:
     q = _check_params(request, {"f"})
@@ -386,7 +386,7 @@ def collections(
 def collection(
     collection_id: str,
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_conn),
+    conn: psycopg.Connection[Any] = Depends(get_read_conn),
     catalogue: Catalogue = Depends(get_catalogue),
 ) -> Response:
     spec = _spec(collection_id)
@@ -452,7 +452,7 @@ def _geometry_format(geometry_type: str) -> str:
 def queryables(
     collection_id: str,
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_conn),
+    conn: psycopg.Connection[Any] = Depends(get_read_conn),
 ) -> Response:
     spec = _spec(collection_id)
     q = _check_params(request, {"f"})
@@ -626,60 +626,28 @@ def _cursor(text: str | None, coll: features.Collection) -> tuple[str, tuple[str
     return direction, tuple(key)
 
 
-class _Feed:
-    """A pooled connection held by one items response, released exactly once."""
-
-    def __init__(self, pool: ConnectionPool[Any], conn: psycopg.Connection[Any]) -> None:
-        self.pool = pool
-        self.conn: psycopg.Connection[Any] | None = conn
-        self.chunks: Iterator[bytes | memoryview] | None = None
-        self.discard = False
-
-    def close(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        if self.chunks is not None and hasattr(self.chunks, "close"):
-            with contextlib.suppress(Exception):  # the connection is dealt with below anyway
-                self.chunks.close()
-        try:
-            status = conn.info.transaction_status
-            if self.discard:
-                conn.close()
-            elif status == psycopg.pq.TransactionStatus.ACTIVE:
-                # the client left in the middle of a COPY: stop the query, drop the connection
-                conn.cancel_safe(timeout=2.0)
-                conn.close()
-            elif status != psycopg.pq.TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")  # read-only: nothing to keep
-        except Exception:
-            conn.close()
-        finally:
-            self.pool.putconn(conn)
-
-
 class _FeatureStream(StreamingResponse):
-    """Streams blocks made by a reader thread that stays up to READ_AHEAD blocks ahead of the
-    socket, so PostgreSQL keeps producing while earlier blocks are sent. The connection goes
-    back to the pool when the response ends, however it ends (a client that leaves mid-page
-    gets its query cancelled)."""
+    """Streams blocks made by a reader that stays up to READ_AHEAD blocks ahead of the socket,
+    so PostgreSQL keeps producing while earlier blocks are sent. The reader runs on the
+    database's threads (``Lease.submit``), and the lease (its connection and permit) goes back
+    when the response ends, however it ends: a client that leaves mid-page gets its query
+    cancelled and the connection closed, never reused."""
 
     READ_AHEAD = 4
 
-    def __init__(self, feed: _Feed, chunks: Iterator[bytes | memoryview], **kwargs: Any) -> None:
-        feed.chunks = chunks
-        self.feed = feed
+    def __init__(self, lease: Lease, chunks: Iterator[bytes | memoryview], **kwargs: Any) -> None:
+        self.lease = lease
         self._chunks = chunks
         self._stop = threading.Event()
         self._slots = threading.Semaphore(self.READ_AHEAD)
-        self._reader: threading.Thread | None = None
+        self._reader: asyncio.Future[None] | None = None
         super().__init__(self._body(), **kwargs)
 
     async def _body(self) -> Any:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
-        def read() -> None:
+        def read(_conn: Any) -> None:
             try:
                 for chunk in self._chunks:
                     self._slots.acquire()
@@ -690,8 +658,7 @@ class _FeatureStream(StreamingResponse):
             except BaseException as exc:  # handed to the response, which ends the stream
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
 
-        self._reader = threading.Thread(target=read, name="ogc-feed", daemon=True)
-        self._reader.start()
+        self._reader = self.lease.submit(read)
         while True:
             item = await queue.get()
             if item is None:
@@ -701,26 +668,27 @@ class _FeatureStream(StreamingResponse):
             self._slots.release()
             yield item
 
-    def _finish(self) -> None:
+    async def _finish(self) -> None:
         reader = self._reader
-        if reader is not None and reader.is_alive():
+        if reader is not None and not reader.done():
             self._stop.set()
             for _ in range(self.READ_AHEAD + 1):
                 self._slots.release()
-            conn = self.feed.conn
-            if conn is not None:
-                self.feed.discard = True  # never reuse a connection a cancel was sent to
-                with contextlib.suppress(Exception):
-                    conn.cancel_safe(timeout=2.0)  # the reader stops at its next row
-            reader.join(timeout=30)
-        self.feed.close()
+            self.lease.cancel()  # the reader stops at its next row
+            await asyncio.wait([reader], timeout=30)
+        if reader is None or reader.done():
+            with contextlib.suppress(Exception):  # the lease deals with the connection anyway
+                close = getattr(self._chunks, "close", None)
+                if close is not None:
+                    await self.lease.run(lambda _c: close())
+        await self.lease.release()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._finish)
+                await self._finish()
 
 
 def _etag(*parts: Any) -> str:
@@ -744,36 +712,38 @@ def _http_date(t: datetime | None) -> dict[str, str]:
 
 
 @router.get("/collections/{collection_id}/items")
-def items(
+async def items(
     collection_id: str,
     request: Request,
     catalogue: Catalogue = Depends(get_catalogue),
 ) -> Response:
     spec = _spec(collection_id)
-    pool: ConnectionPool[Any] = request.app.state.pool
+    # A lease on the read pool, waited for on the event loop (never on a thread), kept by the
+    # streaming response until its last byte, and given back by it.
+    lease = await database(request).read.acquire()
     try:
-        conn = pool.getconn(timeout=request.app.state.pool_timeout)
-    except PoolTimeout as exc:
-        raise e.Unavailable("the database is not reachable; retry shortly") from exc
-    feed = _Feed(pool, conn)
-    try:
-        return _items(spec, request, conn, feed, _sensitive(catalogue))
+        answer, stream = await lease.run(_items, spec, request, _sensitive(catalogue))
     except BaseException:
-        feed.close()
+        await lease.release(failed=True)
         raise
+    if stream is None:
+        await lease.release()
+        assert answer is not None
+        return answer
+    chunks, headers = stream
+    return _FeatureStream(lease, chunks, media_type=GEOJSON, headers=headers)
 
 
 def _items(
+    conn: psycopg.Connection[Any],
     spec: LayerSpec,
     request: Request,
-    conn: psycopg.Connection[Any],
-    feed: _Feed,
     sensitive: frozenset[str],
-) -> Response:
-    from layers.db import translate_errors
-
-    with translate_errors():
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+) -> tuple[Response, None] | tuple[None, tuple[Iterator[bytes | memoryview], dict[str, str]]]:
+    """One items page, on the lease's thread: a finished answer (304, HTML), or the blocks
+    of the FeatureCollection to stream and their headers. The page and its count are read in
+    one snapshot, which the stream keeps (the transaction ends when the lease goes back)."""
+    begin_snapshot(conn)
     features.prepare(conn)
     coll = features.describe(conn, spec)
     q = _check_params(request, _items_params(coll))
@@ -832,12 +802,10 @@ def _items(
     if coords == "wgs84":
         headers["Content-Crs"] = f"<{CRS84}>"
     if _matches(request.headers.get("if-none-match"), etag):
-        feed.close()
-        return Response(status_code=304, headers=headers)
+        return Response(status_code=304, headers=headers), None
 
     if html_out:
         rows = features.rows(conn, coll, query, pg)
-        feed.close()
         table = _table(
             [{"id": r.get("id"), **(r.get("properties") or {})} for r in rows],
             ["id", *[c for c in spec.public if c != "id"]],
@@ -847,7 +815,7 @@ def _items(
             + (f" of {matched} matched" if matched is not None else "")
             + "; geometries are in the GeoJSON view.</p>"
         )
-        return _page_html(f"{spec.title}: features", summary + table, links)
+        return _page_html(f"{spec.title}: features", summary + table, links), None
 
     head: dict[str, Any] = {"type": "FeatureCollection"}
     if matched is not None:
@@ -865,7 +833,7 @@ def _items(
             yield from features.stream_converted(conn, coll, query, pg, crs=coords)
         yield b"]}"
 
-    return _FeatureStream(feed, chunks(), media_type=GEOJSON, headers=headers)
+    return None, (chunks(), headers)
 
 
 @router.get("/collections/{collection_id}/items/{feature_id}")
@@ -873,7 +841,7 @@ def item(
     collection_id: str,
     feature_id: str,
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_conn),
+    conn: psycopg.Connection[Any] = Depends(get_read_conn),
     catalogue: Catalogue = Depends(get_catalogue),
 ) -> Response:
     spec = _spec(collection_id)

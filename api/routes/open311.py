@@ -109,7 +109,7 @@ def as_open311(exc: Exception, request: Request) -> Response:
     """Answer any error raised under ``/open311/v2`` with the GeoReport error body."""
     if isinstance(exc, DomainError):
         status = _open311_status(errors.status_for(exc))
-        headers = {"Retry-After": "5"} if status == 503 else None
+        headers = {"Retry-After": str(getattr(exc, "retry_after_s", 5))} if status == 503 else None
         return error_response(
             status, exc.message, code=exc.code, detail=exc.detail, headers=headers
         )
