@@ -260,11 +260,49 @@ _FILTERS: dict[str, str] = {
     "until": "i.reported_at < %({})s",
     "updated_since": "i.updated_at > %({})s",
     "cross_boundary": "i.cross_boundary = %({})s",
+    # the operators' inbox (api.pages.cases)
+    "involved_side": "i.sides && %({})s::text[]",
+    "assigned_team": "i.teams @> jsonb_build_array(jsonb_build_object('code', %({})s::text))",
+    "text": "(i.code ILIKE %({0})s OR i.description ILIKE %({0})s)",
+    "overdue_at": "(i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')"
+    " AND i.due_at < %({})s)",
     # access scopes (api.access.case_scope)
     "team": "i.teams @> jsonb_build_array(jsonb_build_object('code', %({})s::text))",
     "reporter_key": "i.reporter->>'key_id' = %({})s",
     "none": "NOT %({})s",
 }
+
+
+def like_pattern(text: str) -> str:
+    """An ILIKE pattern matching ``text`` anywhere, its own ``%``, ``_`` and ``\\`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# Orders of the case list: the SQL sort key, and how the keyset cursor compares with it.
+# ``due`` sorts a case with no time limit last (as if due at infinity).
+_DUE_KEY = "coalesce(i.due_at, 'infinity'::timestamptz)"
+_ORDERS: dict[str, tuple[str, str]] = {
+    "reported": (
+        "i.reported_at DESC, i.id::text DESC",
+        "(i.reported_at, i.id::text) < (%(a_t)s::timestamptz, %(a_id)s)",
+    ),
+    "due": (
+        f"{_DUE_KEY}, i.id",
+        f"({_DUE_KEY}, i.id) > (%(a_t)s::timestamptz, %(a_id)s::uuid)",
+    ),
+}
+
+
+def _where(filters: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    where = ["true"]
+    params: dict[str, Any] = {}
+    for name, value in filters.items():
+        if value is None or value == []:
+            continue
+        where.append(_FILTERS[name].format(name))
+        params[name] = like_pattern(value) if name == "text" else value
+    return where, params
 
 
 def list_cases(
@@ -274,27 +312,46 @@ def list_cases(
     bbox: tuple[float, float, float, float] | None,
     limit: int,
     after: tuple[str, str] | None,
+    order: str = "reported",
 ) -> list[dict[str, Any]]:
-    """Cases matching ``filters``, newest first, keyset-paged after (reported_at, id)."""
-    where = ["true"]
-    params: dict[str, Any] = {"limit": limit}
-    for name, value in filters.items():
-        if value is None or value == []:
-            continue
-        where.append(_FILTERS[name].format(name))
-        params[name] = value
+    """Cases matching ``filters``, keyset-paged after the last row's sort key.
+
+    ``order="reported"``: newest first, after ``(reported_at, id)``. ``order="due"``: the
+    soonest due first (no due time last), after ``(due_at or 'infinity', id)``.
+    """
+    sort, keyset = _ORDERS[order]
+    where, params = _where(filters)
+    params["limit"] = limit
     if bbox is not None:
         where.append("i.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)")
         params.update(zip("wsen", bbox, strict=True))
     if after is not None:
-        where.append("(i.reported_at, i.id::text) < (%(a_t)s::timestamptz, %(a_id)s)")
+        where.append(keyset)
         params.update(a_t=after[0], a_id=after[1])
     with translate_errors():
         return conn.execute(
             f"SELECT {_CASE_COLUMNS} FROM incidents i WHERE {' AND '.join(where)} "
-            "ORDER BY i.reported_at DESC, i.id::text DESC LIMIT %(limit)s",
+            f"ORDER BY {sort} LIMIT %(limit)s",
             params,
         ).fetchall()
+
+
+def count_by_status(conn: Conn, *, filters: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """How many cases match ``filters`` in each status, and how many of them are overdue
+    (open and past due at ``now``): ``{"statuses": {status: n}, "overdue": n}``."""
+    where, params = _where(filters)
+    params["now"] = now
+    with translate_errors():
+        rows = conn.execute(
+            "SELECT i.status, count(*) AS n, count(*) FILTER (WHERE i.status IN ('reported',"
+            " 'accepted', 'dispatched', 'in_progress', 'resolved') AND i.due_at < %(now)s)"
+            f" AS overdue FROM incidents i WHERE {' AND '.join(where)} GROUP BY i.status",
+            params,
+        ).fetchall()
+    return {
+        "statuses": {r["status"]: r["n"] for r in rows},
+        "overdue": sum(r["overdue"] for r in rows),
+    }
 
 
 def overdue(conn: Conn, *, now: datetime, limit: int = 500) -> list[dict[str, Any]]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gis.importing import FieldRule, ImportRules
+from layers.db import Conn, translate_errors
 from layers.registry import LayerSpec, register
 
 SPEC = register(
@@ -36,3 +39,9 @@ SPEC = register(
         ),
     )
 )
+
+
+def names(conn: Conn) -> list[dict[str, Any]]:
+    """Every team's code, name and side, by side then code (for pickers and labels)."""
+    with translate_errors():
+        return conn.execute("SELECT code, name, side FROM teams ORDER BY side, code").fetchall()

@@ -1,0 +1,55 @@
+/* The operators' inbox: refreshes its counts and rows without a reload, and marks the cases
+   that are new since this browser last opened it (kept in localStorage). */
+(function () {
+  "use strict";
+  var live = document.getElementById("inbox-live");
+  if (!live) return;
+  var KEY = "jointgrid.cases.lastSeen.v1";
+  var every = Math.max(5, Number(live.getAttribute("data-refresh-s")) || 15) * 1000;
+  var stamp = live.querySelector("[data-now]");
+  var openedAt = stamp ? stamp.getAttribute("data-now") : new Date().toISOString();
+  var previous = null;
+  try {
+    previous = window.localStorage.getItem(KEY);
+    window.localStorage.setItem(KEY, openedAt);
+  } catch (e) { /* storage refused (private mode): nothing is marked */ }
+  var state = { refreshes: 0, failures: 0, lastSeen: previous, newRows: 0 };
+  window.JointGridInbox = state;
+
+  function mark() {
+    var n = 0;
+    if (previous) {
+      var since = Date.parse(previous);
+      live.querySelectorAll("tr.case[data-reported-at]").forEach(function (row) {
+        var isNew = Date.parse(row.getAttribute("data-reported-at")) > since;
+        row.classList.toggle("new", isNew);
+        var badge = row.querySelector(".new-mark");
+        if (badge) badge.hidden = !isNew;
+        if (isNew) n += 1;
+      });
+    }
+    state.newRows = n;
+  }
+
+  function refresh() {
+    fetch(live.getAttribute("data-src"), { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) {
+        if (!r.ok) throw new Error(String(r.status));
+        return r.text();
+      })
+      .then(function (html) {
+        live.innerHTML = html;
+        live.classList.remove("stale");
+        mark();
+        state.refreshes += 1;
+        live.setAttribute("data-refreshes", String(state.refreshes));
+      })
+      .catch(function () {
+        state.failures += 1;
+        live.classList.add("stale");
+      });
+  }
+
+  mark();
+  window.setInterval(refresh, every);
+})();
