@@ -52,6 +52,7 @@ VIEWS: dict[str, tuple[str, ...]] = {
 }
 """The inbox's views (tabs) and the statuses each gathers, in workflow order."""
 PAGE_SIZE = 50
+PAGE_MAX = 200
 REFRESH_S = 15
 NO_STORE = {"Cache-Control": "no-store"}
 LANG_COOKIE = "jg_lang"
@@ -92,6 +93,7 @@ class InboxQuery:
     until: date | None
     text: str | None
     cursor: tuple[str, str] | None
+    limit: int = PAGE_SIZE
 
     def filters(self, who: Principal, now: datetime, *, view: bool = True) -> dict[str, Any]:
         """The storage filters, limited to what the key may see (``api.access.case_scope``)."""
@@ -124,6 +126,7 @@ class InboxQuery:
             "from": self.since.isoformat() if self.since else None,
             "to": self.until.isoformat() if self.until else None,
             "q": self.text,
+            "limit": None if self.limit == PAGE_SIZE else str(self.limit),
         }
         args.update(changes)
         return urlencode({k: v for k, v in args.items() if v not in (None, "")})
@@ -176,7 +179,23 @@ def parse_inbox(args: dict[str, str], catalogue: Catalogue, who: Principal) -> I
         until=_date(args.get("to"), "to"),
         text=text,
         cursor=None if cursor is None else (cursor[1], cursor[2]),
+        limit=_bounded(args.get("limit"), "limit", PAGE_SIZE, 1, PAGE_MAX),
     )
+
+
+def _bounded(text: str | None, name: str, default: float, low: float, high: float) -> int:
+    """A whole number parameter within ``low`` and ``high``, or ``default`` when not given."""
+    if not text:
+        return int(default)
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a whole number", {name: text[:20]}) from None
+    if not low <= value <= high:
+        raise InvalidInput(
+            f"{name} must be between {low:g} and {high:g}", {name: value, "maximum": high}
+        )
+    return value
 
 
 def inbox_counts(conn: Conn, q: InboxQuery, who: Principal, now: datetime) -> dict[str, int]:
@@ -236,11 +255,11 @@ def _inbox_context(
         conn,
         filters=q.filters(who, now),
         bbox=None,
-        limit=PAGE_SIZE + 1,
+        limit=q.limit + 1,
         after=q.cursor,
         order="due",
     )
-    page, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    page, more = rows[: q.limit], len(rows) > q.limit
     next_query = None
     if more:
         last = page[-1]
@@ -274,7 +293,8 @@ def inbox(request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker) ->
         catalogue=catalogue,
         teams=[x for x in teams.names(conn) if who.role != "team_member" or x["code"] == who.team],
         sides=_sides_of(conn),
-        refresh_s=REFRESH_S,
+        # ``refresh=`` seconds in the URL (2 to 3600), as on /map
+        refresh_s=_bounded(request.query_params.get("refresh"), "refresh", REFRESH_S, 2, 3600),
         live_src="/cases/live?" + request.url.query,
     )
     return _page(request, html)

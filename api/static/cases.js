@@ -1,25 +1,27 @@
 /* The operators' inbox: refreshes its counts and rows without a reload, and marks the cases
-   that are new since this browser last opened it (kept in localStorage). */
+   that are new since this browser last showed the inbox (the server's time of that list, kept
+   in localStorage). On a first visit, the cases that arrive while it is open are marked. */
 (function () {
   "use strict";
   var live = document.getElementById("inbox-live");
   if (!live) return;
   var KEY = "jointgrid.cases.lastSeen.v1";
-  var every = Math.max(5, Number(live.getAttribute("data-refresh-s")) || 15) * 1000;
+  var every = Math.max(2, Number(live.getAttribute("data-refresh-s")) || 15) * 1000;
   var stamp = live.querySelector("[data-now]");
   var openedAt = stamp ? stamp.getAttribute("data-now") : new Date().toISOString();
   var previous = null;
-  try {
-    previous = window.localStorage.getItem(KEY);
-    window.localStorage.setItem(KEY, openedAt);
-  } catch (e) { /* storage refused (private mode): nothing is marked */ }
+  function remember(at) {
+    try { window.localStorage.setItem(KEY, at); } catch (e) { /* storage refused: no marks */ }
+  }
+  try { previous = window.localStorage.getItem(KEY); } catch (e) { previous = null; }
+  remember(openedAt);
   var state = { refreshes: 0, failures: 0, lastSeen: previous, newRows: 0 };
   window.JointGridInbox = state;
 
   function mark() {
     var n = 0;
-    if (previous) {
-      var since = Date.parse(previous);
+    var since = Date.parse(previous || openedAt);
+    if (!isNaN(since)) {
       live.querySelectorAll("tr.case[data-reported-at]").forEach(function (row) {
         var isNew = Date.parse(row.getAttribute("data-reported-at")) > since;
         row.classList.toggle("new", isNew);
@@ -40,6 +42,8 @@
       .then(function (html) {
         live.innerHTML = html;
         live.classList.remove("stale");
+        var shown = live.querySelector("[data-now]");
+        if (shown) remember(shown.getAttribute("data-now"));
         mark();
         state.refreshes += 1;
         live.setAttribute("data-refreshes", String(state.refreshes));
