@@ -266,3 +266,68 @@ def test_the_inbox_refreshes_and_marks_what_is_new_since_the_last_visit(
     assert int(count) >= 3
     desk.page.screenshot(path=str(ARTIFACTS / "cases-inbox.png"))
     desk.close()
+
+
+def test_a_popup_in_a_spiderfied_cluster_stays_open_while_the_map_refreshes(
+    live_server: str, browser: Any, api_keys: dict[str, str]
+) -> None:
+    lon, lat = point_inside(TONGNAN, 350, 0.137)
+    made = []
+    for k in range(3):  # three reports from the same spot: one cluster at any zoom
+        r = httpx.post(
+            f"{live_server}/api/v1/incidents",
+            json={
+                "lon": lon,
+                "lat": lat,
+                "category": "illegal_dumping",
+                "description": f"同一地点第 {k + 1} 次上报：河边倾倒建筑垃圾",
+            },
+            headers={
+                **bearer(api_keys["grid_worker:510904"]),
+                "Idempotency-Key": str(uuid.uuid4()),
+            },
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        made.append(r.json())
+    last = made[-1]
+    assert last["possible_duplicate_of"] is not None
+    desk = Desk(browser, live_server, api_keys["admin"])
+    desk.sign_in("/map")
+    desk.page.goto(f"{live_server}/map?refresh=2#18/{lat:.6f}/{lon:.6f}")
+    desk.page.wait_for_function("document.documentElement.getAttribute('data-jg-ready')")
+    cluster = desk.page.locator(".jg-mcluster").first
+    cluster.wait_for(timeout=10_000)
+    cluster.click()
+    mark = desk.page.locator(f'.jg-mark[data-code="{last["code"]}"]')
+    mark.wait_for(timeout=10_000)
+    desk.page.wait_for_timeout(400)  # the spider's legs unfold
+    mark.click()
+    popup = desk.page.locator(f'.leaflet-popup .jg-popup[data-code="{last["code"]}"]')
+    popup.wait_for(timeout=10_000)
+    # a new report nearby while the popup is open: the refresh brings it, and must wait
+    later = httpx.post(
+        f"{live_server}/api/v1/incidents",
+        json={"lon": lon + 0.0003, "lat": lat, "category": "fire", "description": "附近新报"},
+        headers={**bearer(api_keys["grid_worker:510904"]), "Idempotency-Key": str(uuid.uuid4())},
+        timeout=30,
+    ).json()
+    before = desk.page.evaluate("JointGrid.status.incidents.at.getTime()")
+    desk.page.wait_for_function(
+        f"JointGrid.status.incidents.at.getTime() > {before} + 3000", timeout=15_000
+    )  # two refreshes later
+    assert popup.is_visible(), "the popup closed during a refresh"
+    assert desk.page.evaluate("JointGrid.hold.spider") is True
+    text = popup.inner_text()
+    assert "河边倾倒建筑垃圾" in text and "待受理" in text and "乱倒垃圾渣土" in text
+    assert popup.locator("a.jg-open-case").first.get_attribute("href") == f"/cases/{last['code']}"
+    dup = popup.locator(".jg-duplicate a")
+    assert dup.get_attribute("href").startswith("/cases/JG")
+    assert "视野内" in desk.page.inner_text("#jg-status")
+    desk.page.screenshot(path=str(ARTIFACTS / "map-popup-spiderfied.png"))
+    # once the popup closes and the cluster folds, the refresh applies again
+    desk.page.locator(".leaflet-popup-close-button").click()
+    desk.page.wait_for_function("JointGrid.hold.popup === null")
+    desk.page.evaluate("JointGrid.container.points.unspiderfy()")
+    desk.page.locator(f'.jg-mark[data-code="{later["code"]}"]').wait_for(timeout=10_000)
+    desk.close()

@@ -389,7 +389,7 @@ def _event(ev: dict[str, Any], loc: str) -> dict[str, Any]:
     }
 
 
-def _by_side(row: dict[str, Any], loc: str) -> list[dict[str, Any]]:
+def by_side(row: dict[str, Any], loc: str) -> list[dict[str, Any]]:
     """Teams and contacts grouped by side, lead side first."""
     order = [row["lead_side"], *[s for s in row["sides"] if s != row["lead_side"]]]
     for x in [*(row["teams"] or []), *(row["contacts"] or [])]:
@@ -449,7 +449,7 @@ def case_context(
         "csrf": who.csrf or "",
         "trace": trace_text.render(routing.get("trace", []), row, loc),
         "chain": routing.get("chain", []),
-        "by_side": _by_side(row, loc),
+        "by_side": by_side(row, loc),
         "events": [_event(e, loc) for e in incidents.events(conn, row["id"])],
         "actions": actions,
         "note_required": workflow.NOTE_REQUIRED,
