@@ -16,10 +16,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 
+from api import i18n
 from api.access import Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.pages import charts, config
-from api.pages.filters import WINDOW_LABELS, WINDOWS, Filters, as_query, parse_filters, scoped
+from api.pages.cases import locale_of
+from api.pages.filters import WINDOWS, Filters, as_query, parse_filters, scoped
 from gis.catalogue import Catalogue
 from gis.errors import InvalidInput
 from gis.workflow import STATUSES
@@ -133,23 +135,24 @@ def dashboard(
     doc, filters, sides, now = _stats(request, conn, catalogue, who)
     if format == "csv":
         return _csv(doc, table)
+    loc = locale_of(request)
     choropleth = mapdata.grid_choropleth(conn, filters=filters.query)
     html = (
         config.templates()
         .get_template("dashboard.html")
         .render(
             doc=doc,
+            loc=loc,
             filters=filters,
             catalogue=catalogue,
-            sides=sides,
+            sides=list(sides),
             statuses=STATUSES,
-            windows=[(k, WINDOW_LABELS[k]) for k in WINDOWS],
+            windows=list(WINDOWS),
             query=as_query(filters.raw),
             map_query=as_query({k: v for k, v in filters.raw.items() if k != "status"}),
-            charts=_charts(doc, catalogue, sides),
+            charts=_charts(doc, loc),
             choropleth=_choropleth(choropleth),
-            mech_name=lambda code: _mech_name(catalogue, code),
-            cat_name=lambda code: _cat_name(catalogue, code),
+            mech_name=lambda code: i18n.name("mechanism", code, loc),
             colour=config.mechanism_colour,
             tables=TABLES,
             now=now,
@@ -158,32 +161,26 @@ def dashboard(
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
-def _mech_name(catalogue: Catalogue, code: str | None) -> str:
-    m = catalogue.mechanisms.get(code or "")
-    return f"{m.name} {m.name_en}" if m else "单方 single-side"
+def _charts(doc: dict[str, Any], loc: str) -> dict[str, Markup]:
+    def tr(key: str) -> str:
+        return i18n.t(key, loc)
 
+    def mech(code: str | None) -> str:
+        return i18n.name("mechanism", None if code in (None, "none") else code, loc)
 
-def _cat_name(catalogue: Catalogue, code: str) -> str:
-    c = catalogue.categories.get(code)
-    return f"{c.name} {c.name_en}" if c else code
-
-
-def _charts(doc: dict[str, Any], catalogue: Catalogue, sides: dict[str, str]) -> dict[str, Markup]:
     open_closed = [
-        charts.Series("open", "open 未办结", "#e6550d"),
-        charts.Series("closed", "closed 已办结", "#9ecae1"),
+        charts.Series("open", tr("dash.open"), "#e6550d"),
+        charts.Series("closed", tr("dash.closed"), "#9ecae1"),
     ]
-    by_mech = [(_mech_name(catalogue, r["mechanism"]), r) for r in doc.get("by_mechanism", [])]
-    by_side = [
-        (f"{sides.get(r['side'], r['side'])} {r['side']}", r) for r in doc.get("by_side", [])
-    ]
+    by_mech = [(mech(r["mechanism"]), r) for r in doc.get("by_mechanism", [])]
+    by_side = [(i18n.side_name(r["side"], loc, "label"), r) for r in doc.get("by_side", [])]
     by_status = [
-        (r["status"], {"open" if r["open"] else "closed": r["total"]})
+        (i18n.name("status", r["status"], loc), {"open" if r["open"] else "closed": r["total"]})
         for r in doc.get("by_status", [])
     ]
     compliance = [
         (
-            _mech_name(catalogue, r["mechanism"]),
+            mech(r["mechanism"]),
             float(r["compliance"]) if r["compliance"] is not None else None,
             config.mechanism_colour(r["mechanism"]),
         )
@@ -192,20 +189,31 @@ def _charts(doc: dict[str, Any], catalogue: Catalogue, sides: dict[str, str]) ->
     weekly = doc.get("weekly") or []
     weeks = [str(w["week"])[5:] for w in weekly]
     trend = [
-        (charts.Series("reported", "reported 上报", "#3182bd"), [w["reported"] for w in weekly]),
         (
-            charts.Series("cross_boundary", "cross-boundary 跨界", "#e31a1c"),
+            charts.Series("reported", tr("dash.series.reported"), "#3182bd"),
+            [w["reported"] for w in weekly],
+        ),
+        (
+            charts.Series("cross_boundary", tr("dash.series.cross"), "#e31a1c"),
             [w["cross_boundary"] for w in weekly],
         ),
-        (charts.Series("resolved", "resolved 办结", "#31a354"), [w["resolved"] for w in weekly]),
-        (charts.Series("closed", "closed 结案", "#756bb1"), [w["closed"] for w in weekly]),
+        (
+            charts.Series("resolved", tr("dash.series.resolved"), "#31a354"),
+            [w["resolved"] for w in weekly],
+        ),
+        (
+            charts.Series("closed", tr("dash.series.closed"), "#756bb1"),
+            [w["closed"] for w in weekly],
+        ),
     ]
     return {
-        "by_mechanism": charts.stacked_bars(by_mech, open_closed, title="cases per mechanism"),
-        "by_side": charts.stacked_bars(by_side, open_closed, title="cases per lead side"),
-        "by_status": charts.stacked_bars(by_status, open_closed, title="cases per status"),
-        "compliance": charts.percent_bars(compliance, title="on time, per mechanism"),
-        "weekly": charts.lines(weeks, trend, title="cases per week"),
+        "by_mechanism": charts.stacked_bars(
+            by_mech, open_closed, title=tr("dash.chart.per_mechanism")
+        ),
+        "by_side": charts.stacked_bars(by_side, open_closed, title=tr("dash.chart.per_side")),
+        "by_status": charts.stacked_bars(by_status, open_closed, title=tr("dash.chart.per_status")),
+        "compliance": charts.percent_bars(compliance, title=tr("dash.chart.on_time")),
+        "weekly": charts.lines(weeks, trend, title=tr("dash.chart.per_week")),
     }
 
 
