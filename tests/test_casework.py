@@ -107,13 +107,10 @@ def test_views_count_live_and_overdue_is_a_filter_with_its_own_count(
         "UPDATE incidents SET due_at = now() - interval '1 hour' WHERE id = %s", (a["id"],)
     )
     html = client.get("/cases?q=view%20test", headers=bearer(op)).text
-
-    def count(view: str, page: str) -> int:
-        m = re.search(rf'data-count="{view}">(\d+)<', page)
-        assert m, view
-        return int(m.group(1))
-
-    assert (count("reported", html), count("working", html), count("overdue", html)) == (1, 1, 1)
+    src = re.search(r'data-counts="([^"]+)"', html).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+    counts = client.get(src, headers=bearer(op)).json()["counts"]
+    assert (counts["reported"], counts["working"], counts["overdue"]) == ("1", "1", "1")
+    assert (counts["verifying"], counts["done"], counts["all"]) == ("0", "0", "2")
     assert codes(html) == [a["code"]]  # the default view: 待受理
     assert "待受理" in html and "处置中" in html and "超期" in html
     working = client.get("/cases?q=view%20test&view=working", headers=bearer(op)).text
@@ -375,3 +372,17 @@ def test_refused_a_form_posted_without_its_csrf_token(
     ok = c.post(f"/cases/{case['code']}/actions", data=fields, headers={"X-CSRF-Token": token})
     assert ok.status_code == 200 and ok.json()["status"] == "accepted"
     assert ok.json()["status_name"] == "已受理"
+
+
+def test_view_counts_are_capped(client: Any, api_keys: dict[str, str], monkeypatch: Any) -> None:
+    from api.pages import cases
+
+    tag = uuid.uuid4().hex[:8]
+    for _ in range(3):
+        report(client, api_keys, INLAND_A, description=tag)
+    monkeypatch.setattr(cases, "COUNT_CAP", 2)
+    got = client.get(f"/cases/counts?q={tag}", headers=bearer(api_keys["admin"])).json()
+    assert got["counts"]["reported"] == "2+" and got["counts"]["working"] == "0"
+    monkeypatch.setattr(cases, "COUNT_CAP", 3)
+    got = client.get(f"/cases/counts?q={tag}", headers=bearer(api_keys["admin"])).json()
+    assert got["counts"]["reported"] == "3"

@@ -262,6 +262,7 @@ def test_the_inbox_refreshes_and_marks_what_is_new_since_the_last_visit(
     # seen in the last refresh of the previous visit: no longer new
     assert desk.page.locator(f'tr.case[data-code="{fresh}"].new').count() == 0
     assert desk.page.locator(f'tr.case[data-code="{newer}"] .new-mark').is_visible()
+    desk.page.wait_for_function("window.JointGridInbox.counted >= 1")
     count = desk.page.inner_text('[data-count="reported"]')
     assert int(count) >= 3
     desk.page.screenshot(path=str(ARTIFACTS / "cases-inbox.png"))

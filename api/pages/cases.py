@@ -198,14 +198,18 @@ def _bounded(text: str | None, name: str, default: float, low: float, high: floa
     return value
 
 
-def inbox_counts(conn: Conn, q: InboxQuery, who: Principal, now: datetime) -> dict[str, int]:
-    """Cases per view under the other filters, and the overdue ones among all views."""
-    got = incidents.count_by_status(conn, filters=q.filters(who, now, view=False), now=now)
-    by_status = got["statuses"]
-    out = {v: sum(by_status.get(s, 0) for s in statuses) for v, statuses in VIEWS.items()}
-    out["all"] = sum(by_status.values())
-    out["overdue"] = got["overdue"]
-    return out
+COUNT_CAP = 999
+"""Views count up to this many cases, then show "999+": exact counts of a province's million
+cases on every refresh would cost more than the page itself (see docs/performance.md)."""
+
+
+def inbox_counts(conn: Conn, q: InboxQuery, who: Principal, now: datetime) -> dict[str, str]:
+    """Cases per view under the other filters, and the overdue ones among all views, capped."""
+    groups = {**{v: list(s) for v, s in VIEWS.items()}, "all": list(workflow.STATUSES)}
+    got = incidents.count_capped(
+        conn, filters=q.filters(who, now, view=False), groups=groups, now=now, cap=COUNT_CAP
+    )
+    return {k: f"{COUNT_CAP}+" if n > COUNT_CAP else str(n) for k, n in got.items()}
 
 
 def _lead_team(row: dict[str, Any]) -> dict[str, Any] | None:
@@ -271,7 +275,9 @@ def _inbox_context(
         "loc": loc,
         "now": now,
         "views": list(VIEWS),
-        "counts": inbox_counts(conn, q, who, now),
+        # filled by the script from /cases/counts, so the rows never wait for the counts
+        "counts": {},
+        "counts_src": "/cases/counts?" + q.query(),
         "rows": [_row(r, now, loc, map_ok) for r in page],
         "next_query": next_query,
         "first_page": q.cursor is None,
@@ -308,6 +314,19 @@ def inbox(request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker) ->
 def inbox_live(request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker) -> HTMLResponse:
     ctx = _inbox_context(request, conn, catalogue, who)
     return HTMLResponse(_render("cases_live.html", **ctx), headers=NO_STORE)
+
+
+@router.get(
+    "/cases/counts",
+    summary="The inbox's live counts: cases per view and overdue, under the same filters",
+)
+def inbox_count(request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker) -> JSONResponse:
+    q = parse_inbox(dict(request.query_params), catalogue, who)
+    now = datetime.now(UTC)
+    return JSONResponse(
+        {"counts": inbox_counts(conn, q, who, now), "cap": COUNT_CAP, "at": now.isoformat()},
+        headers=NO_STORE,
+    )
 
 
 def _sides_of(conn: Conn) -> list[str]:

@@ -15,7 +15,7 @@
   }
   try { previous = window.localStorage.getItem(KEY); } catch (e) { previous = null; }
   remember(openedAt);
-  var state = { refreshes: 0, failures: 0, lastSeen: previous, newRows: 0 };
+  var state = { refreshes: 0, counted: 0, failures: 0, lastSeen: previous, newRows: 0 };
   window.JointGridInbox = state;
 
   function mark() {
@@ -33,6 +33,23 @@
     state.newRows = n;
   }
 
+  // The counts come on their own, so the rows never wait for them.
+  function counts() {
+    var nav = live.querySelector("[data-counts]");
+    if (!nav) return;
+    fetch(nav.getAttribute("data-counts"), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+      .then(function (doc) {
+        Object.keys(doc.counts).forEach(function (view) {
+          var el = live.querySelector('[data-count="' + view + '"]');
+          if (el) el.textContent = doc.counts[view];
+        });
+        state.counted += 1;
+        live.setAttribute("data-counted", String(state.counted));
+      })
+      .catch(function () { state.failures += 1; });
+  }
+
   function refresh() {
     fetch(live.getAttribute("data-src"), { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (r) {
@@ -45,6 +62,7 @@
         var shown = live.querySelector("[data-now]");
         if (shown) remember(shown.getAttribute("data-now"));
         mark();
+        counts();
         state.refreshes += 1;
         live.setAttribute("data-refreshes", String(state.refreshes));
       })
@@ -55,5 +73,6 @@
   }
 
   mark();
+  counts();
   window.setInterval(refresh, every);
 })();
