@@ -41,7 +41,13 @@ SPEC = register(
 )
 
 
-def names(conn: Conn) -> list[dict[str, Any]]:
-    """Every team's code, name and side, by side then code (for pickers and labels)."""
+def names(conn: Conn, *, side: str | None = None) -> list[dict[str, Any]]:
+    """Teams' code, name and side, by side then code (for pickers and labels): every team, or
+    with ``side`` those of that side and those serving it."""
     with translate_errors():
-        return conn.execute("SELECT code, name, side FROM teams ORDER BY side, code").fetchall()
+        return conn.execute(
+            "SELECT code, name, side FROM teams"
+            " WHERE %(side)s::text IS NULL OR side = %(side)s OR %(side)s = ANY(sides)"
+            " ORDER BY side, code",
+            {"side": side},
+        ).fetchall()

@@ -13,6 +13,7 @@ The pages carry no inline script or handler: their scripts are files under ``/st
 
 from __future__ import annotations
 
+import time as clock
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
@@ -297,8 +298,8 @@ def inbox(request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker) ->
         "cases.html",
         **ctx,
         catalogue=catalogue,
-        teams=[x for x in teams.names(conn) if who.role != "team_member" or x["code"] == who.team],
-        sides=_sides_of(conn),
+        teams=_team_choices(request, conn, who),
+        sides=_sides_of(request, conn),
         # ``refresh=`` seconds in the URL (2 to 3600), as on /map
         refresh_s=_bounded(request.query_params.get("refresh"), "refresh", REFRESH_S, 2, 3600),
         live_src="/cases/live?" + request.url.query,
@@ -329,8 +330,30 @@ def inbox_count(request: Request, conn: Conn, catalogue: CatalogueDep, who: Work
     )
 
 
-def _sides_of(conn: Conn) -> list[str]:
-    return list(mapdata.district_names(conn))
+# Sides and teams change only with an import: the pickers read them at most once a minute.
+LOOKUP_S = 60.0
+
+
+def _looked_up(request: Request, name: str, load: Any) -> Any:
+    cache = request.app.state.__dict__.setdefault("inbox_lookups", {})
+    hit = cache.get(name)
+    if hit is None or hit[0] < clock.monotonic():
+        hit = cache[name] = (clock.monotonic() + LOOKUP_S, load())
+    return hit[1]
+
+
+def _sides_of(request: Request, conn: Conn) -> list[str]:
+    return _looked_up(request, "sides", lambda: list(mapdata.district_names(conn)))
+
+
+def _team_choices(request: Request, conn: Conn, who: Principal) -> list[dict[str, Any]]:
+    """The teams to filter by: an admin's every team, an operator's those of its side or serving
+    it, a team member's own."""
+    side = None if who.role == "admin" else who.side
+    found = _looked_up(request, f"teams:{side}", lambda: teams.names(conn, side=side))
+    if who.role == "team_member":
+        return [x for x in found if x["code"] == who.team]
+    return found
 
 
 # -- the case page -------------------------------------------------------------------------------
@@ -481,7 +504,7 @@ def case_context(
         "duplicate": _other(conn, who, row.get("possible_duplicate_of")),
         "merged_into": _other(conn, who, row.get("merged_into")),
         "postpone_min": i18n.iso_local(max(now, row["due_at"]) if row["due_at"] else now),
-        "map_config": orjson.dumps(_map_config(row, _sides_of(conn))).decode(),
+        "map_config": orjson.dumps(_map_config(row, list(mapdata.district_names(conn)))).decode(),
         "map_ok": who.role in ("operator", "admin"),
         "severity_colour": config.SEVERITY_COLOURS.get(row["severity"], "#999"),
         "mechanism_colour": config.mechanism_colour(row["mechanism"]),
