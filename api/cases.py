@@ -372,7 +372,8 @@ def _iso(v: Any) -> str | None:
     return None if v is None else v.isoformat()
 
 
-def _state(row: dict[str, Any]) -> CaseState:
+def state_of(row: dict[str, Any]) -> CaseState:
+    """The workflow state of a stored case."""
     return CaseState(
         status=row["status"],
         sides=tuple(row["sides"]),
@@ -434,7 +435,7 @@ def transition(
                     f"cannot merge into {body.into}: no such case", {"into": body.into}
                 ) from None
         t = apply(
-            _state(row),
+            state_of(row),
             body.action,
             side=body.side,
             now=now,
@@ -472,7 +473,7 @@ def escalate_overdue(conn: Conn, catalogue: Catalogue, *, now: datetime | None =
             with contextlib.suppress(TrailDrift):
                 trail.refuse_drift(conn, row, ladder=ladder)
             outbox.mark_overdue(conn, case=row, now=now)  # once per case and due time
-            t = auto_escalation(_state(row), now, ladder=ladder)
+            t = auto_escalation(state_of(row), now, ladder=ladder)
             if t is not None:
                 _record(conn, row, t, actor={"kind": "system", "task": "escalate-overdue"})
                 done += 1

@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 from shapely.geometry.base import BaseGeometry
 
 from gis.errors import NotFound
+from gis.workflow import STATUSES
 from layers.db import Conn, translate_errors
 from layers.registry import LayerSpec, register
 
@@ -261,11 +262,49 @@ _FILTERS: dict[str, str] = {
     "until": "i.reported_at < %({})s",
     "updated_since": "i.updated_at > %({})s",
     "cross_boundary": "i.cross_boundary = %({})s",
+    # the operators' inbox (api.pages.cases)
+    "involved_side": "i.sides && %({})s::text[]",
+    "assigned_team": "i.teams @> jsonb_build_array(jsonb_build_object('code', %({})s::text))",
+    "text": "(i.code ILIKE %({0})s OR i.description ILIKE %({0})s)",
+    "overdue_at": "(i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')"
+    " AND coalesce(i.due_at, 'infinity'::timestamptz) < %({})s)",
     # access scopes (api.access.case_scope)
     "team": "i.teams @> jsonb_build_array(jsonb_build_object('code', %({})s::text))",
     "reporter_key": "i.reporter->>'key_id' = %({})s",
     "none": "NOT %({})s",
 }
+
+
+def like_pattern(text: str) -> str:
+    """An ILIKE pattern matching ``text`` anywhere, its own ``%``, ``_`` and ``\\`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# Orders of the case list: the SQL sort key, and how the keyset cursor compares with it.
+# ``due`` sorts a case with no time limit last (as if due at infinity).
+_DUE_KEY = "coalesce(i.due_at, 'infinity'::timestamptz)"
+_ORDERS: dict[str, tuple[str, str]] = {
+    "reported": (
+        "i.reported_at DESC, i.id::text DESC",
+        "(i.reported_at, i.id::text) < (%(a_t)s::timestamptz, %(a_id)s)",
+    ),
+    "due": (
+        f"{_DUE_KEY}, i.id",
+        f"({_DUE_KEY}, i.id) > (%(a_t)s::timestamptz, %(a_id)s::uuid)",
+    ),
+}
+
+
+def _where(filters: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    where = ["true"]
+    params: dict[str, Any] = {}
+    for name, value in filters.items():
+        if value is None or value == []:
+            continue
+        where.append(_FILTERS[name].format(name))
+        params[name] = like_pattern(value) if name == "text" else value
+    return where, params
 
 
 def list_cases(
@@ -275,27 +314,100 @@ def list_cases(
     bbox: tuple[float, float, float, float] | None,
     limit: int,
     after: tuple[str, str] | None,
+    order: str = "reported",
 ) -> list[dict[str, Any]]:
-    """Cases matching ``filters``, newest first, keyset-paged after (reported_at, id)."""
-    where = ["true"]
-    params: dict[str, Any] = {"limit": limit}
-    for name, value in filters.items():
-        if value is None or value == []:
-            continue
-        where.append(_FILTERS[name].format(name))
-        params[name] = value
+    """Cases matching ``filters``, keyset-paged after the last row's sort key.
+
+    ``order="reported"``: newest first, after ``(reported_at, id)``. ``order="due"``: the
+    soonest due first (no due time last), after ``(due_at or 'infinity', id)``; each status is
+    read in index order (``incidents_inbox_idx``) and the statuses merged, so a first page
+    reads about ``limit`` rows per status however many cases there are.
+    """
+    sort, keyset = _ORDERS[order]
+    if order == "due":
+        parts = []
+        params: dict[str, Any] = {"limit": limit}
+        for k, status in enumerate(filters.get("status") or STATUSES):
+            where, more = _where({**filters, "status": None})
+            where.append(f"i.status = %(st{k})s")
+            params.update(more)
+            params[f"st{k}"] = status
+            _bbox_and_after(where, params, bbox, after, keyset)
+            parts.append(
+                # the sort key as epoch seconds: 'infinity' is a float, never a Python datetime
+                f"(SELECT {_CASE_COLUMNS}, extract(epoch FROM {_DUE_KEY})::float8 AS _due,"
+                f" i.id AS _id FROM incidents i"
+                f" WHERE {' AND '.join(where)} ORDER BY {sort} LIMIT %(limit)s)"
+            )
+        query = (
+            "SELECT * FROM (" + " UNION ALL ".join(parts) + ") u"
+            " ORDER BY u._due, u._id LIMIT %(limit)s"
+        )
+        with translate_errors():
+            rows = conn.execute(query, params).fetchall()
+        for r in rows:
+            del r["_due"], r["_id"]
+        return rows
+    where, params = _where(filters)
+    params["limit"] = limit
+    _bbox_and_after(where, params, bbox, after, keyset)
+    with translate_errors():
+        return conn.execute(
+            f"SELECT {_CASE_COLUMNS} FROM incidents i WHERE {' AND '.join(where)} "
+            f"ORDER BY {sort} LIMIT %(limit)s",
+            params,
+        ).fetchall()
+
+
+def _bbox_and_after(
+    where: list[str],
+    params: dict[str, Any],
+    bbox: tuple[float, float, float, float] | None,
+    after: tuple[str, str] | None,
+    keyset: str,
+) -> None:
     if bbox is not None:
         where.append("i.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)")
         params.update(zip("wsen", bbox, strict=True))
     if after is not None:
-        where.append("(i.reported_at, i.id::text) < (%(a_t)s::timestamptz, %(a_id)s)")
+        where.append(keyset)
         params.update(a_t=after[0], a_id=after[1])
+
+
+def count_capped(
+    conn: Conn,
+    *,
+    filters: dict[str, Any],
+    groups: dict[str, list[str]],
+    now: datetime,
+    cap: int,
+) -> dict[str, int]:
+    """How many cases match ``filters`` in each named group of statuses, and ``overdue`` (open
+    and past due at ``now``), each counted up to ``cap + 1``: more than ``cap`` means "more".
+
+    Capped, so each count reads a bounded stretch of ``incidents_inbox_idx`` however large the
+    table: an inbox needs "how many, up to a few pages", not an exact million on every refresh.
+    """
+    where, params = _where({**filters, "status": None})
+    params.update(cap=cap + 1, now=now)
+    cond = " AND ".join(where)
+    parts = []
+    for k, statuses in enumerate(groups.values()):
+        params[f"g{k}"] = list(statuses)
+        parts.append(
+            f"(SELECT count(*) FROM (SELECT 1 FROM incidents i WHERE {cond}"
+            f" AND i.status = ANY(%(g{k})s) LIMIT %(cap)s) c) AS g{k}"
+        )
+    parts.append(
+        f"(SELECT count(*) FROM (SELECT 1 FROM incidents i WHERE {cond}"
+        " AND i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')"
+        " AND coalesce(i.due_at, 'infinity'::timestamptz) < %(now)s LIMIT %(cap)s) c) AS overdue"
+    )
     with translate_errors():
-        return conn.execute(
-            f"SELECT {_CASE_COLUMNS} FROM incidents i WHERE {' AND '.join(where)} "
-            "ORDER BY i.reported_at DESC, i.id::text DESC LIMIT %(limit)s",
-            params,
-        ).fetchall()
+        row = conn.execute("SELECT " + ", ".join(parts), params).fetchone() or {}
+    out = {name: int(row[f"g{k}"]) for k, name in enumerate(groups)}
+    out["overdue"] = int(row["overdue"])
+    return out
 
 
 def overdue(conn: Conn, *, now: datetime, limit: int = 500) -> list[dict[str, Any]]:

@@ -542,8 +542,10 @@ def popup_case(conn: Conn, case_id: str) -> dict[str, Any] | None:
             "SELECT i.id::text AS id, i.code, i.status, i.category, i.severity, i.mechanism,"
             " i.lead_side, i.side, i.sides, i.cross_boundary, i.reasons, i.teams, i.contacts,"
             " i.routing, i.due_at, i.reported_at, i.occurred_at, i.escalation_level,"
-            " i.distance_to_border_m, i.grid_code, i.police_grid_code,"
-            " (i.status = ANY(%(open)s) AND i.due_at < now()) AS overdue"
+            " i.distance_to_border_m, i.grid_code, i.police_grid_code, i.description,"
+            " i.verified_sides, i.reporter,"
+            " (i.status = ANY(%(open)s) AND i.due_at < now()) AS overdue,"
+            " (SELECT d.code FROM incidents d WHERE d.id = i.possible_duplicate_of) AS duplicate_code"
             " FROM incidents i WHERE i.id::text = %(id)s OR i.code = %(id)s",
             {"id": case_id, "open": OPEN},
         ).fetchone()

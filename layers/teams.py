@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gis.importing import FieldRule, ImportRules
+from layers.db import Conn, translate_errors
 from layers.registry import LayerSpec, register
 
 SPEC = register(
@@ -36,3 +39,15 @@ SPEC = register(
         ),
     )
 )
+
+
+def names(conn: Conn, *, side: str | None = None) -> list[dict[str, Any]]:
+    """Teams' code, name and side, by side then code (for pickers and labels): every team, or
+    with ``side`` those of that side and those serving it."""
+    with translate_errors():
+        return conn.execute(
+            "SELECT code, name, side FROM teams"
+            " WHERE %(side)s::text IS NULL OR side = %(side)s OR %(side)s = ANY(sides)"
+            " ORDER BY side, code",
+            {"side": side},
+        ).fetchall()

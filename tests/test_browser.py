@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql as q
 
+from api.pages.mapview import layer_title
 from gis.crs import from_wgs84
 from layers import mapdata
 from tests.conftest import _server_url, _with_db, free_port, wait_healthy
@@ -168,8 +169,8 @@ def test_the_map_draws_every_layer_and_asks_nothing_from_outside(
         assert status["incidents"]["cases"] >= 3 and status["heat"]["points"] >= 1
         control = page.inner_text(".leaflet-control-layers")
         for v in mapdata.views():
-            assert v.title in control
-        assert "Incidents" in control and "Heat map" in control
+            assert layer_title(v, "zh_CN") in control
+        assert "事件" in control and "热力图" in control
         assert page.locator(".leaflet-overlay-pane canvas").count() >= 1  # polygons drawn
         assert page.locator(".jg-legend").is_visible()
         assert not page.errors  # type: ignore[attr-defined]
@@ -197,10 +198,10 @@ def test_clicking_an_incident_opens_its_popup_with_its_mechanism(
         popup.wait_for(timeout=10_000)
         text = popup.inner_text()
         assert case["code"] in text
-        assert "联调 joint mediation" in page.inner_text(".leaflet-popup .jg-mechanism")
+        assert "联调" in page.inner_text(".leaflet-popup .jg-mechanism")
         for c in case["contacts"]:
             assert c["name"] in text
-        link = page.locator(".leaflet-popup a", has_text="Audit trail")
+        link = page.locator(".leaflet-popup a", has_text="办理记录")
         assert link.get_attribute("href") == f"/api/v1/incidents/{case['id']}/events"
         page.wait_for_timeout(600)  # the popup's fade-in and pan
         page.screenshot(path=str(artifacts / "map-popup.png"))

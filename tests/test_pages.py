@@ -224,16 +224,17 @@ def test_the_popup_shows_routing_teams_contacts_due_time_and_the_audit_link(clie
         "land_dispute",
         "joint_mediation",
         "联调",
-        "yellow",
-        "reported",
+        "黄色",
+        "待受理",
         f"/api/v1/incidents/{case['id']}/events",
-        "Routing trace",
+        f'href="/cases/{case["code"]}"',  # 办理: open the case page
+        "分派依据",
     ):
         assert text in html, text
     for c in case["contacts"]:
         assert c["name"] in html
     lead = next(t for t in case["teams"] if t["lead"])
-    assert lead["name"] in html and "lead team" in html
+    assert lead["name"] in html and "牵头队伍" in html
     assert html.count('class="jg-side"') == 2  # both sides, lead first
     assert client.get(f"/map/popup/{case['code']}").status_code == 200
     assert client.get("/map/popup/JG00000000-000000").status_code == 404

@@ -30,6 +30,8 @@ import orjson
 from babel.dates import format_datetime, get_timezone
 from babel.messages.pofile import read_po
 
+from gis.workflow import ACTIONS
+
 LOCALES: Final[tuple[str, ...]] = ("zh_CN", "en")
 """The languages, first is the default: Chinese first."""
 DEFAULT: Final[str] = LOCALES[0]
@@ -211,6 +213,8 @@ def _render_value(code: str, field: str, value: Any, loc: str) -> Any:
     if field in _SIDE_FIELDS or (code == "unknown_side" and field == "valid"):
         out = [side_name(str(v), loc, "short") for v in items]
     elif field in _DETAIL_KINDS:
+        if field == "allowed":  # in the workflow's order, not the API's alphabetical one
+            items = sorted(items, key=lambda a: ACTIONS.index(a) if a in ACTIONS else len(ACTIONS))
         out = [name(_DETAIL_KINDS[field], str(v), loc) for v in items]
     elif code == "unknown_category" and field == "valid":
         out = [f"{name('category', str(v), loc)} {v}" for v in items]

@@ -8,6 +8,7 @@ Asset URLs point at this server only. ``/assets/<package>/...`` is ``var/assets/
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
@@ -106,6 +107,16 @@ SHAPE_LABELS: dict[str, str] = {
     "diamond": "done, awaiting sign-off: resolved, verified 办结/核查",
     "ring": "finished: closed, rejected, duplicate 结案/退回/合并",
 }
+
+# Colour = side, for district outlines and labels: by side code in order, so a new neighbour
+# gets the next colour (500152 潼南区 orange, 510904 安居区 blue).
+SIDE_PALETTE: tuple[str, ...] = ("#d9822b", "#2c6fbb", "#2e9e6a", "#8e5bb5", "#b5475b")
+
+
+def side_colours(codes: Iterable[str]) -> dict[str, str]:
+    """Side code -> colour of its district on the maps."""
+    return {c: SIDE_PALETTE[i % len(SIDE_PALETTE)] for i, c in enumerate(sorted(codes))}
+
 
 SEVERITY_COLOURS: dict[str, str] = {
     "red": "#d7191c",

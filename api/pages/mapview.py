@@ -23,12 +23,13 @@ from folium.plugins import HeatMap, Realtime
 from folium.template import Template
 from folium.utilities import JsCode
 
-from api import media, params
-from api.access import Principal, allow
+from api import i18n, media, params
+from api.access import Principal, allow, can_see
 from api.deps import CatalogueDep, Conn
+from api.i18n import trace as trace_text
 from api.pages import config
+from api.pages.cases import by_side, locale_of
 from api.pages.filters import (
-    WINDOW_LABELS,
     WINDOWS,
     Filters,
     bbox_to_wgs84,
@@ -117,8 +118,10 @@ class ServerLayer(JSCSSMixin, Layer):
         """
     )
 
-    def __init__(self, view: mapdata.MapView, *, show: bool) -> None:
-        super().__init__(name=view.title, overlay=True, control=True, show=show)
+    def __init__(
+        self, view: mapdata.MapView, *, show: bool, title: str, extra: dict[str, Any]
+    ) -> None:
+        super().__init__(name=title, overlay=True, control=True, show=show)
         self._name = "ServerLayer"
         self.config = {
             "id": view.id,
@@ -128,7 +131,8 @@ class ServerLayer(JSCSSMixin, Layer):
             "style": view.map_style(),
             "point": view.is_point,
             "label": view.label,
-            "title": view.title,
+            "title": title,
+            **extra,
         }
 
 
@@ -184,12 +188,14 @@ def build_map(
     extent: tuple[float, float, float, float] | None,
     tiles: MapSettings,
     refresh_s: float,
+    loc: str = i18n.DEFAULT,
 ) -> str:
-    """The whole ``/map`` page as HTML."""
+    """The whole ``/map`` page as HTML, its text in ``loc`` (Chinese by default)."""
     views = mapdata.views()
     visible = _visible(args, views)
     w, s, e, n = extent or DEFAULT_EXTENT
-    fig = folium.Figure(title="JointGrid command centre 联合网格指挥中心")
+    colours = config.side_colours(sides)
+    fig = folium.Figure(title=f"{i18n.t('map.title', loc)} · {i18n.t('app.name', loc)}")
     m = LocalMap(
         location=[(s + n) / 2, (w + e) / 2],
         zoom_start=10,
@@ -204,19 +210,25 @@ def build_map(
         folium.TileLayer(
             tiles=tiles.tiles_url,
             attr=tiles.tiles_attribution or "base map",
-            name=f"Base map ({tiles.tiles_crs.upper()})",
+            name=i18n.t("map.base", loc, crs=tiles.tiles_crs.upper()),
             overlay=False,
             control=True,
             max_zoom=19,
         ).add_to(m)
     layer_vars: dict[str, str] = {}
     for v in views:
-        layer = ServerLayer(v, show=v.id in visible)
+        extra: dict[str, Any] = {}
+        if v.id == "districts":  # each district labelled and coloured by its side
+            extra = {
+                "side_colours": colours,
+                "side_labels": {c: i18n.side_name(c, loc, "label") for c in sides},
+            }
+        layer = ServerLayer(v, show=v.id in visible, title=layer_title(v, loc), extra=extra)
         layer.add_to(m)
         layer_vars[v.id] = layer.get_name()
     heat = LocalHeatMap(
         [],
-        name=f"Heat map, last {mapdata.HEAT_DAYS} days 热力图",
+        name=i18n.t("map.heat", loc, days=mapdata.HEAT_DAYS),
         show="heat" in visible,
         radius=18,
         blur=14,
@@ -233,8 +245,9 @@ def build_map(
         container=JsCode("JointGrid.incidentContainer()"),  # type: ignore[arg-type]
         point_to_layer=JsCode("JointGrid.incidentMarker"),
         on_each_feature=JsCode("JointGrid.incidentFeature"),
+        update_feature=JsCode("JointGrid.updateIncident"),
     )
-    incidents.layer_name = "Incidents 事件"
+    incidents.layer_name = i18n.t("map.incidents", loc)
     incidents.show = "incidents" in visible
     incidents.add_to(m)
     control = folium.LayerControl(position="topright", collapsed=False)
@@ -255,6 +268,10 @@ def build_map(
         "detail_zoom": mapdata.DETAIL_ZOOM,
         "default_layers": sorted({v.id for v in views if v.show} | {"incidents"}),
         "filter_keys": ["status", "mechanism", "side", "category", "window", "since", "until"],
+        "urls_case": "/cases/",
+        "locale": loc,
+        # the catalogue's text the script shows (status bar, popups, cells)
+        "messages": {k: v for k, v in i18n.messages(loc).items() if k.startswith(MAP_MESSAGES)},
     }
     m.add_child(
         PageScript(
@@ -269,15 +286,17 @@ def build_map(
         config.templates()
         .get_template("map_panel.html")
         .render(
+            loc=loc,
             filters=filters,
             catalogue=catalogue,
-            sides=sides,
+            sides=list(sides),
+            side_colours=colours,
             statuses=STATUSES,
-            windows=[(k, WINDOW_LABELS[k]) for k in WINDOWS],
+            windows=list(WINDOWS),
             mechanism_colours=config.MECHANISM_COLOURS,
-            shape_labels=config.SHAPE_LABELS,
-            status_shapes=config.STATUS_SHAPES,
+            shapes=list(dict.fromkeys(config.STATUS_SHAPES.values())),
             views=views,
+            layer_title=lambda v: layer_title(v, loc),
             heat_days=mapdata.HEAT_DAYS,
             tiles=tiles,
             query=filters.raw,
@@ -285,6 +304,24 @@ def build_map(
     )
     fig.html.add_child(Element(panel))
     return str(fig.render())
+
+
+MAP_MESSAGES = (
+    "map.",
+    "status.",
+    "severity.",
+    "mechanism.",
+    "category.",
+    "time.",
+    "case.",
+    "view.",
+)
+
+
+def layer_title(v: mapdata.MapView, loc: str) -> str:
+    """A map layer's name for people: from the catalogue, else the layer module's own title."""
+    key = f"layer.{v.id}"
+    return i18n.t(key, loc) if i18n.has(key) else v.title
 
 
 def _sides(conn: Conn) -> dict[str, str]:
@@ -342,6 +379,7 @@ def map_page(
         extent=mapdata.extent(conn),
         tiles=MapSettings(),
         refresh_s=_refresh(request),
+        loc=locale_of(request),
     )
     return HTMLResponse(html, headers=NO_STORE)
 
@@ -453,43 +491,26 @@ def heat_data(
     response_class=HTMLResponse,
     summary="An incident's popup: routing, teams and contacts on each side, due time, trace",
 )
-def popup(case_id: str, conn: Conn, catalogue: CatalogueDep, who: CommandCentre) -> HTMLResponse:
+def popup(
+    case_id: str, request: Request, conn: Conn, catalogue: CatalogueDep, who: CommandCentre
+) -> HTMLResponse:
     row = mapdata.popup_case(conn, case_id)
-    if row is None or (who.role != "admin" and who.side not in row["sides"]):
+    if row is None or not can_see(who, row):
         raise NotFound("no such case, or not visible to this key", {"id": case_id})
-    sides = _sides(conn)
+    loc = locale_of(request)
+    pending = [s for s in row["sides"] if s not in row["verified_sides"]]
     html = (
         config.templates()
         .get_template("popup.html")
         .render(
             case=row,
-            catalogue=catalogue,
-            sides=sides,
-            by_side=_by_side(row, sides),
-            colour=config.mechanism_colour(row["mechanism"]),
-            severity_colours=config.SEVERITY_COLOURS,
-            trace=(row["routing"] or {}).get("trace", []),
+            loc=loc,
+            description=row["description"],
+            by_side=by_side(row, loc),
+            reasons=i18n.join((i18n.name("reason", r, loc) for r in row["reasons"]), loc),
+            pending=i18n.join((i18n.side_name(s, loc, "short") for s in pending), loc),
+            trace=trace_text.render((row["routing"] or {}).get("trace", []), row, loc),
             photos=media.thumbnails(conn, row["id"], admin=who.role == "admin"),
         )
     )
     return HTMLResponse(html, headers=NO_STORE)
-
-
-def _by_side(row: dict[str, Any], sides: dict[str, str]) -> list[dict[str, Any]]:
-    """Teams and contacts grouped by side, lead side first."""
-    order = [row["lead_side"], *[s for s in row["sides"] if s != row["lead_side"]]]
-    for t in row["teams"] or []:
-        if t.get("side") not in order:
-            order.append(t.get("side"))
-    out = []
-    for side in order:
-        out.append(
-            {
-                "code": side,
-                "name": sides.get(side, side),
-                "lead": side == row["lead_side"],
-                "teams": [t for t in row["teams"] or [] if t.get("side") == side],
-                "contacts": [c for c in row["contacts"] or [] if c.get("side") == side],
-            }
-        )
-    return out

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import i18n
-from api.pages import dashboard, login, mapview, report
+from api.pages import cases, dashboard, login, mapview, report
 from api.pages.compress import PageGZip
 from api.pages.config import STATIC_DIR, page_settings
 from api.routes import i18n as i18n_routes
@@ -29,4 +29,5 @@ def install(app: FastAPI) -> None:
     app.include_router(dashboard.router)
     app.include_router(report.router)
     app.include_router(login.router)
+    app.include_router(cases.router)
     app.include_router(i18n_routes.router)

@@ -18,6 +18,16 @@
     });
   }
 
+  // The catalogue's text for this page (api/i18n), handed over in the page's config.
+  JG.t = function (key, params) {
+    var messages = (JG.cfg && JG.cfg.messages) || {};
+    var text = Object.prototype.hasOwnProperty.call(messages, key) ? messages[key] : key;
+    if (!params) return text;
+    return text.replace(/\{(\w+)\}/g, function (whole, name) {
+      return Object.prototype.hasOwnProperty.call(params, name) ? String(params[name]) : whole;
+    });
+  };
+
   function query(obj) {
     var parts = [];
     Object.keys(obj).forEach(function (k) {
@@ -112,15 +122,24 @@
     initialize: function (cfg) {
       this.cfg = cfg;
       var style = cfg.style || {};
+      var sideColours = cfg.side_colours || null;
       L.GeoJSON.prototype.initialize.call(this, null, {
-        style: function () { return style; },
+        style: function (feature) {
+          // districts: coloured by their side
+          var c = sideColours && feature && sideColours[feature.properties.side];
+          return c ? L.extend({}, style, { color: c, fillColor: c, fillOpacity: 0.07 }) : style;
+        },
         pointToLayer: function (feature, latlng) {
           return L.circleMarker(latlng, L.extend({ radius: 6, weight: 2, fillOpacity: 0.9 }, style));
         },
         onEachFeature: function (feature, layer) {
           var p = feature.properties || {};
           var label = cfg.label && p[cfg.label];
-          if (label) layer.bindTooltip(esc(label), { sticky: true });
+          var sideLabel = cfg.side_labels && cfg.side_labels[p.side];
+          if (sideLabel) {
+            // each district carries its side's name, e.g. 安居区（四川）
+            layer.bindTooltip(esc(sideLabel), { permanent: true, direction: "center", className: "jg-district-label jg-side-" + esc(p.side) });
+          } else if (label) layer.bindTooltip(esc(label), { sticky: true });
           layer.bindPopup(function () { return propsTable(cfg.title + (label ? ": " + label : ""), p); }, { maxWidth: 360 });
         }
       });
@@ -201,7 +220,9 @@
   JG.incidentSource = function (success, error) {
     var map = JG.map;
     if (!map) return;
-    var params = L.extend({ bbox: bboxOf(map.getBounds().pad(0.15)), z: map.getZoom() }, JG.filterParams());
+    var box = map.getBounds().pad(0.15);
+    var params = L.extend({ bbox: bboxOf(box), z: map.getZoom() }, JG.filterParams());
+    JG._incidentBox = { bounds: box, z: map.getZoom() };
     if (JG._incidentAbort) JG._incidentAbort.abort();
     var abort = (JG._incidentAbort = new AbortController());
     var started = performance.now();
@@ -246,6 +267,10 @@
       });
       this._add = [];
       this._remove = [];
+      var self = this;
+      // A spiderfied cluster folds up on any change to the group: changes wait until it closes.
+      this.points.on("spiderfied", function () { JG.hold.spider = true; });
+      this.points.on("unspiderfied", function () { JG.hold.spider = false; self._schedule(); });
     },
     onAdd: function (map) { map.addLayer(this.cells); map.addLayer(this.points); },
     onRemove: function (map) { map.removeLayer(this.cells); map.removeLayer(this.points); },
@@ -274,10 +299,31 @@
     flush: function () {
       clearTimeout(this._timer);
       this._timer = null;
+      if (JG.holding()) return; // applied once the popup closes or the cluster folds
       if (this._remove.length) { this.points.removeLayers(this._remove); this._remove = []; }
       if (this._add.length) { this.points.addLayers(this._add); this._add = []; }
     }
   });
+
+  // While a case's popup is open, or a cluster is spread out, the refresh leaves the markers
+  // where they are: it neither moves, removes nor re-clusters them (that would close the popup).
+  JG.hold = { popup: null, spider: false };
+  JG.holding = function () { return !!(JG.hold.popup || JG.hold.spider); };
+
+  // The Realtime layer's update of a case already on the map: the same marker, moved only if
+  // the case moved (never while spread out of its cluster or holding an open popup).
+  JG.updateIncident = function (feature, oldLayer) {
+    if (!oldLayer) return undefined;
+    var p = feature.properties;
+    if (p.kind === "cell" || oldLayer._jgDrawn !== drawnAs(p)) {
+      if (oldLayer === JG.hold.popup || oldLayer._preSpiderfyLatlng) return oldLayer;
+      return undefined; // drawn anew: its icon shows the new status
+    }
+    if (oldLayer === JG.hold.popup || oldLayer._preSpiderfyLatlng) return oldLayer;
+    var ll = L.GeoJSON.coordsToLatLng(feature.geometry.coordinates);
+    if (!oldLayer.getLatLng().equals(ll)) oldLayer.setLatLng(ll);
+    return oldLayer;
+  };
 
   JG.incidentContainer = function () {
     JG.container = new JG.IncidentContainer();
@@ -292,11 +338,11 @@
       acc += p.mechanisms[k];
       stops.push(colourOf(k) + " " + from.toFixed(1) + "% " + ((acc / total) * 100).toFixed(1) + "%");
     });
-    var title = p.count + " cases" + (p.overdue ? ", " + p.overdue + " overdue" : "") + (p.escalated ? ", " + p.escalated + " escalated" : "");
+    var title = JG.t("map.cell_title", { n: p.count }) + (p.overdue ? JG.t("map.cell_overdue", { n: p.overdue }) : "") + (p.escalated ? JG.t("map.cell_escalated", { n: p.escalated }) : "");
     var html =
       '<div class="jg-cell-ring" style="background: conic-gradient(' + stops.join(",") + ')" title="' + esc(title) + '">' +
       "<span>" + (p.count >= 10000 ? Math.round(p.count / 1000) + "k" : p.count) + "</span></div>" +
-      (p.overdue ? '<b class="jg-cell-overdue" title="overdue">' + p.overdue + "</b>" : "");
+      (p.overdue ? '<b class="jg-cell-overdue" title="' + esc(JG.t("view.overdue")) + '">' + p.overdue + "</b>" : "");
     return L.divIcon({
       html: html,
       className: "jg-cell" + (p.overdue ? " jg-has-overdue" : ""),
@@ -312,12 +358,17 @@
     return L.divIcon({ html: html, className: cls, iconSize: [20, 20] });
   }
 
+  // What a case's icon shows: when this changes, the marker is drawn anew.
+  function drawnAs(p) { return [p.status, p.overdue, p.escalation_level, p.severity, p.mechanism].join("|"); }
+
   JG.incidentMarker = function (feature, latlng) {
     var p = feature.properties;
     if (p.kind === "cell") {
       return L.marker(latlng, { icon: cellIcon(p), keyboard: false, riseOnHover: true });
     }
-    return L.marker(latlng, { icon: caseIcon(p), title: p.code + " " + p.category + " " + p.status, riseOnHover: true });
+    var marker = L.marker(latlng, { icon: caseIcon(p), title: p.code + " " + JG.t("category." + p.category) + " " + JG.t("status." + p.status), riseOnHover: true });
+    marker._jgDrawn = drawnAs(p);
+    return marker;
   };
 
   JG.incidentFeature = function (feature, layer) {
@@ -328,18 +379,23 @@
       });
       return;
     }
-    layer.bindPopup('<div class="jg-popup jg-loading">Loading ' + esc(p.code) + "…</div>", {
+    layer.bindPopup('<div class="jg-popup jg-loading">' + esc(JG.t("map.loading_case", { code: p.code })) + "</div>", {
       maxWidth: 440, minWidth: 300,
       // keep the popup clear of the filters (left), the layer list and legend (right)
       autoPanPaddingTopLeft: L.point(310, 60), autoPanPaddingBottomRight: L.point(300, 40)
     });
+    layer.on("popupclose", function () {
+      if (JG.hold.popup === layer) JG.hold.popup = null;
+      if (JG.container) JG.container._schedule();
+    });
     layer.on("popupopen", function (e) {
+      JG.hold.popup = layer;
       fetch(JG.cfg.urls.popup + encodeURIComponent(p.id), { credentials: "same-origin" })
         .then(function (r) { return r.text().then(function (t) { return { ok: r.ok, text: t }; }); })
         .then(function (res) {
-          e.popup.setContent(res.ok ? res.text : '<div class="jg-popup">Could not load ' + esc(p.code) + "</div>");
+          e.popup.setContent(res.ok ? res.text : '<div class="jg-popup">' + esc(JG.t("map.popup_failed", { code: p.code })) + "</div>");
         })
-        .catch(function (err) { e.popup.setContent('<div class="jg-popup">Network error: ' + esc(err.message) + "</div>"); });
+        .catch(function (err) { e.popup.setContent('<div class="jg-popup">' + esc(JG.t("map.network_error", { error: err.message })) + "</div>"); });
     });
   };
 
@@ -367,10 +423,10 @@
     if (!el) return;
     var s = JG.status.incidents, parts = [];
     if (s) {
-      parts.push(s.cases.toLocaleString() + (s.cases === 1 ? " case" : " cases") + " in view" + (s.mode === "cells" ? " (counted in " + s.features + " cells; zoom in for single cases)" : ""));
-      parts.push("updated " + s.at.toLocaleTimeString() + " · every " + Math.round(JG.cfg.refresh_ms / 1000) + " s");
+      parts.push(JG.t("map.cases_in_view", { n: s.cases.toLocaleString() }) + (s.mode === "cells" ? JG.t("map.in_cells", { n: s.features }) : ""));
+      parts.push(JG.t("map.updated", { at: s.at.toLocaleTimeString("zh-CN", { hour12: false, timeZone: "Asia/Shanghai" }), s: Math.round(JG.cfg.refresh_ms / 1000) }));
     } else {
-      parts.push("loading incidents…");
+      parts.push(JG.t("map.loading"));
     }
     if (JG.status.errors.length) parts.push("⚠ " + JG.status.errors[JG.status.errors.length - 1]);
     el.textContent = parts.join(" · ");
@@ -429,15 +485,16 @@
     L.DomEvent.disableClickPropagation(form);
     L.DomEvent.disableScrollPropagation(form);
     form.addEventListener("change", applyFilters);
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); });
     document.getElementById("jg-reset").addEventListener("click", function () {
       JG.cfg.filter_keys.forEach(function (k) { setSearchParam(k, null); });
       window.location.reload();
     });
     document.getElementById("jg-copy").addEventListener("click", function (ev) {
       var btn = ev.currentTarget;
-      var done = function () { btn.textContent = "Copied 已复制"; setTimeout(function () { btn.textContent = "Copy link 复制链接"; }, 1500); };
+      var done = function () { btn.textContent = JG.t("map.copied"); setTimeout(function () { btn.textContent = JG.t("map.copy_link"); }, 1500); };
       if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(window.location.href).then(done, function () {});
-      else window.prompt("Link to this view:", window.location.href);
+      else window.prompt(JG.t("map.link_prompt"), window.location.href);
     });
     var legend = document.getElementById("jg-legend");
     if (legend) { L.DomEvent.disableClickPropagation(legend); L.DomEvent.disableScrollPropagation(legend); }
@@ -481,8 +538,12 @@
     map.attributionControl.setPrefix('<a href="/map">JointGrid</a> · Leaflet');
     map.on("moveend", function () {
       writeHash();
-      if (map.hasLayer(handles.incidents)) handles.incidents.update();
-      reloadHeat();
+      // A pan inside the box already fetched (opening a popup pans the map) needs no refetch:
+      // the next timed refresh comes anyway, and refetching now would close that popup.
+      var box = JG._incidentBox;
+      var inside = box && box.z === map.getZoom() && box.bounds.contains(map.getBounds());
+      if (map.hasLayer(handles.incidents) && !inside) handles.incidents.update();
+      if (!inside) reloadHeat();
     });
     handles.incidents.on("update", function () {
       if (JG.container) JG.container.flush();
