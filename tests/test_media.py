@@ -385,3 +385,9 @@ def test_the_gallery_partial_and_the_map_popup_show_the_photos(client, conn):
     items = client.get(f"/api/v1/incidents/{case['id']}/media").json()["items"]
     for m in items:
         assert m["thumb"] in popup.text
+    # The case page shows them too, before and after.
+    page = client.get(f"/cases/{case['code']}")
+    assert page.status_code == 200
+    assert page.text.count('class="jg-photo') == 3 and 'data-kind="resolution"' in page.text
+    for m in items:
+        assert m["thumb"] in page.text

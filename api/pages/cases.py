@@ -24,7 +24,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
-from api import cases, i18n, params
+from api import cases, i18n, media, params
 from api.access import Principal, allow, case_scope, check_transition, may_see_reporter, visible
 from api.deps import CatalogueDep, Conn
 from api.errors import body as error_body
@@ -517,7 +517,12 @@ def case_page(
     code: str, request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker
 ) -> HTMLResponse:
     row = _case(conn, who, code)
-    html = _render("case.html", **case_context(conn, who, row, catalogue, locale_of(request)))
+    html = _render(
+        "case.html",
+        **case_context(conn, who, row, catalogue, locale_of(request)),
+        # The photos, before and after (templates/case_evidence.html includes the gallery).
+        **media.gallery_context(conn, row, admin=who.role == "admin"),
+    )
     return _page(request, html)
 
 
