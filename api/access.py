@@ -24,7 +24,7 @@ from psycopg_pool import PoolTimeout
 
 from api.deps import app_limiter
 from gis.errors import Forbidden, NotFound, Unauthenticated, Unavailable
-from layers import keys
+from layers import incidents, keys
 
 SESSION_COOKIE = "jg_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -228,11 +228,15 @@ def _permit(rule: Rule, who: Principal, request: Request) -> Principal:
 
 
 def case_scope(who: Principal) -> dict[str, Any]:
-    """List filters that limit cases to those the caller may see."""
+    """The scope of the cases the caller may see, for ``layers.incidents.list_cases(scope=)``.
+
+    A scope is applied on top of the caller's own filters, never in place of them: an
+    operator of 510904 asking for ``side=500152`` gets the cases involving both.
+    """
     if who.role == "admin":
         return {}
     if who.role == "operator":
-        return {"side": [who.side]}
+        return {"side": who.side}
     if who.role == "team_member":
         return {"team": who.team}
     if who.role == "grid_worker":
@@ -241,6 +245,7 @@ def case_scope(who: Principal) -> dict[str, Any]:
 
 
 def can_see(who: Principal, row: dict[str, Any]) -> bool:
+    """Whether the caller may see this case (the same rule as ``case_scope``)."""
     if who.role == "admin":
         return True
     if who.role == "operator":
@@ -250,6 +255,48 @@ def can_see(who: Principal, row: dict[str, Any]) -> bool:
     if who.role == "grid_worker":
         return (row.get("reporter") or {}).get("key_id") == who.key_id
     return False
+
+
+def find_visible(conn: Any, who: Principal, ref: str) -> dict[str, Any] | None:
+    """The case ``ref`` (id or code) if it exists and the caller may see it, else None.
+
+    Every place that resolves a reference to a case given by a caller goes through here, so a
+    case the caller may not see is answered exactly like one that does not exist.
+    """
+    try:
+        row = incidents.get(conn, ref)
+    except NotFound:
+        return None
+    return row if can_see(who, row) else None
+
+
+REFERENCE_FIELDS = ("merged_into", "possible_duplicate_of")
+
+
+def hide_unseen_refs(conn: Any, who: Principal, views: list[dict[str, Any]]) -> None:
+    """Blank, in place, every reference to another case (``merged_into``,
+    ``possible_duplicate_of``) that the caller may not see: the id itself says the case exists."""
+    if who.role == "admin":
+        return
+    ids = [v.get(f) for v in views for f in REFERENCE_FIELDS]
+    found = incidents.reference_rows(conn, [i for i in ids if i])
+    for v in views:
+        for f in REFERENCE_FIELDS:
+            ref = v.get(f)
+            if ref and not (ref in found and can_see(who, found[ref])):
+                v[f] = None
+
+
+def hide_unseen_event_refs(conn: Any, who: Principal, events: list[dict[str, Any]]) -> None:
+    """The same for the audit trail: a merge event names the case merged into."""
+    if who.role == "admin":
+        return
+    ids = [(e.get("payload") or {}).get("into") for e in events]
+    found = incidents.reference_rows(conn, [i for i in ids if i])
+    for e in events:
+        into = (e.get("payload") or {}).get("into")
+        if into and not (into in found and can_see(who, found[into])):
+            e["payload"] = {**e["payload"], "into": None}
 
 
 def visible(who: Principal, row: dict[str, Any]) -> dict[str, Any]:

@@ -181,6 +181,21 @@ def get(conn: Conn, case_id: str, *, for_update: bool = False) -> dict[str, Any]
     return row
 
 
+def reference_rows(conn: Conn, case_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Who may see each of these cases (sides, teams, reporter), by id: for checking the
+    cases that another case refers to (merged into, possible duplicate of)."""
+    ids = sorted({i for i in case_ids if i})
+    if not ids:
+        return {}
+    with translate_errors():
+        rows = conn.execute(
+            "SELECT i.id::text AS id, i.sides, i.teams, i.reporter FROM incidents i"
+            " WHERE i.id = ANY(%s::uuid[])",
+            (ids,),
+        ).fetchall()
+    return {r["id"]: r for r in rows}
+
+
 def update_state(conn: Conn, case_id: str, *, changes: dict[str, Any]) -> None:
     """Write workflow fields of a case (status, due time, sign-offs, escalation, merge)."""
     sets = q.SQL(", ").join(
@@ -260,7 +275,12 @@ _FILTERS: dict[str, str] = {
     "until": "i.reported_at < %({})s",
     "updated_since": "i.updated_at > %({})s",
     "cross_boundary": "i.cross_boundary = %({})s",
-    # access scopes (api.access.case_scope)
+}
+
+# Access scopes (api.access.case_scope): what the caller may see. Kept apart from the filters
+# above, so that a filter (``side``) narrows what the caller may see and is never replaced by it.
+_SCOPES: dict[str, str] = {
+    "side": "i.sides && ARRAY[%({})s::text]",
     "team": "i.teams @> jsonb_build_array(jsonb_build_object('code', %({})s::text))",
     "reporter_key": "i.reporter->>'key_id' = %({})s",
     "none": "NOT %({})s",
@@ -274,8 +294,10 @@ def list_cases(
     bbox: tuple[float, float, float, float] | None,
     limit: int,
     after: tuple[str, str] | None,
+    scope: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Cases matching ``filters``, newest first, keyset-paged after (reported_at, id)."""
+    """Cases matching ``filters`` within ``scope`` (what the caller may see; None: all),
+    newest first, keyset-paged after (reported_at, id)."""
     where = ["true"]
     params: dict[str, Any] = {"limit": limit}
     for name, value in filters.items():
@@ -283,6 +305,9 @@ def list_cases(
             continue
         where.append(_FILTERS[name].format(name))
         params[name] = value
+    for name, value in (scope or {}).items():
+        where.append(_SCOPES[name].format(f"scope_{name}"))
+        params[f"scope_{name}"] = value
     if bbox is not None:
         where.append("i.geom && ST_MakeEnvelope(%(w)s, %(s)s, %(e)s, %(n)s, 4326)")
         params.update(zip("wsen", bbox, strict=True))

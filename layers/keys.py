@@ -42,11 +42,18 @@ def create(
             ).fetchone()
             if not ok:
                 raise InvalidInput(f"unknown side {side!r}: give a district code that is loaded")
-        if (
-            team is not None
-            and not conn.execute("SELECT 1 FROM teams WHERE code = %s", (team,)).fetchone()
-        ):
-            raise InvalidInput(f"unknown team {team!r}")
+        if team is not None:
+            found = conn.execute("SELECT sides FROM teams WHERE code = %s", (team,)).fetchone()
+            if not found:
+                raise InvalidInput(f"unknown team {team!r}")
+            # A team member acts for a side its team serves: a key of a Tongnan-only team
+            # acting for Anju would move Anju's sign-offs while reading only Tongnan's cases.
+            if role == "team_member" and side not in found["sides"]:
+                raise InvalidInput(
+                    f"team {team} serves side(s) {', '.join(found['sides'])}, not {side}: "
+                    f"give --side as one of its sides",
+                    {"team": team, "side": side, "team_sides": list(found["sides"])},
+                )
         row = conn.execute(
             "INSERT INTO api_keys (id, secret_hash, role, side, team, name)"
             " VALUES (%s, %s, %s, %s, %s, %s)"
