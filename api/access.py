@@ -14,7 +14,9 @@ Roles:
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +30,7 @@ from layers import incidents, keys
 
 SESSION_COOKIE = "jg_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CACHE_SECONDS = 10.0  # a revoked key stops working within this many seconds
+CACHE_SECONDS = 10.0  # how long a key look-up is reused (emptied at once on any revocation)
 ALL_ROLES = keys.ROLES
 CASE_ROLES = ("grid_worker", "team_member", "operator", "admin")
 
@@ -69,25 +71,81 @@ class Rule:
 
 @dataclass
 class _Cache:
+    """Keys and sessions looked up in the last ``CACHE_SECONDS``, trusted only while this
+    process listens for revocations (``layers.keys.listen``): a key revoked or a session closed
+    anywhere empties it at once. Without the listener (the database lost, not yet started),
+    nothing is cached and every request checks the database."""
+
     entries: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
+    listening: bool = False
+    generation: int = 0  # bumped whenever the cache is emptied
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, token: str) -> tuple[bool, dict[str, Any] | None]:
+        if not self.listening:
+            return False, None
         hit = self.entries.get(token)
         if hit is None or hit[0] < time.monotonic():
             return False, None
         return True, hit[1]
 
-    def put(self, token: str, value: dict[str, Any] | None) -> None:
-        if len(self.entries) > 10_000:
+    def put(self, token: str, value: dict[str, Any] | None, *, since: int) -> None:
+        """Cache a look-up that started at generation ``since``, unless the cache was emptied
+        after it started (the look-up may have read a key just before its revocation)."""
+        with self.lock:
+            if not self.listening or since != self.generation:
+                return
+            if len(self.entries) > 10_000:
+                self.entries.clear()
+            self.entries[token] = (time.monotonic() + CACHE_SECONDS, value)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.generation += 1
             self.entries.clear()
-        self.entries[token] = (time.monotonic() + CACHE_SECONDS, value)
+
+    def set_listening(self, on: bool) -> None:
+        with self.lock:
+            self.generation += 1
+            self.entries.clear()
+            self.listening = on
 
 
 def _cache(request: Request) -> _Cache:
-    cache = getattr(request.app.state, "key_cache", None)
+    return app_cache(request.app)
+
+
+def app_cache(app: Any) -> _Cache:
+    cache = getattr(app.state, "key_cache", None)
     if cache is None:
-        cache = request.app.state.key_cache = _Cache()
+        cache = app.state.key_cache = _Cache()
     return cache
+
+
+def start_revocation_listener(app: Any) -> Callable[[], None]:
+    """Listen for revoked keys and closed sessions on a thread of this process; return a
+    function that stops it. Each server process (worker) runs its own."""
+    cache = app_cache(app)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=keys.listen,
+        args=(lambda: app.state.pool.conninfo,),
+        kwargs={
+            "on_change": lambda _payload: cache.clear(),
+            "on_connected": cache.set_listening,
+            "stop": stop,
+        },
+        name="jointgrid-revocations",
+        daemon=True,
+    )
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join(timeout=5)
+        cache.set_listening(False)
+
+    return halt
 
 
 def _lookup(request: Request, kind: str, token: str) -> dict[str, Any] | None:
@@ -95,19 +153,20 @@ def _lookup(request: Request, kind: str, token: str) -> dict[str, Any] | None:
     hit, value = cache.get(f"{kind}:{token}")
     if hit:
         return value
+    since = cache.generation
     held = getattr(request.state, "conn", None)
     if held is not None:
         # The request already holds a pooled connection (api.deps.get_conn): taking a second
         # one could leave every request holding one and waiting for another until all time out.
         value = keys.verify(held, token) if kind == "key" else keys.session(held, token)
-        cache.put(f"{kind}:{token}", value)
+        cache.put(f"{kind}:{token}", value, since=since)
         return value
     try:
         with request.app.state.pool.connection(timeout=request.app.state.pool_timeout) as conn:
             value = keys.verify(conn, token) if kind == "key" else keys.session(conn, token)
     except PoolTimeout as exc:
         raise Unavailable("the database is not reachable; retry shortly") from exc
-    cache.put(f"{kind}:{token}", value)
+    cache.put(f"{kind}:{token}", value, since=since)
     return value
 
 

@@ -21,6 +21,7 @@ from api import settings
 from api.catalogue import load_catalogue
 from api.errors import add_exception_handlers
 from api.limits import BodyLimit
+from api.security import SecurityHeaders
 
 log = logging.getLogger("jointgrid")
 
@@ -119,6 +120,9 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_pool:
             app.state.pool = make_pool(db)
+        from api.access import start_revocation_listener
+
+        stop_listening = start_revocation_listener(app)
         task = None
         if service.escalation_interval_s > 0:
             task = asyncio.create_task(_escalation_loop(app, service.escalation_interval_s))
@@ -129,6 +133,7 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            stop_listening()
             if own_pool:
                 app.state.pool.close()
             executor = getattr(app.state, "db_executor", None)
@@ -146,8 +151,11 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     app.state.pool_timeout = db.connect_timeout_s
     app.state.catalogue = catalogue
     app.state.public_feeds = service.public_feeds
+    app.state.access = settings.AccessSettings()
     add_exception_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=service.max_body_bytes)
+    # Outside the body limit, so that its refusals carry the headers too.
+    app.add_middleware(SecurityHeaders, tiles_url=settings.MapSettings().tiles_url)
 
     from api.routes import catalogue as catalogue_routes
     from api.routes import health, incidents, locate, ogc, open311, pages

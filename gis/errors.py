@@ -100,3 +100,9 @@ class Forbidden(DomainError):
 
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
+
+
+class UntrustedHost(DomainError):
+    """The request's Host is not one this server answers for, so no link may be built from it."""
+
+    code = "untrusted_host"

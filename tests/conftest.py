@@ -20,6 +20,9 @@ from psycopg import sql as q
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
+# The test client names its server "testserver": trust it as the server's own Host for links.
+os.environ.setdefault("JOINTGRID_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,testserver")
+
 POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "live_server", "api_keys"}
 
 

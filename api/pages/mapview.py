@@ -36,6 +36,7 @@ from api.pages.filters import (
     parse_zoom,
     scoped,
 )
+from api.security import add_nonce, nonce_of
 from api.settings import MapSettings
 from gis.catalogue import Catalogue
 from gis.errors import InvalidInput, NotFound
@@ -65,6 +66,7 @@ class LocalMap(folium.Map):
 
 LocalMap.default_js = [
     *_folium_links(folium.Map.default_js, config.FOLIUM_JS),
+    ("jointgrid_styles", config.static("styles.js")),
     ("jointgrid_map", config.static("map.js")),
 ]
 LocalMap.default_css = [
@@ -184,8 +186,11 @@ def build_map(
     extent: tuple[float, float, float, float] | None,
     tiles: MapSettings,
     refresh_s: float,
+    csrf: str | None = None,
+    nonce: str = "",
 ) -> str:
-    """The whole ``/map`` page as HTML."""
+    """The whole ``/map`` page as HTML; ``nonce`` is the response's CSP nonce (``api.security``),
+    ``csrf`` the session's token for the sign-out button."""
     views = mapdata.views()
     visible = _visible(args, views)
     w, s, e, n = extent or DEFAULT_EXTENT
@@ -281,10 +286,13 @@ def build_map(
             heat_days=mapdata.HEAT_DAYS,
             tiles=tiles,
             query=filters.raw,
+            csrf=csrf,
         )
     )
     fig.html.add_child(Element(panel))
-    return str(fig.render())
+    # folium's templates take no nonce: put it on the tags of the page it renders (all of them
+    # built here, every value escaped; the panel is an autoescaped template).
+    return add_nonce(str(fig.render()), nonce)
 
 
 def _sides(conn: Conn) -> dict[str, str]:
@@ -330,6 +338,8 @@ def map_page(
         extent=mapdata.extent(conn),
         tiles=MapSettings(),
         refresh_s=_refresh(request),
+        csrf=who.csrf,
+        nonce=nonce_of(request),
     )
     return HTMLResponse(html, headers=NO_STORE)
 

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.pages import config
+from api.security import nonce_of
 from api.settings import MapSettings
 from layers import mapdata
 
@@ -70,6 +71,7 @@ def report_page(
             severity_colours=config.SEVERITY_COLOURS,
             tiles=tiles,
             csrf=who.csrf,
+            csp_nonce=nonce_of(request),
         )
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -40,6 +40,7 @@ from starlette.types import Receive, Scope, Send
 from api import errors, params
 from api.access import ALL_ROLES, allow
 from api.deps import get_catalogue, get_conn
+from api.security import public_base
 from gis import cql
 from gis import errors as e
 from gis.catalogue import Catalogue
@@ -151,7 +152,7 @@ router = APIRouter(
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + PREFIX
+    return public_base(request) + PREFIX  # never the Host header as sent (api.security)
 
 
 def _json(obj: Any, media_type: str = JSON, headers: dict[str, str] | None = None) -> Response:

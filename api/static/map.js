@@ -284,6 +284,15 @@
     return JG.container;
   };
 
+  // A div icon whose markup carries data-style (see styles.js): applied as each icon is made.
+  var StyledIcon = L.DivIcon.extend({
+    createIcon: function (old) {
+      var div = L.DivIcon.prototype.createIcon.call(this, old);
+      window.JGStyles(div);
+      return div;
+    }
+  });
+
   function cellIcon(p) {
     var size = Math.round(Math.min(60, 26 + 7 * Math.log10(Math.max(1, p.count)) * 2));
     var stops = [], acc = 0, total = p.count || 1;
@@ -294,10 +303,10 @@
     });
     var title = p.count + " cases" + (p.overdue ? ", " + p.overdue + " overdue" : "") + (p.escalated ? ", " + p.escalated + " escalated" : "");
     var html =
-      '<div class="jg-cell-ring" style="background: conic-gradient(' + stops.join(",") + ')" title="' + esc(title) + '">' +
+      '<div class="jg-cell-ring" data-style="background: conic-gradient(' + stops.join(",") + ')" title="' + esc(title) + '">' +
       "<span>" + (p.count >= 10000 ? Math.round(p.count / 1000) + "k" : p.count) + "</span></div>" +
       (p.overdue ? '<b class="jg-cell-overdue" title="overdue">' + p.overdue + "</b>" : "");
-    return L.divIcon({
+    return new StyledIcon({
       html: html,
       className: "jg-cell" + (p.overdue ? " jg-has-overdue" : ""),
       iconSize: [size, size]
@@ -307,9 +316,9 @@
   function caseIcon(p) {
     var shape = (JG.cfg.status_shapes[p.status]) || "circle";
     var cls = "jg-inc jg-" + shape + " jg-sev-" + p.severity + (p.overdue ? " jg-overdue" : "") + (p.escalation_level > 0 ? " jg-escalated" : "");
-    var html = '<i class="jg-mark" style="--c: ' + colourOf(p.mechanism) + '" data-code="' + esc(p.code) + '" data-id="' + esc(p.id) + '"></i>' +
+    var html = '<i class="jg-mark" data-style="--c: ' + colourOf(p.mechanism) + '" data-code="' + esc(p.code) + '" data-id="' + esc(p.id) + '"></i>' +
       (p.escalation_level > 0 ? '<b class="jg-esc">' + p.escalation_level + "</b>" : "");
-    return L.divIcon({ html: html, className: cls, iconSize: [20, 20] });
+    return new StyledIcon({ html: html, className: cls, iconSize: [20, 20] });
   }
 
   JG.incidentMarker = function (feature, latlng) {
@@ -338,6 +347,7 @@
         .then(function (r) { return r.text().then(function (t) { return { ok: r.ok, text: t }; }); })
         .then(function (res) {
           e.popup.setContent(res.ok ? res.text : '<div class="jg-popup">Could not load ' + esc(p.code) + "</div>");
+          if (e.popup.getElement()) window.JGStyles(e.popup.getElement());
         })
         .catch(function (err) { e.popup.setContent('<div class="jg-popup">Network error: ' + esc(err.message) + "</div>"); });
     });
@@ -429,6 +439,7 @@
     L.DomEvent.disableClickPropagation(form);
     L.DomEvent.disableScrollPropagation(form);
     form.addEventListener("change", applyFilters);
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); });
     document.getElementById("jg-reset").addEventListener("click", function () {
       JG.cfg.filter_keys.forEach(function (k) { setSearchParam(k, null); });
       window.location.reload();
