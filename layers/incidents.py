@@ -12,6 +12,7 @@ from psycopg import sql as q
 from psycopg.types.json import Jsonb
 from shapely.geometry.base import BaseGeometry
 
+from gis import redaction
 from gis.errors import NotFound
 from layers.db import Conn, translate_errors
 from layers.registry import LayerSpec, register
@@ -25,28 +26,9 @@ SPEC = register(
         geometry_column="geom",
         geometry_type="Point",
         id_column="id",
-        public=(
-            "id",
-            "code",
-            "status",
-            "category",
-            "severity",
-            "side",
-            "sides",
-            "cross_boundary",
-            "reasons",
-            "mechanism",
-            "lead_side",
-            "distance_to_border_m",
-            "grid_code",
-            "police_grid_code",
-            "occurred_at",
-            "reported_at",
-            "updated_at",
-            "due_at",
-            "escalation_level",
-        ),
-        private=("description", "reporter", "contacts", "teams", "routing", "input"),
+        # One rule for every public surface (OGC, Open311): gis.redaction.
+        public=redaction.PUBLIC_FIELDS,
+        private=redaction.PRIVATE_FIELDS,
         temporal="occurred_at",
         style={"radius": 6},
     )
