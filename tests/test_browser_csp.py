@@ -4,7 +4,6 @@ signed-in page signs out for real."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     make_case,
     new_page,
     view_hash,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.browser
@@ -43,15 +43,6 @@ def _watched(b: Any, headers: dict[str, str], **options: Any) -> tuple[Any, Any,
     )
     page.add_init_script(WATCH)
     return context, page, seen, console
-
-
-def wait_ready(page: Any, timeout_s: float = 20.0) -> None:
-    """``tests.test_browser.wait_ready`` without Playwright's polling, which evaluates text as
-    script and is itself refused by the policy (no 'unsafe-eval'): page.evaluate is not."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate("document.documentElement.getAttribute('data-jg-ready')"):
-        assert time.monotonic() < deadline, "the map did not get ready"
-        page.wait_for_timeout(100)
 
 
 def _violations(page: Any, console: list[str]) -> list[str]:
