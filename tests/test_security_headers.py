@@ -179,3 +179,17 @@ def test_every_signed_in_page_has_a_sign_out_button(client, api_keys):
         assert f'name="csrf_token" value="{csrf}"' in form.group(1), path
     # a Bearer key has no session to end: no button
     assert 'class="jg-signout"' not in client.get("/map", headers=bearer(api_keys["admin"])).text
+
+
+def test_a_configured_tile_server_is_allowed_for_images_only():
+    from api.security import _tile_origin, policy
+
+    assert (
+        _tile_origin("https://{s}.tile.example.org/{z}/{x}/{y}.png") == "https://*.tile.example.org"
+    )
+    assert _tile_origin("http://10.0.0.5:8080/tiles/{z}/{x}/{y}.png") == "http://10.0.0.5:8080"
+    assert _tile_origin(None) is None and _tile_origin("/local/{z}/{x}/{y}.png") is None
+    csp = policy("n0nce", tiles_origin="https://*.tile.example.org")
+    img = next(d for d in csp.split("; ") if d.startswith("img-src"))
+    assert "https://*.tile.example.org" in img
+    assert csp.count("tile.example.org") == 1  # not for scripts, styles or connections
