@@ -12,7 +12,9 @@ from typing import Any
 
 import anyio.to_thread
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
@@ -146,6 +148,10 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
         version="1.0.0",
         summary="Grid governance across the Anju (Sichuan) - Tongnan (Chongqing) border",
         lifespan=lifespan,
+        # /docs is served below from this server's own copy of Swagger UI, under the CSP;
+        # FastAPI's own pages load it from a CDN with an inline script.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.pool = pool
     app.state.pool_timeout = db.connect_timeout_s
@@ -167,4 +173,25 @@ def create_app(pool: ConnectionPool[Any] | None = None) -> FastAPI:
     ogc.install(app)
     open311.install(app)
     pages.install(app)
+    _install_docs(app)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from ``/assets`` (scripts/assets.sh), its start-up script carrying
+    the response's CSP nonce."""
+    from api.access import allow
+    from api.security import add_nonce, nonce_of
+
+    @app.get("/docs", include_in_schema=False, dependencies=[allow(anyone=True)])
+    def docs(request: Request) -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/assets/swagger-ui-dist/swagger-ui-bundle.js",
+            swagger_css_url="/assets/swagger-ui-dist/swagger-ui.css",
+            swagger_favicon_url="data:,",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+        # FastAPI's template, with our constants only: safe to put the nonce on its tags.
+        return HTMLResponse(add_nonce(bytes(page.body).decode(), nonce_of(request)))

@@ -146,3 +146,19 @@ def test_every_signed_in_page_signs_out_and_the_old_cookie_is_refused(
         f"{live_server}/api/v1/incidents", headers={"Cookie": f"jg_session={cookie}"}, timeout=10
     )
     assert replay.status_code == 401
+
+
+def test_the_api_document_page_works_from_this_server_under_its_policy(
+    live_server: str,
+    browser: Any,  # noqa: F811
+) -> None:
+    context, page, seen, console = _watched(browser, {}, viewport=DESKTOP)
+    try:
+        page.goto(f"{live_server}/docs")
+        page.wait_for_selector(".opblock-summary", timeout=20_000)  # the operations are listed
+        assert page.locator(".opblock").count() > 10
+        assert _violations(page, console) == []
+        assert not page.errors  # type: ignore[attr-defined]
+    finally:
+        context.close()
+    assert seen.outside() == [], seen.outside()
