@@ -71,10 +71,15 @@ class Rule:
 
 @dataclass
 class _Cache:
-    """Keys and sessions looked up in the last ``CACHE_SECONDS``, trusted only while this
-    process listens for revocations (``layers.keys.listen``): a key revoked or a session closed
-    anywhere empties it at once. Without the listener (the database lost, not yet started),
-    nothing is cached and every request checks the database."""
+    """Keys and sessions looked up in the last ``CACHE_SECONDS``.
+
+    Each server process listens for revocations (``layers.keys.listen``): a key revoked or a
+    session closed anywhere empties the cache at once. While the listener is away (its
+    connection lost), entries still expire after ``CACHE_SECONDS``, so a database outage does
+    not turn every request into a wait for the database, and the cache is emptied as soon as
+    the listener is back, since it may have missed a notice. (A revocation needs the database,
+    so one made during a whole outage cannot be missed.)
+    """
 
     entries: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
     listening: bool = False
@@ -82,8 +87,6 @@ class _Cache:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, token: str) -> tuple[bool, dict[str, Any] | None]:
-        if not self.listening:
-            return False, None
         hit = self.entries.get(token)
         if hit is None or hit[0] < time.monotonic():
             return False, None
@@ -93,7 +96,7 @@ class _Cache:
         """Cache a look-up that started at generation ``since``, unless the cache was emptied
         after it started (the look-up may have read a key just before its revocation)."""
         with self.lock:
-            if not self.listening or since != self.generation:
+            if since != self.generation:
                 return
             if len(self.entries) > 10_000:
                 self.entries.clear()
@@ -106,8 +109,9 @@ class _Cache:
 
     def set_listening(self, on: bool) -> None:
         with self.lock:
-            self.generation += 1
-            self.entries.clear()
+            if on:  # notices may have been missed while away
+                self.generation += 1
+                self.entries.clear()
             self.listening = on
 
 
@@ -242,12 +246,15 @@ def allow(
         # holders of connections need for their sync handlers.
         held = getattr(request.state, "conn", None) is not None
         limiter = None if held else app_limiter(request, "auth_limiter", AUTH_THREADS)
-        if rule.anyone:  # open routes never fail on stale credentials (e.g. signing in again)
+        if rule.anyone:
+            # Open routes never fail on credentials: stale ones (signing in again), nor ones that
+            # cannot be checked while the database is away, so /healthz answers with its own
+            # body.
             try:
                 return await anyio.to_thread.run_sync(
                     authenticate, request, param or None, limiter=limiter
                 )
-            except (Unauthenticated, Forbidden):
+            except (Unauthenticated, Forbidden, Unavailable):
                 return Principal()
         who = await anyio.to_thread.run_sync(authenticate, request, param or None, limiter=limiter)
         return _permit(rule, who, request)

@@ -166,9 +166,11 @@ def listen(
 
     ``on_connected(True)`` is called once listening (after a reconnection too, when changes
     may have been missed), ``on_connected(False)`` whenever the connection is lost; it is then
-    made again every ``retry_s`` seconds (a database restart, a new address from ``conninfo``).
-    An idle connection is checked every ``ping_s`` seconds, so a silently dead one is noticed.
+    made again at once and then every ``retry_s`` seconds (a database restart, a new address
+    from ``conninfo``). An idle connection is checked every ``ping_s`` seconds, so a silently
+    dead one is noticed.
     """
+    delay = 0.05  # the first retry comes at once: the database may be up (a lost connection)
     while not stop.is_set():
         try:
             with psycopg.connect(
@@ -176,6 +178,7 @@ def listen(
             ) as conn:
                 conn.execute(f"LISTEN {CHANNEL}")
                 on_connected(True)
+                delay = 0.05
                 idle = 0.0
                 while not stop.is_set():
                     got = False
@@ -191,4 +194,5 @@ def listen(
         except Exception:  # keep listening whatever happens; the cache is off meanwhile
             log.exception("the key revocation listener failed; retrying")
         on_connected(False)
-        stop.wait(retry_s)
+        stop.wait(delay)
+        delay = retry_s

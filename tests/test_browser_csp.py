@@ -91,13 +91,16 @@ def test_the_map_works_under_its_policy_with_no_violation(
     assert seen.outside() == []
 
 
-@pytest.mark.parametrize("path", ["/report", "/dashboard", "/login"])
+@pytest.mark.parametrize("path", ["/report", "/dashboard", "/login", "/ogc/collections?f=html"])
 def test_the_other_pages_work_under_their_policy_with_no_violation(
     live_server: str,
     browser: Any,  # noqa: F811
     auth: dict[str, str],  # noqa: F811
     path: str,
 ) -> None:
+    if path == "/dashboard":  # a case, so that its tables have coloured rows
+        lon, lat = point_inside(ANJU, 300, 0.19)
+        make_case(live_server, auth, lon, lat, "land_dispute")
     context, page, _seen, console = _watched(browser, auth, viewport=PHONE)
     try:
         response = page.goto(f"{live_server}{path}")
@@ -109,6 +112,9 @@ def test_the_other_pages_work_under_their_policy_with_no_violation(
         if path == "/login":  # its inline style applied (nonce)
             bg = page.eval_on_selector("body", "e => getComputedStyle(e).backgroundColor")
             assert bg == "rgb(244, 246, 248)", bg
+        if path.startswith("/ogc"):  # its style sheet applied
+            margin = page.eval_on_selector("body", "e => getComputedStyle(e).marginTop")
+            assert margin == "21px", margin
         if path == "/dashboard":
             dots = page.eval_on_selector_all(
                 "i.dot", "els => els.map(e => getComputedStyle(e).backgroundColor)"

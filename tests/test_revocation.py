@@ -110,7 +110,8 @@ def test_the_listener_comes_back_after_losing_the_database(db_url, servers):
         _warm(servers, token)
         for pid in _listener_pids(admin):  # as a database restart would
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        # while a listener is away nothing is cached, so a revocation then is not missed either
+        # a listener back from a lost connection empties the cache: a revocation meanwhile
+        # is not missed
         from layers import keys
 
         with psycopg.connect(db_url, autocommit=True, row_factory=psycopg.rows.dict_row) as c:
