@@ -14,7 +14,9 @@ Roles:
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +24,12 @@ import anyio.to_thread
 from fastapi import Depends, Request
 
 from api.deps import database
-from gis.errors import Forbidden, NotFound, Unauthenticated
-from layers import keys
+from gis.errors import Forbidden, NotFound, Unauthenticated, Unavailable
+from layers import incidents, keys
 
 SESSION_COOKIE = "jg_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CACHE_SECONDS = 10.0  # a revoked key stops working within this many seconds
+CACHE_SECONDS = 10.0  # how long a key look-up is reused (emptied at once on any revocation)
 ALL_ROLES = keys.ROLES
 CASE_ROLES = ("grid_worker", "team_member", "operator", "admin")
 
@@ -68,7 +70,20 @@ class Rule:
 
 @dataclass
 class _Cache:
+    """Keys and sessions looked up in the last ``CACHE_SECONDS``.
+
+    Each server process listens for revocations (``layers.keys.listen``): a key revoked or a
+    session closed anywhere empties the cache at once. While the listener is away (its
+    connection lost), entries still expire after ``CACHE_SECONDS``, so a database outage does
+    not turn every request into a wait for the database, and the cache is emptied as soon as
+    the listener is back, since it may have missed a notice. (A revocation needs the database,
+    so one made during a whole outage cannot be missed.)
+    """
+
     entries: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
+    listening: bool = False
+    generation: int = 0  # bumped whenever the cache is emptied
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, token: str) -> tuple[bool, dict[str, Any] | None]:
         hit = self.entries.get(token)
@@ -76,17 +91,75 @@ class _Cache:
             return False, None
         return True, hit[1]
 
-    def put(self, token: str, value: dict[str, Any] | None) -> None:
-        if len(self.entries) > 10_000:
+    def put(self, token: str, value: dict[str, Any] | None, *, since: int) -> None:
+        """Cache a look-up that started at generation ``since``, unless the cache was emptied
+        after it started (the look-up may have read a key just before its revocation)."""
+        with self.lock:
+            if since != self.generation:
+                return
+            if len(self.entries) > 10_000:
+                self.entries.clear()
+            self.entries[token] = (time.monotonic() + CACHE_SECONDS, value)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.generation += 1
             self.entries.clear()
-        self.entries[token] = (time.monotonic() + CACHE_SECONDS, value)
+
+    def set_listening(self, on: bool) -> None:
+        with self.lock:
+            if on:  # notices may have been missed while away
+                self.generation += 1
+                self.entries.clear()
+            self.listening = on
 
 
 def _cache(request: Request) -> _Cache:
-    cache = getattr(request.app.state, "key_cache", None)
+    return app_cache(request.app)
+
+
+def app_cache(app: Any) -> _Cache:
+    cache = getattr(app.state, "key_cache", None)
     if cache is None:
-        cache = request.app.state.key_cache = _Cache()
+        cache = app.state.key_cache = _Cache()
     return cache
+
+
+def _conninfo(app: Any) -> str:
+    """The pool's connection string now (the pool may hold a callable that re-reads it, so a
+    database that came back on another port is found again)."""
+    info = app.state.pool.conninfo
+    return str(info() if callable(info) else info)
+
+
+def start_revocation_listener(app: Any) -> Callable[[], None]:
+    """Listen for revoked keys and closed sessions on a thread of this process; return a
+    function that stops it. Each server process (worker) runs its own."""
+    cache = app_cache(app)
+    stop = threading.Event()
+    if getattr(app.state, "pool", None) is None:
+        # An app on a test's shared connection has no pool and no other process to hear.
+        return stop.set
+    thread = threading.Thread(
+        target=keys.listen,
+        args=(lambda: _conninfo(app),),
+        kwargs={
+            "on_change": lambda _payload: cache.clear(),
+            "on_connected": cache.set_listening,
+            "stop": stop,
+        },
+        name="jointgrid-revocations",
+        daemon=True,
+    )
+    thread.start()
+
+    def halt() -> None:
+        # Not joined: the thread sees the event within a second and closes its connection;
+        # waiting for it would add that second to every shutdown (and to every test's app).
+        stop.set()
+        cache.set_listening(False)
+
+    return halt
 
 
 def _lookup(request: Request, kind: str, token: str) -> dict[str, Any] | None:
@@ -94,13 +167,14 @@ def _lookup(request: Request, kind: str, token: str) -> dict[str, Any] | None:
     hit, value = cache.get(f"{kind}:{token}")
     if hit:
         return value
+    since = cache.generation
     # The connection this request holds (api.deps.get_conn), or the one `check` leased for
     # the look-up: never a second one taken here, and never a wait for one on this thread.
     conn = getattr(request.state, "conn", None)
     if conn is None:
         raise _NeedsDatabase
     value = keys.verify(conn, token) if kind == "key" else keys.session(conn, token)
-    cache.put(f"{kind}:{token}", value)
+    cache.put(f"{kind}:{token}", value, since=since)
     return value
 
 
@@ -194,10 +268,13 @@ def allow(
             except _NeedsDatabase:
                 return await database(request).run(_authenticate_on, request, param or None)
 
-        if rule.anyone:  # open routes never fail on stale credentials (e.g. signing in again)
+        if rule.anyone:
+            # Open routes never fail on credentials: stale ones (signing in again), nor ones that
+            # cannot be checked while the database is away, so /healthz answers with its own
+            # body.
             try:
                 return await who_is()
-            except (Unauthenticated, Forbidden):
+            except (Unauthenticated, Forbidden, Unavailable):
                 return Principal()
         return _permit(rule, await who_is(), request)
 
@@ -234,11 +311,15 @@ def _permit(rule: Rule, who: Principal, request: Request) -> Principal:
 
 
 def case_scope(who: Principal) -> dict[str, Any]:
-    """List filters that limit cases to those the caller may see."""
+    """The scope of the cases the caller may see, for ``layers.incidents.list_cases(scope=)``.
+
+    A scope is applied on top of the caller's own filters, never in place of them: an
+    operator of 510904 asking for ``side=500152`` gets the cases involving both.
+    """
     if who.role == "admin":
         return {}
     if who.role == "operator":
-        return {"side": [who.side]}
+        return {"side": who.side}
     if who.role == "team_member":
         return {"team": who.team}
     if who.role == "grid_worker":
@@ -247,6 +328,7 @@ def case_scope(who: Principal) -> dict[str, Any]:
 
 
 def can_see(who: Principal, row: dict[str, Any]) -> bool:
+    """Whether the caller may see this case (the same rule as ``case_scope``)."""
     if who.role == "admin":
         return True
     if who.role == "operator":
@@ -256,6 +338,48 @@ def can_see(who: Principal, row: dict[str, Any]) -> bool:
     if who.role == "grid_worker":
         return (row.get("reporter") or {}).get("key_id") == who.key_id
     return False
+
+
+def find_visible(conn: Any, who: Principal, ref: str) -> dict[str, Any] | None:
+    """The case ``ref`` (id or code) if it exists and the caller may see it, else None.
+
+    Every place that resolves a reference to a case given by a caller goes through here, so a
+    case the caller may not see is answered exactly like one that does not exist.
+    """
+    try:
+        row = incidents.get(conn, ref)
+    except NotFound:
+        return None
+    return row if can_see(who, row) else None
+
+
+REFERENCE_FIELDS = ("merged_into", "possible_duplicate_of")
+
+
+def hide_unseen_refs(conn: Any, who: Principal, views: list[dict[str, Any]]) -> None:
+    """Blank, in place, every reference to another case (``merged_into``,
+    ``possible_duplicate_of``) that the caller may not see: the id itself says the case exists."""
+    if who.role == "admin":
+        return
+    ids = [v.get(f) for v in views for f in REFERENCE_FIELDS]
+    found = incidents.reference_rows(conn, [i for i in ids if i])
+    for v in views:
+        for f in REFERENCE_FIELDS:
+            ref = v.get(f)
+            if ref and not (ref in found and can_see(who, found[ref])):
+                v[f] = None
+
+
+def hide_unseen_event_refs(conn: Any, who: Principal, events: list[dict[str, Any]]) -> None:
+    """The same for the audit trail: a merge event names the case merged into."""
+    if who.role == "admin":
+        return
+    ids = [(e.get("payload") or {}).get("into") for e in events]
+    found = incidents.reference_rows(conn, [i for i in ids if i])
+    for e in events:
+        into = (e.get("payload") or {}).get("into")
+        if into and not (into in found and can_see(who, found[into])):
+            e["payload"] = {**e["payload"], "into": None}
 
 
 def visible(who: Principal, row: dict[str, Any]) -> dict[str, Any]:

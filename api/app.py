@@ -11,7 +11,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
@@ -20,6 +22,7 @@ from api import cursors, settings
 from api.catalogue import load_catalogue
 from api.errors import LastResort, add_exception_handlers
 from api.limits import RULES, BodyLimit, BodyRule, JsonBodies
+from api.security import SecurityHeaders
 from layers.db import Database
 
 log = logging.getLogger("jointgrid")
@@ -195,6 +198,9 @@ def create_app(
         if own_pool:
             app.state.pool = make_pool(db)
             app.state.database = Database.from_pools(app.state.pool, wait_s=db.connect_timeout_s)
+        from api.access import start_revocation_listener
+
+        stop_listening = start_revocation_listener(app)
         tasks = []
         if service.escalation_interval_s > 0:
             tasks.append(asyncio.create_task(_escalation_loop(app, service.escalation_interval_s)))
@@ -214,6 +220,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            stop_listening()
             app.state.database.close()
             if own_pool:
                 app.state.pool.close()
@@ -223,6 +230,10 @@ def create_app(
         version="1.0.0",
         summary="Grid governance across the Anju (Sichuan) - Tongnan (Chongqing) border",
         lifespan=lifespan,
+        # /docs is served below from this server's own copy of Swagger UI, under the CSP;
+        # FastAPI's own pages load it from a CDN with an inline script.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.pool = pool if database is None else database.write.pool
     app.state.pool_timeout = db.connect_timeout_s
@@ -232,6 +243,7 @@ def create_app(
     app.state.catalogue = catalogue
     app.state.public_feeds = service.public_feeds
     app.state.max_body_bytes = service.max_body_bytes
+    app.state.access = settings.AccessSettings()
     add_exception_handlers(app)
     cursors.secret()  # made (and kept in var/) on first start, not on the first page asked
     # Added innermost first: LastResort wraps everything, BodyLimit counts what JsonBodies reads.
@@ -242,6 +254,8 @@ def create_app(
         max_bytes=service.max_body_bytes,
         rules=[*rules, media_body_rule(service), *RULES],
     )
+    # Outside the body limit, so that its refusals carry the headers too.
+    app.add_middleware(SecurityHeaders, tiles_url=settings.MapSettings().tiles_url)
     app.add_middleware(LastResort)
 
     from api.routes import catalogue as catalogue_routes
@@ -256,4 +270,25 @@ def create_app(
     ogc.install(app)
     open311.install(app)
     pages.install(app)
+    _install_docs(app)
     return app
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from ``/assets`` (scripts/assets.sh), its start-up script carrying
+    the response's CSP nonce."""
+    from api.access import allow
+    from api.security import add_nonce, nonce_of
+
+    @app.get("/docs", include_in_schema=False, dependencies=[allow(anyone=True)])
+    def docs(request: Request) -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/assets/swagger-ui-dist/swagger-ui-bundle.js",
+            swagger_css_url="/assets/swagger-ui-dist/swagger-ui.css",
+            swagger_favicon_url="data:,",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+        # FastAPI's template, with our constants only: safe to put the nonce on its tags.
+        return HTMLResponse(add_nonce(bytes(page.body).decode(), nonce_of(request)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -420,20 +420,26 @@ def transition(
     catalogue: Catalogue,
     *,
     actor: dict[str, Any],
+    find_case: Callable[[Conn, str], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """Apply one workflow action to a case, with its audit event, in one transaction."""
+    """Apply one workflow action to a case, with its audit event, in one transaction.
+
+    ``find_case(conn, ref)`` resolves the case a merge goes into, as the caller may see it
+    (``api.access.find_visible``): None for a case that does not exist and for one the caller
+    may not see alike, so the answer never tells the two apart. Without it, every case counts.
+    """
     now = now_utc()
     with conn.transaction():
         row = incidents.get(conn, case_id, for_update=True)
         trail.refuse_drift(conn, row, ladder=ladder_of(catalogue.escalation))
         into = None
         if body.action == "merge" and body.into:
-            try:
-                into = incidents.get(conn, body.into)["id"]
-            except NotFound:
+            target = (find_case or _any_case)(conn, body.into)
+            if target is None:
                 raise InvalidInput(
                     f"cannot merge into {body.into}: no such case", {"into": body.into}
-                ) from None
+                )
+            into = target["id"]
         t = apply(
             state_of(row),
             body.action,
@@ -447,6 +453,13 @@ def transition(
         )
         _record(conn, row, t, actor=actor)
     return case_view(incidents.get(conn, row["id"]))
+
+
+def _any_case(conn: Conn, ref: str) -> dict[str, Any] | None:
+    try:
+        return incidents.get(conn, ref)
+    except NotFound:
+        return None
 
 
 ESCALATION_LOCK = 7_311_002  # advisory lock key: one escalator at a time across servers

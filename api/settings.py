@@ -171,6 +171,39 @@ class AuditSettings(BaseSettings):
     side: str | None = Field(default=None, pattern=r"^[0-9]{6}$")  # the signer's side, if one
 
 
+class AccessSettings(BaseSettings):
+    """Where this server is reached, for the absolute links it writes (OGC, the API document).
+
+    ``JOINTGRID_PUBLIC_BASE_URL`` (e.g. ``https://grid.example.org``): every link is built from
+    it, whatever Host a request names. Without it, links follow the request's Host only when that
+    host is in ``JOINTGRID_TRUSTED_HOSTS`` (names or addresses, comma-separated; a port is
+    ignored); any other Host is refused (400 ``untrusted_host``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="JOINTGRID_", extra="ignore")
+
+    public_base_url: str | None = None
+    trusted_hosts: str = "localhost,127.0.0.1,::1"
+
+    @model_validator(mode="after")
+    def _absolute_base(self) -> AccessSettings:
+        from urllib.parse import urlsplit
+
+        if self.public_base_url:
+            parts = urlsplit(self.public_base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+                raise ValueError(
+                    "JOINTGRID_PUBLIC_BASE_URL must be an absolute http(s) URL such as "
+                    "https://grid.example.org (no query)"
+                )
+        return self
+
+    def trusted(self) -> frozenset[str]:
+        return frozenset(
+            h.strip().lower().strip("[]") for h in self.trusted_hosts.split(",") if h.strip()
+        )
+
+
 class MapSettings(BaseSettings):
     """Base tiles for the command-centre map: off by default (no outside requests)."""
 

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from bench._common import ROOT, create_db, drop_db, free_port, serve, table, write_section
+from tests.test_browser import wait_js  # the pages' CSP refuses Playwright's eval
 
 DB = "jointgrid_bench_fieldpage"
 CHROMIUM = "/usr/bin/chromium"
@@ -98,9 +99,7 @@ def visit(context: Any, url: str) -> dict[str, float]:
     cdp.send("Network.emulateNetworkConditions", LINK)
     cdp.send("Emulation.setCPUThrottlingRate", {"rate": CPU_SLOWDOWN})
     page.goto(url, wait_until="domcontentloaded", timeout=120_000)
-    page.wait_for_function(
-        "document.documentElement.hasAttribute('data-jg-usable')", timeout=120_000
-    )
+    wait_js(page, "document.documentElement.hasAttribute('data-jg-usable')", timeout=120_000)
     out = page.evaluate(
         """() => ({
             fcp: (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime,

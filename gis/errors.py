@@ -152,3 +152,9 @@ class CorruptImage(DomainError):
     """A photo that claims a known format but cannot be decoded whole (truncated, damaged)."""
 
     code = "corrupt_image"
+
+
+class UntrustedHost(DomainError):
+    """The request's Host is not one this server answers for, so no link may be built from it."""
+
+    code = "untrusted_host"

@@ -33,7 +33,7 @@ from psycopg import pq
 from psycopg import sql as q
 from psycopg.rows import tuple_row
 
-from gis import cql
+from gis import cql, redaction
 from gis.crs import geometry_from_wgs84
 from gis.errors import InvalidInput, NotFound
 from layers.db import Conn, data_detail, sql, translate_errors
@@ -45,7 +45,8 @@ PRECISION = 7  # decimal places of coordinates (about 1 cm)
 STREAM_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
 COUNT_CAP = 1_000_000  # numberMatched is exact up to this many; above it, it is left out
 CHUNK_BYTES = 1 << 19  # bytes per streamed block
-CELL_DEG = 0.01  # coarse cell for sensitive incidents without a grid
+# The public redaction rule (gis.redaction) is the one the SQL below applies.
+CELL_DEG = redaction.CELL_DEG  # coarse cell for sensitive incidents without a grid
 
 # Keyset order per layer: immutable, unique together, ideally in the order rows are written.
 # Other layers page by their id column.
@@ -211,9 +212,9 @@ class _Sql:
 
     def value(self, name: str) -> q.Composable:
         """The published value of a public column."""
-        if self.redacted and name == "distance_to_border_m":
-            return q.SQL("(CASE WHEN {} THEN NULL ELSE t.distance_to_border_m END)").format(
-                self.sensitive()
+        if self.redacted and name in redaction.WITHHELD_IF_SENSITIVE:
+            return q.SQL("(CASE WHEN {} THEN NULL ELSE {} END)").format(
+                self.sensitive(), self.col(name)
             )
         return self.col(name)
 

@@ -12,6 +12,7 @@ from psycopg import sql as q
 from psycopg.types.json import Jsonb
 from shapely.geometry.base import BaseGeometry
 
+from gis import redaction
 from gis.errors import NotFound
 from gis.workflow import STATUSES
 from layers.db import Conn, translate_errors
@@ -26,28 +27,9 @@ SPEC = register(
         geometry_column="geom",
         geometry_type="Point",
         id_column="id",
-        public=(
-            "id",
-            "code",
-            "status",
-            "category",
-            "severity",
-            "side",
-            "sides",
-            "cross_boundary",
-            "reasons",
-            "mechanism",
-            "lead_side",
-            "distance_to_border_m",
-            "grid_code",
-            "police_grid_code",
-            "occurred_at",
-            "reported_at",
-            "updated_at",
-            "due_at",
-            "escalation_level",
-        ),
-        private=("description", "reporter", "contacts", "teams", "routing", "input"),
+        # One rule for every public surface (OGC, Open311): gis.redaction.
+        public=redaction.PUBLIC_FIELDS,
+        private=redaction.PRIVATE_FIELDS,
         linked=("media",),  # public links of the stripped photos (layers.features.media_links)
         temporal="occurred_at",
         style={"radius": 6},
@@ -183,6 +165,21 @@ def get(conn: Conn, case_id: str, *, for_update: bool = False) -> dict[str, Any]
     return row
 
 
+def reference_rows(conn: Conn, case_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Who may see each of these cases (sides, teams, reporter), by id: for checking the
+    cases that another case refers to (merged into, possible duplicate of)."""
+    ids = sorted({i for i in case_ids if i})
+    if not ids:
+        return {}
+    with translate_errors():
+        rows = conn.execute(
+            "SELECT i.id::text AS id, i.sides, i.teams, i.reporter FROM incidents i"
+            " WHERE i.id = ANY(%s::uuid[])",
+            (ids,),
+        ).fetchall()
+    return {r["id"]: r for r in rows}
+
+
 def update_state(conn: Conn, case_id: str, *, changes: dict[str, Any]) -> None:
     """Write workflow fields of a case (status, due time, sign-offs, escalation, merge)."""
     sets = q.SQL(", ").join(
@@ -268,7 +265,12 @@ _FILTERS: dict[str, str] = {
     "text": "(i.code ILIKE %({0})s OR i.description ILIKE %({0})s)",
     "overdue_at": "(i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')"
     " AND coalesce(i.due_at, 'infinity'::timestamptz) < %({})s)",
-    # access scopes (api.access.case_scope)
+}
+
+# Access scopes (api.access.case_scope): what the caller may see. Kept apart from the filters
+# above, so that a filter (``side``) narrows what the caller may see and is never replaced by it.
+_SCOPES: dict[str, str] = {
+    "side": "i.sides && ARRAY[%({})s::text]",
     "team": "i.teams @> jsonb_build_array(jsonb_build_object('code', %({})s::text))",
     "reporter_key": "i.reporter->>'key_id' = %({})s",
     "none": "NOT %({})s",
@@ -296,7 +298,10 @@ _ORDERS: dict[str, tuple[str, str]] = {
 }
 
 
-def _where(filters: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+def _where(
+    filters: dict[str, Any], scope: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, Any]]:
+    """The WHERE clauses and parameters of ``filters``, within the access ``scope``."""
     where = ["true"]
     params: dict[str, Any] = {}
     for name, value in filters.items():
@@ -304,6 +309,9 @@ def _where(filters: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
             continue
         where.append(_FILTERS[name].format(name))
         params[name] = like_pattern(value) if name == "text" else value
+    for name, value in (scope or {}).items():
+        where.append(_SCOPES[name].format(f"scope_{name}"))
+        params[f"scope_{name}"] = value
     return where, params
 
 
@@ -315,8 +323,10 @@ def list_cases(
     limit: int,
     after: tuple[str, str] | None,
     order: str = "reported",
+    scope: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Cases matching ``filters``, keyset-paged after the last row's sort key.
+    """Cases matching ``filters`` within ``scope`` (what the caller may see; None: all),
+    keyset-paged after the last row's sort key.
 
     ``order="reported"``: newest first, after ``(reported_at, id)``. ``order="due"``: the
     soonest due first (no due time last), after ``(due_at or 'infinity', id)``; each status is
@@ -328,7 +338,7 @@ def list_cases(
         parts = []
         params: dict[str, Any] = {"limit": limit}
         for k, status in enumerate(filters.get("status") or STATUSES):
-            where, more = _where({**filters, "status": None})
+            where, more = _where({**filters, "status": None}, scope)
             where.append(f"i.status = %(st{k})s")
             params.update(more)
             params[f"st{k}"] = status
@@ -348,7 +358,7 @@ def list_cases(
         for r in rows:
             del r["_due"], r["_id"]
         return rows
-    where, params = _where(filters)
+    where, params = _where(filters, scope)
     params["limit"] = limit
     _bbox_and_after(where, params, bbox, after, keyset)
     with translate_errors():
@@ -381,6 +391,7 @@ def count_capped(
     groups: dict[str, list[str]],
     now: datetime,
     cap: int,
+    scope: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """How many cases match ``filters`` in each named group of statuses, and ``overdue`` (open
     and past due at ``now``), each counted up to ``cap + 1``: more than ``cap`` means "more".
@@ -388,7 +399,7 @@ def count_capped(
     Capped, so each count reads a bounded stretch of ``incidents_inbox_idx`` however large the
     table: an inbox needs "how many, up to a few pages", not an exact million on every refresh.
     """
-    where, params = _where({**filters, "status": None})
+    where, params = _where({**filters, "status": None}, scope)
     params.update(cap=cap + 1, now=now)
     cond = " AND ".join(where)
     parts = []

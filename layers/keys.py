@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+
+import psycopg
 
 from gis.errors import InvalidInput, NotFound
 from layers.db import Conn, translate_errors
 
 ROLES = ("grid_worker", "team_member", "operator", "admin", "feed")
 PREFIX = "jg_"
+# Revoking a key or closing a session is announced on this channel (in the same transaction),
+# so every server process drops what it cached about keys and sessions at once.
+CHANNEL = "jointgrid_keys"
+LISTENER = "jointgrid-revocations"  # the listening connection's application_name
+log = logging.getLogger("jointgrid")
+
+
+def _announce(conn: Conn, what: str) -> None:
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, what))
 
 
 def _hash(secret: str) -> bytes:
@@ -42,11 +56,18 @@ def create(
             ).fetchone()
             if not ok:
                 raise InvalidInput(f"unknown side {side!r}: give a district code that is loaded")
-        if (
-            team is not None
-            and not conn.execute("SELECT 1 FROM teams WHERE code = %s", (team,)).fetchone()
-        ):
-            raise InvalidInput(f"unknown team {team!r}")
+        if team is not None:
+            found = conn.execute("SELECT sides FROM teams WHERE code = %s", (team,)).fetchone()
+            if not found:
+                raise InvalidInput(f"unknown team {team!r}")
+            # A team member acts for a side its team serves: a key of a Tongnan-only team
+            # acting for Anju would move Anju's sign-offs while reading only Tongnan's cases.
+            if role == "team_member" and side not in found["sides"]:
+                raise InvalidInput(
+                    f"team {team} serves side(s) {', '.join(found['sides'])}, not {side}: "
+                    f"give --side as one of its sides",
+                    {"team": team, "side": side, "team_sides": list(found["sides"])},
+                )
         row = conn.execute(
             "INSERT INTO api_keys (id, secret_hash, role, side, team, name)"
             " VALUES (%s, %s, %s, %s, %s, %s)"
@@ -79,6 +100,7 @@ def revoke(conn: Conn, key_id: str) -> None:
             (key_id,),
         ).fetchone()
         conn.execute("DELETE FROM sessions WHERE key_id = %s", (key_id,))
+        _announce(conn, f"key:{key_id}")  # delivered when the revocation commits
     if row is None:
         raise NotFound(f"no live key {key_id}", {"id": key_id})
 
@@ -124,5 +146,53 @@ def session(conn: Conn, token: str) -> dict[str, Any] | None:
 
 
 def close_session(conn: Conn, token: str) -> None:
-    with translate_errors():
+    """End a page session on the server; every server process forgets it at once."""
+    with translate_errors(), conn.transaction():
         conn.execute("DELETE FROM sessions WHERE id_hash = %s", (_hash(token),))
+        _announce(conn, "session")
+
+
+def listen(
+    conninfo: Callable[[], str],
+    *,
+    on_change: Callable[[str], None],
+    on_connected: Callable[[bool], None],
+    stop: threading.Event,
+    retry_s: float = 1.0,
+    ping_s: float = 10.0,
+) -> None:
+    """Run until ``stop`` is set: call ``on_change(payload)`` for every key revoked or session
+    closed (``CHANNEL``), on a connection of its own.
+
+    ``on_connected(True)`` is called once listening (after a reconnection too, when changes
+    may have been missed), ``on_connected(False)`` whenever the connection is lost; it is then
+    made again at once and then every ``retry_s`` seconds (a database restart, a new address
+    from ``conninfo``). An idle connection is checked every ``ping_s`` seconds, so a silently
+    dead one is noticed.
+    """
+    delay = 0.05  # the first retry comes at once: the database may be up (a lost connection)
+    while not stop.is_set():
+        try:
+            with psycopg.connect(
+                conninfo(), autocommit=True, connect_timeout=5, application_name=LISTENER
+            ) as conn:
+                conn.execute(f"LISTEN {CHANNEL}")
+                on_connected(True)
+                delay = 0.05
+                idle = 0.0
+                while not stop.is_set():
+                    got = False
+                    for note in conn.notifies(timeout=1.0):
+                        got = True
+                        on_change(note.payload)
+                    idle = 0.0 if got else idle + 1.0
+                    if idle >= ping_s:
+                        conn.execute("SELECT 1")
+                        idle = 0.0
+        except psycopg.Error as exc:
+            log.warning("the key revocation listener lost the database (%s); retrying", exc)
+        except Exception:  # keep listening whatever happens; the cache is off meanwhile
+            log.exception("the key revocation listener failed; retrying")
+        on_connected(False)
+        stop.wait(delay)
+        delay = retry_s

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Browser assets for the map, the dashboard and the report page: Leaflet, its plugins and the
-# libraries folium's page template expects (jQuery, Bootstrap, Font Awesome, awesome-markers).
+# libraries folium's page template expects (jQuery, Bootstrap, Font Awesome, awesome-markers),
+# and Swagger UI for /docs.
 # They come from the npm registry at the exact versions pinned in scripts/assets/package-lock.json
 # and land in var/assets/node_modules, which the server serves under /assets/. Nothing is copied
 # into the repository, and nothing is loaded from outside the server at run time.
@@ -23,7 +24,8 @@ complete() {
         jquery/dist/jquery.min.js bootstrap/dist/js/bootstrap.bundle.min.js \
         @fortawesome/fontawesome-free/css/all.min.css \
         leaflet.awesome-markers/dist/leaflet.awesome-markers.js \
-        glyphicons-only-bootstrap/css/bootstrap.min.css; do
+        glyphicons-only-bootstrap/css/bootstrap.min.css \
+        swagger-ui-dist/swagger-ui-bundle.js swagger-ui-dist/swagger-ui.css; do
         [ -f "$dest/node_modules/$f" ] || return 1
     done
 }

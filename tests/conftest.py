@@ -22,6 +22,9 @@ from psycopg.rows import dict_row
 
 from layers.db import Source
 
+# The test client names its server "testserver": trust it as the server's own Host for links.
+os.environ.setdefault("JOINTGRID_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,testserver")
+
 POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "live_server", "api_keys"}
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import bearer
 from tests.geo import ANJU, TONGNAN, point_inside
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, Requests
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, Requests, wait_js
 
 pytestmark = pytest.mark.browser
 
@@ -262,7 +262,7 @@ def test_the_inbox_refreshes_and_marks_what_is_new_since_the_last_visit(
     # seen in the last refresh of the previous visit: no longer new
     assert desk.page.locator(f'tr.case[data-code="{fresh}"].new').count() == 0
     assert desk.page.locator(f'tr.case[data-code="{newer}"] .new-mark').is_visible()
-    desk.page.wait_for_function("window.JointGridInbox.counted >= 1")
+    wait_js(desk.page, "window.JointGridInbox.counted >= 1")
     count = desk.page.inner_text('[data-count="reported"]')
     assert int(count) >= 3
     desk.page.screenshot(path=str(ARTIFACTS / "cases-inbox.png"))
@@ -296,7 +296,7 @@ def test_a_popup_in_a_spiderfied_cluster_stays_open_while_the_map_refreshes(
     desk = Desk(browser, live_server, api_keys["admin"])
     desk.sign_in("/map")
     desk.page.goto(f"{live_server}/map?refresh=2#18/{lat:.6f}/{lon:.6f}")
-    desk.page.wait_for_function("document.documentElement.getAttribute('data-jg-ready')")
+    wait_js(desk.page, "document.documentElement.getAttribute('data-jg-ready')")
     cluster = desk.page.locator(".jg-mcluster").first
     cluster.wait_for(timeout=10_000)
     cluster.click()
@@ -314,8 +314,8 @@ def test_a_popup_in_a_spiderfied_cluster_stays_open_while_the_map_refreshes(
         timeout=30,
     ).json()
     before = desk.page.evaluate("JointGrid.status.incidents.at.getTime()")
-    desk.page.wait_for_function(
-        f"JointGrid.status.incidents.at.getTime() > {before} + 3000", timeout=15_000
+    wait_js(
+        desk.page, f"JointGrid.status.incidents.at.getTime() > {before} + 3000", timeout=15_000
     )  # two refreshes later
     assert popup.is_visible(), "the popup closed during a refresh"
     assert desk.page.evaluate("JointGrid.hold.spider") is True
@@ -328,7 +328,7 @@ def test_a_popup_in_a_spiderfied_cluster_stays_open_while_the_map_refreshes(
     desk.page.screenshot(path=str(ARTIFACTS / "map-popup-spiderfied.png"))
     # once the popup closes and the cluster folds, the refresh applies again
     desk.page.locator(".leaflet-popup-close-button").click()
-    desk.page.wait_for_function("JointGrid.hold.popup === null")
+    wait_js(desk.page, "JointGrid.hold.popup === null")
     desk.page.evaluate("JointGrid.container.points.unspiderfy()")
     desk.page.locator(f'.jg-mark[data-code="{later["code"]}"]').wait_for(timeout=10_000)
     desk.close()

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import free_port, wait_healthy
 from tests.geo import ANJU, point_inside
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, cases_with_key
+from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, cases_with_key, wait_js
 
 pytestmark = pytest.mark.browser
 
@@ -165,19 +165,20 @@ def test_the_report_page_opens_with_no_signal_and_sends_its_queue_once(
     try:
         sign_in(page, server.base, api_keys["grid_worker:510904"])
         # 1. The district outline is drawn under the pin.
-        page.wait_for_function(
-            "document.querySelectorAll('#map path.leaflet-interactive, #map svg path').length > 0"
+        wait_js(
+            page,
+            "document.querySelectorAll('#map path.leaflet-interactive, #map svg path').length > 0",
         )
         # The worker's service worker is installed and controls the page after one visit.
         page.evaluate("navigator.serviceWorker.ready.then(() => true)")
         page.reload()
-        page.wait_for_function("navigator.serviceWorker.controller !== null")
+        wait_js(page, "navigator.serviceWorker.controller !== null")
 
         # 2. A report once online.
         page.select_option("#category", "neighbor_dispute")
         page.fill("#description", "在线上报 / sent online")
         page.click("#gps")
-        page.wait_for_function("document.getElementById('declared').classList.contains('set')")
+        wait_js(page, "document.getElementById('declared').classList.contains('set')")
         page.click("#send")
         page.locator("#results li.ok").wait_for(timeout=20_000)
 
@@ -192,7 +193,7 @@ def test_the_report_page_opens_with_no_signal_and_sends_its_queue_once(
         page.select_option("#category", "illegal_dumping")
         page.fill("#description", "离线上报 / made with no signal")
         page.click("#gps")
-        page.wait_for_function("document.getElementById('declared').classList.contains('set')")
+        wait_js(page, "document.getElementById('declared').classList.contains('set')")
         page.click("#send")
         page.locator("#queue li.queued").wait_for()
         queue = json.loads(page.evaluate(f"localStorage.getItem('{QUEUE}')"))
@@ -203,8 +204,10 @@ def test_the_report_page_opens_with_no_signal_and_sends_its_queue_once(
         server.start()
         context.set_offline(False)
         page.evaluate("window.dispatchEvent(new Event('online'))")
-        page.wait_for_function(
-            f"JSON.parse(localStorage.getItem('{QUEUE}') || '[]').length === 0", timeout=30_000
+        wait_js(
+            page,
+            f"JSON.parse(localStorage.getItem('{QUEUE}') || '[]').length === 0",
+            timeout=30_000,
         )
         assert len(cases_with_key(db_url, key)) == 1
     finally:
@@ -223,13 +226,11 @@ def test_after_a_send_the_answer_is_in_view_and_the_location_must_be_set_again(
         page.select_option("#category", "theft")
         page.fill("#description", "电动车被盗")
         page.click("#gps")
-        page.wait_for_function("document.getElementById('declared').classList.contains('set')")
+        wait_js(page, "document.getElementById('declared').classList.contains('set')")
         page.click("#send")
         answer = page.locator("#results li.ok").first
         answer.wait_for(timeout=20_000)
-        page.wait_for_function(
-            "document.activeElement && document.activeElement.matches('#results li.ok')"
-        )
+        wait_js(page, "document.activeElement && document.activeElement.matches('#results li.ok')")
         box = answer.bounding_box()
         assert box is not None and 0 <= box["y"] < PHONE["height"] - 100, box
         shown = answer.inner_text()
@@ -315,7 +316,8 @@ def test_the_dashboard_refreshes_itself_and_fits_a_wall_screen(
     try:
         sign_in(page, srv.base, api_keys["operator:510904"], "/dashboard?layout=wall")
         first = page.get_attribute("#refreshed", "data-at")
-        page.wait_for_function(
+        wait_js(
+            page,
             f"document.getElementById('refreshed').getAttribute('data-at') !== '{first}'",
             timeout=15_000,
         )

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import bearer, free_port, wait_healthy
 from tests.geo import ANJU, point_inside
 from tests.mediagen import jpeg
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, cases_with_key, new_page
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, cases_with_key, new_page, wait_js
 
 pytestmark = pytest.mark.browser
 
@@ -129,16 +129,16 @@ def test_a_photo_attached_offline_is_on_the_case_once_the_network_returns(
 
         page.route("**/api/v1/incidents", lose_answer)
         context.set_offline(False)
-        page.wait_for_function(
-            "document.querySelector('#queue li.queued small').textContent.includes('无网络')"
+        wait_js(
+            page, "document.querySelector('#queue li.queued small').textContent.includes('无网络')"
         )
         assert len(cases_with_key(db_url, key)) == 1
         page.unroute("**/api/v1/incidents")
         page.evaluate("window.dispatchEvent(new Event('online'))")
         page.locator("#results li.ok").wait_for(timeout=30_000)
         assert "1 张" in page.inner_text("#results li.ok .photos")
-        page.wait_for_function(
-            f"({IDB_COUNT})().then(n => n === 0)"
+        wait_js(
+            page, f"({IDB_COUNT})().then(n => n === 0)"
         )  # acknowledged: the blob is gone, never to be sent again
         assert json.loads(page.evaluate("localStorage.getItem('jointgrid.report.queue.v1')")) == []
     finally:

@@ -97,7 +97,8 @@ class InboxQuery:
     limit: int = PAGE_SIZE
 
     def filters(self, who: Principal, now: datetime, *, view: bool = True) -> dict[str, Any]:
-        """The storage filters, limited to what the key may see (``api.access.case_scope``)."""
+        """The storage filters of this view (what the key may see is the separate scope,
+        ``api.access.case_scope``, given to the same storage query)."""
         return {
             "status": list(VIEWS[self.view]) if view and self.view in VIEWS else None,
             "mechanism": self.mechanism,
@@ -110,7 +111,6 @@ class InboxQuery:
             "until": _day_start(self.until + timedelta(days=1)) if self.until else None,
             "text": self.text,
             "overdue_at": now if self.overdue else None,
-            **case_scope(who),
         }
 
     def query(self, **changes: Any) -> str:
@@ -208,7 +208,12 @@ def inbox_counts(conn: Conn, q: InboxQuery, who: Principal, now: datetime) -> di
     """Cases per view under the other filters, and the overdue ones among all views, capped."""
     groups = {**{v: list(s) for v, s in VIEWS.items()}, "all": list(workflow.STATUSES)}
     got = incidents.count_capped(
-        conn, filters=q.filters(who, now, view=False), groups=groups, now=now, cap=COUNT_CAP
+        conn,
+        filters=q.filters(who, now, view=False),
+        groups=groups,
+        now=now,
+        cap=COUNT_CAP,
+        scope=case_scope(who),
     )
     return {k: f"{COUNT_CAP}+" if n > COUNT_CAP else str(n) for k, n in got.items()}
 
@@ -263,6 +268,7 @@ def _inbox_context(
         limit=q.limit + 1,
         after=q.cursor,
         order="due",
+        scope=case_scope(who),
     )
     page, more = rows[: q.limit], len(rows) > q.limit
     next_query = None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -144,7 +145,15 @@ def _templates() -> Jinja2Templates:
     t.env.globals["static"] = static
     t.env.globals["asset"] = asset
     i18n.install(t.env)
+    t.env.globals["signout_form"] = lambda csrf: signout_form(t, csrf)
     return t
+
+
+def signout_form(t: Jinja2Templates, csrf: str | None) -> Markup:
+    """The sign-out button (``_signout.html``) for a page signed in with a session whose CSRF
+    token is ``csrf`` (``Principal.csrf``); nothing for a Bearer key. In a template:
+    ``{{ signout_form(csrf) }}``."""
+    return Markup(t.get_template("_signout.html").render(csrf=csrf))
 
 
 def cst(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:

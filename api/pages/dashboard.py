@@ -193,6 +193,7 @@ def dashboard(
             choropleth=_choropleth(choropleth),
             mech_name=lambda code: _mech_name(catalogue, code),
             cat_name=lambda code: _cat_name(catalogue, code),
+            csrf=who.csrf,
             colour=config.mechanism_colour,
             tables=TABLES,
             now=now,

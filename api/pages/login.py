@@ -13,9 +13,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import errors
-from api.access import SESSION_COOKIE, allow
+from api.access import SESSION_COOKIE, allow, app_cache
 from api.deps import database
 from api.pages import config
+from api.security import nonce_of
 from gis.errors import Unavailable
 from layers import keys
 
@@ -34,6 +35,7 @@ UNAVAILABLE = "数据库暂时无法访问，请稍后再试。The database is n
 
 
 def _form(
+    request: Request,
     next_: str,
     error: str | None = None,
     status: int = 200,
@@ -43,7 +45,7 @@ def _form(
     html = (
         config.templates()
         .get_template("login.html")
-        .render(next=_safe_next(next_), csrf=token, error=error)
+        .render(next=_safe_next(next_), csrf=token, error=error, csp_nonce=nonce_of(request))
     )
     resp = HTMLResponse(
         html, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
@@ -58,8 +60,8 @@ def _form(
     dependencies=[allow(anyone=True)],
     summary="The sign-in page",
 )
-def login_page(next: str = "/map") -> HTMLResponse:
-    return _form(next)
+def login_page(request: Request, next: str = "/map") -> HTMLResponse:
+    return _form(request, next)
 
 
 @router.post("/login", dependencies=[allow(anyone=True)], summary="Sign in with an API key")
@@ -73,7 +75,7 @@ async def login(
     if not secrets.compare_digest(
         csrf_token.encode(), request.cookies.get(LOGIN_CSRF, "").encode()
     ):
-        return _form(next, "The form expired; please try again.", 403)
+        return _form(request, next, "The form expired; please try again.", 403)
 
     def check(conn: Any) -> tuple[str, str] | None:
         rec = keys.verify(conn, key.strip())
@@ -82,9 +84,9 @@ async def login(
     try:
         opened = await database(request).run(check)
     except Unavailable:
-        return _form(next, UNAVAILABLE, 503, {"Retry-After": errors.RETRY_AFTER_S})
+        return _form(request, next, UNAVAILABLE, 503, {"Retry-After": errors.RETRY_AFTER_S})
     if opened is None:
-        return _form(next, "That key is unknown or has been revoked.", 401)
+        return _form(request, next, "That key is unknown or has been revoked.", 401)
     token, _ = opened
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(
@@ -104,17 +106,33 @@ async def login(
 async def logout(
     request: Request, csrf_token: Annotated[str, Form(max_length=200)] = ""
 ) -> Response:
+    """End the session on the server, then clear its cookie: both or neither.
+
+    A live session signs out only with its own CSRF token (the sign-out button carries it);
+    without it nothing changes, so a cookie is never dropped while its session stays valid.
+    """
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
 
-        def close(conn: Any) -> None:
+        def close(conn: Any) -> bool:
+            """False when a live session's CSRF token is missing or wrong."""
             rec = keys.session(conn, cookie)
-            if rec is not None and secrets.compare_digest(
-                rec["csrf"].encode(), csrf_token.encode()
-            ):
-                keys.close_session(conn, cookie)
+            if rec is None:
+                return True  # expired or already ended: only the cookie is left
+            if not secrets.compare_digest(rec["csrf"].encode(), csrf_token.encode()):
+                return False
+            keys.close_session(conn, cookie)  # other server processes hear of it too
+            return True
 
-        await database(request).run(close)
+        if not await database(request).run(close):
+            return HTMLResponse(
+                config.templates()
+                .get_template("signed_out.html")
+                .render(ok=False, csp_nonce=nonce_of(request)),
+                status_code=403,
+                headers={"Cache-Control": "no-store"},
+            )
+        app_cache(request.app).clear()  # this process at once, before the notice comes back
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp

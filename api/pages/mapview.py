@@ -37,6 +37,7 @@ from api.pages.filters import (
     parse_zoom,
     scoped,
 )
+from api.security import add_nonce, nonce_of
 from api.settings import MapSettings
 from gis.catalogue import Catalogue
 from gis.errors import InvalidInput, NotFound
@@ -66,6 +67,7 @@ class LocalMap(folium.Map):
 
 LocalMap.default_js = [
     *_folium_links(folium.Map.default_js, config.FOLIUM_JS),
+    ("jointgrid_styles", config.static("styles.js")),
     ("jointgrid_map", config.static("map.js")),
 ]
 LocalMap.default_css = [
@@ -189,8 +191,11 @@ def build_map(
     tiles: MapSettings,
     refresh_s: float,
     loc: str = i18n.DEFAULT,
+    csrf: str | None = None,
+    nonce: str = "",
 ) -> str:
-    """The whole ``/map`` page as HTML, its text in ``loc`` (Chinese by default)."""
+    """The whole ``/map`` page as HTML, its text in ``loc`` (Chinese by default); ``nonce`` is
+    the response's CSP nonce (``api.security``), ``csrf`` the session's token for sign-out."""
     views = mapdata.views()
     visible = _visible(args, views)
     w, s, e, n = extent or DEFAULT_EXTENT
@@ -300,10 +305,13 @@ def build_map(
             heat_days=mapdata.HEAT_DAYS,
             tiles=tiles,
             query=filters.raw,
+            csrf=csrf,
         )
     )
     fig.html.add_child(Element(panel))
-    return str(fig.render())
+    # folium's templates take no nonce: put it on the tags of the page it renders (all of them
+    # built here, every value escaped; the panel is an autoescaped template).
+    return add_nonce(str(fig.render()), nonce)
 
 
 MAP_MESSAGES = (
@@ -380,6 +388,8 @@ def map_page(
         tiles=MapSettings(),
         refresh_s=_refresh(request),
         loc=locale_of(request),
+        csrf=who.csrf,
+        nonce=nonce_of(request),
     )
     return HTMLResponse(html, headers=NO_STORE)
 

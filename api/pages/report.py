@@ -20,6 +20,7 @@ from api import i18n, settings
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.pages import config
+from api.security import nonce_of
 from api.settings import MapSettings
 from layers import mapdata
 
@@ -142,6 +143,7 @@ def report_page(
             links=PAGE_LINKS.get(who.role or "", ()),
             with_map=map_ == "on",
             media=media_limits,
+            csp_nonce=nonce_of(request),
         )
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

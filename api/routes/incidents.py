@@ -11,7 +11,16 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api import cases, limits, params
-from api.access import CASE_ROLES, Principal, allow, can_see, check_transition, may_see_reporter
+from api.access import (
+    CASE_ROLES,
+    Principal,
+    allow,
+    check_transition,
+    find_visible,
+    hide_unseen_event_refs,
+    hide_unseen_refs,
+    may_see_reporter,
+)
 from api.access import case_scope as access_scope
 from api.deps import CatalogueDep, Conn, database
 from api.schemas import ReportIn, TransitionIn
@@ -77,14 +86,17 @@ async def post_incident(
     # The hot path: no sync dependency, the database and the catalogue taken straight from
     # the app (each dependency costs FastAPI's solving), and the whole report (connection,
     # facts, decision, insert, connection back) in one thread hop (api.deps.database).
-    case, created = await database(request).run(
-        cases.report,
-        body,
-        request.app.state.catalogue,
-        idempotency_key=idempotency_key,
-        actor=who.actor(),
-        scope=who,
-    )
+    catalogue = request.app.state.catalogue
+
+    def work(conn: Any) -> tuple[dict[str, Any], bool]:
+        case, created = cases.report(
+            conn, body, catalogue, idempotency_key=idempotency_key, actor=who.actor(), scope=who
+        )
+        if case["possible_duplicate_of"] is not None:  # a case of another side stays unnamed
+            hide_unseen_refs(conn, who, [case])
+        return case, created
+
+    case, created = await database(request).run(work)
     return case_response(case, created)
 
 
@@ -150,16 +162,15 @@ def get_incident(
     case_id: str, conn: Conn, who: Annotated[Principal, allow(*CASE_ROLES)]
 ) -> dict[str, Any]:
     row = _visible(conn, who, case_id)
-    return cases.case_view(row, show_reporter=may_see_reporter(who, row))
+    view = cases.case_view(row, show_reporter=may_see_reporter(who, row))
+    hide_unseen_refs(conn, who, [view])
+    return view
 
 
 def _visible(conn: Conn, who: Principal, case_id: str) -> dict[str, Any]:
     """The case, or 404 when it does not exist or the caller may not see it (the same answer)."""
-    try:
-        row = incidents.get(conn, case_id)
-    except NotFound:
-        raise NotFound("no such case, or not visible to this key", {"id": case_id}) from None
-    if not can_see(who, row):
+    row = find_visible(conn, who, case_id)
+    if row is None:
         raise NotFound("no such case, or not visible to this key", {"id": case_id})
     return row
 
@@ -169,7 +180,9 @@ def get_incident_events(
     case_id: str, conn: Conn, who: Annotated[Principal, allow(*CASE_ROLES)]
 ) -> dict[str, Any]:
     row = _visible(conn, who, case_id)
-    return {"id": row["id"], "code": row["code"], "events": incidents.events(conn, row["id"])}
+    events = incidents.events(conn, row["id"])
+    hide_unseen_event_refs(conn, who, events)
+    return {"id": row["id"], "code": row["code"], "events": events}
 
 
 STATUSES = set(workflow.STATUSES)
@@ -206,18 +219,19 @@ def list_incidents(
         "since": params.parse_time(since, name="since"),
         "until": params.parse_time(until, name="until"),
         "cross_boundary": cross_boundary,
-        **access_scope(who),
     }
     after = params.decode_cursor(cursor, size=2)
     rows = incidents.list_cases(
         conn,
         filters=filters,
+        scope=access_scope(who),  # narrows the filters above; never replaces one
         bbox=params.parse_bbox(bbox),
         limit=limit + 1,
         after=after,  # type: ignore[arg-type]
     )
     page, more = rows[:limit], len(rows) > limit
     items = [cases.case_view(r, show_reporter=may_see_reporter(who, r)) for r in page]
+    hide_unseen_refs(conn, who, items)
     if wanted:
         items = [{k: v for k, v in item.items() if k in wanted} for item in items]
     out: dict[str, Any] = {"items": items, "count": len(page)}
@@ -243,5 +257,13 @@ def post_transition(
 ) -> dict[str, Any]:
     row = _visible(conn, who, case_id)
     check_transition(who, row, body.side)
-    case = cases.transition(conn, row["id"], body, catalogue, actor=who.actor())
+    case = cases.transition(
+        conn,
+        row["id"],
+        body,
+        catalogue,
+        actor=who.actor(),
+        find_case=lambda c, ref: find_visible(c, who, ref),
+    )
+    hide_unseen_refs(conn, who, [case])
     return {**case, "reporter": case["reporter"] if may_see_reporter(who, row) else None}

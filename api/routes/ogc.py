@@ -37,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 from api import errors, params
 from api.access import ALL_ROLES, allow
 from api.deps import database, get_catalogue, get_read_conn
+from api.security import public_base
 from gis import cql
 from gis import errors as e
 from gis.catalogue import Catalogue
@@ -141,7 +142,7 @@ router = APIRouter(
 
 
 def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + PREFIX
+    return public_base(request) + PREFIX  # never the Host header as sent (api.security)
 
 
 def _json(obj: Any, media_type: str = JSON, headers: dict[str, str] | None = None) -> Response:
@@ -214,9 +215,8 @@ def _page_html(title: str, body: str, links: list[dict[str, str]]) -> Response:
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title>"
-        "<style>body{font:14px/1.4 sans-serif;margin:1.5em;max-width:80em}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;"
-        "text-align:left;vertical-align:top}code{background:#f4f4f4}</style></head><body>"
+        # a style sheet, not a <style>: the Content-Security-Policy admits no inline style
+        '<link rel="stylesheet" href="/static/ogc.css"></head><body>'
         f"<p>{nav}</p><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
     return Response(

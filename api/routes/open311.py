@@ -14,9 +14,10 @@ Mappings (stable; clients may rely on them):
   ``expected_datetime`` its due time. ``lat``/``long`` are WGS84.
 - ``agency_responsible`` names the six-link mechanism and the lead side
   (``joint_mediation 联调 / lead 510904``, or ``single side / lead 510904``); the extension object
-  ``jointgrid`` carries sides, teams and the routing trace.
-- GET answers never carry the reporter's identity, contact names or phones. The description of a
-  case in a ``sensitive`` category is withheld.
+  ``jointgrid`` carries the case's public fields, named as in the OGC ``incidents`` collection.
+- GET answers follow the one public rule (``gis.redaction``), like the OGC feed: no reporter,
+  description, contacts, teams or routing trace; a case in a ``sensitive`` category is placed at
+  its grid's centroid with its distance to the border withheld.
 
 Every error under ``/open311/v2`` answers with the GeoReport error body
 ``[{"code": 400, "description": "…"}]`` (plus a ``jointgrid`` object with our stable error code):
@@ -27,7 +28,6 @@ Only JSON is served; ``.xml`` answers 400.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -44,12 +44,12 @@ from api.access import ALL_ROLES, CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
 from api.media import public_url
 from api.schemas import Reporter, ReportIn
+from gis import redaction
 from gis.catalogue import Catalogue
 from gis.errors import DomainError, InvalidInput, NotFound
 from gis.location import check_lonlat
 from gis.workflow import STATUSES, TERMINAL
 from layers import grids, incidents, media
-from layers.features import CELL_DEG
 
 log = logging.getLogger("jointgrid")
 
@@ -174,11 +174,12 @@ def _no_nul(**values: str | None) -> None:
         raise InvalidInput(f"{', '.join(bad)} may not contain NUL characters", {"fields": bad})
 
 
-def _w3c(value: str | None) -> str | None:
+def _w3c(value: datetime | str | None) -> str | None:
     """An ISO 8601 time as the W3C profile GeoReport uses (seconds, with the zone)."""
     if value is None:
         return None
-    return datetime.fromisoformat(value).isoformat(timespec="seconds")
+    t = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return t.isoformat(timespec="seconds")
 
 
 # -- services -------------------------------------------------------------------------------
@@ -267,7 +268,7 @@ def _notice(case: dict[str, Any], catalogue: Catalogue) -> str:
     m = catalogue.mechanisms.get(mech)
     name = f"{m.name} {m.name_en}" if m else mech
     return (
-        f"跨界 cross-boundary case ({', '.join(case['cross_boundary_reasons'])}): handled by "
+        f"跨界 cross-boundary case ({', '.join(case['reasons'])}): handled by "
         f"{name} ({mech}) with sides {', '.join(case['sides'])}, lead side {case['lead_side']}; "
         f"expected by {due}"
     )
@@ -281,36 +282,6 @@ def _status_notes(case: dict[str, Any], catalogue: Catalogue) -> str:
         rung = catalogue.escalation[level]
         text += f"; escalated to {rung.name} {rung.name_en}"
     return text
-
-
-def _public_trace(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The routing trace without the contacts step, which names people."""
-    out = []
-    for step in trace:
-        if step.get("step") == "contacts":
-            count = (step.get("data") or {}).get("count")
-            step = {
-                "step": "contacts",
-                "says": f"{count if count is not None else 'the'} contact(s) on the involved "
-                "sides were named (withheld from the public view)",
-                "data": {},
-            }
-        out.append(step)
-    return out
-
-
-def published_point(
-    lon: float, lat: float, grid_centroid: tuple[float, float] | None
-) -> tuple[float, float]:
-    """Where a sensitive case is published: its grid's centroid, else the centre of its
-    0.01-degree cell (the same rule as the OGC incidents feed, ``layers.features``)."""
-    if grid_centroid is not None:
-        return grid_centroid
-    half = CELL_DEG / 2
-    return (
-        math.floor(lon / CELL_DEG) * CELL_DEG + half,
-        math.floor(lat / CELL_DEG) * CELL_DEG + half,
-    )
 
 
 def service_requests(
@@ -333,27 +304,34 @@ def service_requests(
     return out
 
 
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
 def service_request(
     row: dict[str, Any], catalogue: Catalogue, grid_centroid: tuple[float, float] | None = None
 ) -> dict[str, Any]:
-    """A stored case as a GeoReport v2 service request: public fields only.
-
-    A case of a sensitive category keeps no exact trace: its description, distance to the
-    border and routing trace are withheld, and it is placed at ``published_point``.
+    """A stored case as a GeoReport v2 service request, under the public rule that the OGC
+    incidents feed applies too (``gis.redaction``): its public fields only, with a sensitive
+    case moved to ``published_point`` and its locating fields withheld. The description, teams,
+    contacts and routing trace are never published here.
     """
-    case = cases.case_view(row, show_reporter=False)
-    category = catalogue.categories.get(case["category"])
-    lon, lat = (case["location"] or {}).get("coordinates", (None, None))[:2]
-    withheld = bool(category and category.sensitive)
-    if withheld and lon is not None and lat is not None:
-        lon, lat = published_point(lon, lat, grid_centroid)
+    category = catalogue.categories.get(row["category"])
+    coords = (row.get("location") or {}).get("coordinates")
+    case, point = redaction.public_case(
+        row,
+        sensitive=bool(category and category.sensitive),
+        lonlat=(coords[0], coords[1]) if coords else None,
+        grid_centroid=grid_centroid,
+    )
+    lon, lat = point if point is not None else (None, None)
     return {
         "service_request_id": case["code"],
         "status": "closed" if case["status"] in CLOSED else "open",
         "status_notes": _status_notes(case, catalogue),
         "service_name": f"{category.name} {category.name_en}" if category else case["category"],
         "service_code": case["category"],
-        "description": "" if withheld else case["description"],
+        "description": "",  # private on every public surface
         "agency_responsible": _agency(case, catalogue),
         "service_notice": _notice(case, catalogue),
         "requested_datetime": _w3c(case["reported_at"]),
@@ -366,30 +344,9 @@ def service_request(
         "long": lon,
         "media_url": None,
         "jointgrid": {
-            "id": case["id"],
-            "code": case["code"],
-            "status": case["status"],
-            "severity": case["severity"],
+            **{name: _plain(value) for name, value in case.items()},
             "group": category.group if category else None,
-            "mechanism": case["mechanism"],
-            "side": case["side"],
-            "sides": case["sides"],
-            "lead_side": case["lead_side"],
-            "cross_boundary": case["cross_boundary"],
-            "cross_boundary_reasons": case["cross_boundary_reasons"],
-            "distance_to_border_m": None if withheld else case["distance_to_border_m"],
-            "grid": (case["grid"] or {}).get("code"),
-            "police_grid": (case["police_grid"] or {}).get("code"),
-            "teams": [
-                {k: t.get(k) for k in ("code", "name", "kind", "side", "lead")}
-                for t in case["teams"] or []
-            ],
-            "escalation_level": case["escalation_level"],
-            "verified_sides": case["verified_sides"],
-            "merged_into": case["merged_into"],
-            "possible_duplicate_of": case["possible_duplicate_of"],
-            "description_withheld": withheld,
-            "routing": {"trace": [] if withheld else _public_trace(case["routing"]["trace"])},
+            "description_withheld": True,
         },
     }
 
@@ -690,7 +647,7 @@ def post_request(
     )
     answer = {
         "service_request_id": case["code"],
-        "service_notice": _notice(case, catalogue),
+        "service_notice": _notice({**case, "reasons": case["cross_boundary_reasons"]}, catalogue),
         "account_id": (form.account_id or "").strip() or None,
     }
     return JSONResponse(

@@ -330,6 +330,15 @@
     return JG.container;
   };
 
+  // A div icon whose markup carries data-style (see styles.js): applied as each icon is made.
+  var StyledIcon = L.DivIcon.extend({
+    createIcon: function (old) {
+      var div = L.DivIcon.prototype.createIcon.call(this, old);
+      window.JGStyles(div);
+      return div;
+    }
+  });
+
   function cellIcon(p) {
     var size = Math.round(Math.min(60, 26 + 7 * Math.log10(Math.max(1, p.count)) * 2));
     var stops = [], acc = 0, total = p.count || 1;
@@ -340,10 +349,10 @@
     });
     var title = JG.t("map.cell_title", { n: p.count }) + (p.overdue ? JG.t("map.cell_overdue", { n: p.overdue }) : "") + (p.escalated ? JG.t("map.cell_escalated", { n: p.escalated }) : "");
     var html =
-      '<div class="jg-cell-ring" style="background: conic-gradient(' + stops.join(",") + ')" title="' + esc(title) + '">' +
+      '<div class="jg-cell-ring" data-style="background: conic-gradient(' + stops.join(",") + ')" title="' + esc(title) + '">' +
       "<span>" + (p.count >= 10000 ? Math.round(p.count / 1000) + "k" : p.count) + "</span></div>" +
       (p.overdue ? '<b class="jg-cell-overdue" title="' + esc(JG.t("view.overdue")) + '">' + p.overdue + "</b>" : "");
-    return L.divIcon({
+    return new StyledIcon({
       html: html,
       className: "jg-cell" + (p.overdue ? " jg-has-overdue" : ""),
       iconSize: [size, size]
@@ -353,9 +362,9 @@
   function caseIcon(p) {
     var shape = (JG.cfg.status_shapes[p.status]) || "circle";
     var cls = "jg-inc jg-" + shape + " jg-sev-" + p.severity + (p.overdue ? " jg-overdue" : "") + (p.escalation_level > 0 ? " jg-escalated" : "");
-    var html = '<i class="jg-mark" style="--c: ' + colourOf(p.mechanism) + '" data-code="' + esc(p.code) + '" data-id="' + esc(p.id) + '"></i>' +
+    var html = '<i class="jg-mark" data-style="--c: ' + colourOf(p.mechanism) + '" data-code="' + esc(p.code) + '" data-id="' + esc(p.id) + '"></i>' +
       (p.escalation_level > 0 ? '<b class="jg-esc">' + p.escalation_level + "</b>" : "");
-    return L.divIcon({ html: html, className: cls, iconSize: [20, 20] });
+    return new StyledIcon({ html: html, className: cls, iconSize: [20, 20] });
   }
 
   // What a case's icon shows: when this changes, the marker is drawn anew.
@@ -394,6 +403,7 @@
         .then(function (r) { return r.text().then(function (t) { return { ok: r.ok, text: t }; }); })
         .then(function (res) {
           e.popup.setContent(res.ok ? res.text : '<div class="jg-popup">' + esc(JG.t("map.popup_failed", { code: p.code })) + "</div>");
+          if (e.popup.getElement()) window.JGStyles(e.popup.getElement());
         })
         .catch(function (err) { e.popup.setContent('<div class="jg-popup">' + esc(JG.t("map.network_error", { error: err.message })) + "</div>"); });
     });
