@@ -99,7 +99,8 @@ def test_400_clients_stalled_in_their_body_are_cut_within_the_window(server):
         reader, writer = await _open(server, local)
         t0 = time.monotonic()
         writer.write(
-            b"POST /api/v1/incidents HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            # /route reads its JSON body before anything else (a report checks the key first)
+            b"POST /api/v1/route HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000\r\n\r\n0123456789"
         )
         await writer.drain()
@@ -174,7 +175,8 @@ def test_a_slow_steady_body_passes_and_one_that_stops_is_cut(server):
         reader, writer = await _open(server, "127.0.0.50")
         t0 = time.monotonic()
         writer.write(
-            b"POST /api/v1/incidents HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            # /route reads its JSON body before anything else (a report checks the key first)
+            b"POST /api/v1/route HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode()
         )
         sent, step = 0, rate // 10
