@@ -87,7 +87,12 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["Content-Security-Policy"] = policy(nonce, tiles_origin=self.tiles_origin)
+                # A response that sets a stricter policy of its own keeps it (a photo is served
+                # with `default-src 'none'; sandbox`: an image that is no document).
+                if "content-security-policy" not in headers:
+                    headers["Content-Security-Policy"] = policy(
+                        nonce, tiles_origin=self.tiles_origin
+                    )
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["X-Frame-Options"] = "DENY"
                 headers["Referrer-Policy"] = "same-origin"

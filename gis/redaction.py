@@ -46,6 +46,9 @@ PUBLIC_FIELDS: tuple[str, ...] = (
     "due_at",
     "escalation_level",
 )
+# Public links beside the fields: the stripped screen copies of a case's photos, through their
+# unguessable capability URLs, never for a sensitive category (layers.features.media_links).
+PUBLIC_LINKS: tuple[str, ...] = ("media",)
 # Named so that a layer spec can list them; anything not public is private all the same.
 PRIVATE_FIELDS: tuple[str, ...] = (
     "description",

@@ -30,7 +30,7 @@ SPEC = register(
         # One rule for every public surface (OGC, Open311): gis.redaction.
         public=redaction.PUBLIC_FIELDS,
         private=redaction.PRIVATE_FIELDS,
-        linked=("media",),  # public links of the stripped photos (layers.features.media_links)
+        linked=redaction.PUBLIC_LINKS,  # the stripped photos (layers.features.media_links)
         temporal="occurred_at",
         style={"radius": 6},
     )
