@@ -32,6 +32,7 @@ from bench._common import (
     table,
     write_section,
 )
+from tests.test_browser import wait_js
 
 SECONDS = float(os.environ.get("JOINTGRID_BENCH_SECONDS", "15"))
 MAP_RUNS = int(os.environ.get("JOINTGRID_BENCH_MAP_RUNS", "5"))
@@ -158,9 +159,8 @@ def time_map(base: str, token: str, hash_: str, runs: int) -> list[float]:
                 )
                 page = ctx.new_page()
                 page.goto(f"{base}/map{hash_}")
-                page.wait_for_function(
-                    "document.documentElement.getAttribute('data-jg-ready')", timeout=120_000
-                )
+                # the page's CSP refuses Playwright's eval-based waits
+                wait_js(page, "document.documentElement.getAttribute('data-jg-ready')", 120_000)
                 ms = float(page.evaluate("JointGrid.readyAt"))
                 if k:  # the first run warms the server's caches and the browser's
                     out.append(ms)

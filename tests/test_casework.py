@@ -158,6 +158,42 @@ def test_the_filters(client: Any, api_keys: dict[str, str]) -> None:
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_input"
 
 
+def test_the_side_and_team_pickers_come_once_from_a_cacheable_list(
+    client: Any, conn: Any, api_keys: dict[str, str]
+) -> None:
+    admin, op = bearer(api_keys["admin"]), bearer(api_keys["operator:510904"])
+    html = client.get("/cases", headers=admin).text
+    src = re.search(r'data-choices-src="([^"]+)"', html).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+    # the page itself lists no team and no side: only "any" until the script fills them in
+    team_select = re.search(r'<select name="team" data-choices="team">(.*?)</select>', html, re.S)
+    assert team_select and team_select.group(1).count("<option") == 1
+    got = client.get(src, headers=admin)
+    assert got.status_code == 200 and "max-age" in got.headers["cache-control"]
+    assert "private" in got.headers["cache-control"]
+    doc = got.json()
+    every = conn.execute("SELECT code FROM teams ORDER BY side, code").fetchall()
+    assert [c for c, _ in doc["team"]] == [r["code"] for r in every]
+    assert {c for c, _ in doc["side"]} >= {ANJU, TONGNAN}
+    assert dict(doc["side"])[ANJU] == "安居区（四川）"
+    # unchanged: 304 on its ETag, nothing sent again
+    again = client.get(src, headers={**admin, "If-None-Match": got.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    # an operator's list is its side's teams and those serving it; other keys get their own
+    mine = client.get(src, headers=op).json()["team"]
+    served = conn.execute(
+        "SELECT code FROM teams WHERE side = %s OR %s = ANY(sides) ORDER BY side, code",
+        (ANJU, ANJU),
+    ).fetchall()
+    assert [c for c, _ in mine] == [r["code"] for r in served]
+    # a chosen team and side stay chosen in the page, named, before the script runs
+    team = served[0]["code"]
+    picked = client.get(f"/cases?team={team}&side={TONGNAN}", headers=op).text
+    assert re.search(rf'<option value="{team}" selected>[^<]+ · ', picked)
+    assert f'<option value="{TONGNAN}" selected>潼南区（重庆）</option>' in picked
+    english = client.get(src.replace("zh_CN", "en"), headers=admin).json()
+    assert dict(english["side"])[ANJU] != dict(doc["side"])[ANJU]
+
+
 def test_sorted_by_due_time_with_a_keyset_cursor_of_its_own(
     client: Any, conn: Any, api_keys: dict[str, str]
 ) -> None:

@@ -263,6 +263,10 @@ def test_the_inbox_refreshes_and_marks_what_is_new_since_the_last_visit(
     assert desk.page.locator(f'tr.case[data-code="{fresh}"].new').count() == 0
     assert desk.page.locator(f'tr.case[data-code="{newer}"] .new-mark').is_visible()
     wait_js(desk.page, "window.JointGridInbox.counted >= 1")
+    # the pickers, filled from /cases/choices: every team serving the operator's side
+    wait_js(desk.page, "window.JointGridInbox.choices === true")
+    assert desk.page.locator("select[name=team] option").count() > 1
+    assert desk.page.locator("select[name=side] option").count() > 2
     count = desk.page.inner_text('[data-count="reported"]')
     assert int(count) >= 3
     desk.page.screenshot(path=str(ARTIFACTS / "cases-inbox.png"))

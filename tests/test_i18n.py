@@ -84,6 +84,17 @@ def test_times_are_beijing_time() -> None:
     assert i18n.time_left(at + timedelta(hours=5, minutes=10), now) == "剩余 5小时10分"
     assert i18n.time_left(at - timedelta(days=2, hours=3), now) == "超期 2天3小时"
     assert i18n.time_left(None, now) == "未计时"
+    # the strftime fast path writes what babel writes, in both languages, around the year
+    from babel.dates import format_datetime
+
+    for k in range(0, 366 * 24, 7):
+        moment = datetime(2026, 1, 1, 0, 17, tzinfo=UTC) + timedelta(hours=k)
+        for loc in ("zh_CN", "en"):
+            pattern, fast = next(iter(i18n._NUMERIC.items()))
+            assert i18n.when(moment, "short", loc) == format_datetime(
+                moment, pattern, tzinfo=i18n.TZ, locale=loc
+            )
+            assert fast
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ The pages carry no inline script or handler: their scripts are files under ``/st
 
 from __future__ import annotations
 
+import hashlib
 import time as clock
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -304,8 +305,11 @@ def inbox(request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker) ->
         "cases.html",
         **ctx,
         catalogue=catalogue,
-        teams=_team_choices(request, conn, who),
-        sides=_sides_of(request, conn),
+        # The side and team pickers carry only the chosen option; static/cases.js fills in the
+        # rest from /cases/choices, which the browser keeps (see docs/performance.md: the 510
+        # teams and 145 sides were most of every page's bytes and of its rendering time).
+        picked=_picked(request, conn, who, ctx["q"], ctx["loc"]),
+        choices_src="/cases/choices?" + urlencode({"lang": ctx["loc"]}),
         # ``refresh=`` seconds in the URL (2 to 3600), as on /map
         refresh_s=_bounded(request.query_params.get("refresh"), "refresh", REFRESH_S, 2, 3600),
         live_src="/cases/live?" + request.url.query,
@@ -334,6 +338,60 @@ def inbox_count(request: Request, conn: Conn, catalogue: CatalogueDep, who: Work
         {"counts": inbox_counts(conn, q, who, now), "cap": COUNT_CAP, "at": now.isoformat()},
         headers=NO_STORE,
     )
+
+
+CHOICES_MAX_AGE_S = 300
+"""How long a browser keeps the pickers without asking again (then revalidates by ETag)."""
+
+
+@router.get(
+    "/cases/choices",
+    summary="The inbox's side and team pickers: [code, label] pairs in the page's language",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, 304: {"description": "unchanged"}},
+)
+def inbox_choices(request: Request, conn: Conn, who: Worker) -> Response:
+    loc = locale_of(request)
+    scope = f"{who.role}:{who.side}:{who.team if who.role == 'team_member' else ''}"
+    body, etag = _looked_up(
+        request, f"choices:{loc}:{scope}", lambda: _choices_body(request, conn, who, loc)
+    )
+    headers = {
+        "ETag": etag,
+        # private: each key has its own scope of teams; Vary, as a session may change hands
+        "Cache-Control": f"private, max-age={CHOICES_MAX_AGE_S}",
+        "Vary": "Cookie, Authorization",
+    }
+    if etag in (request.headers.get("if-none-match") or "").replace("W/", "").split(", "):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _choices_body(request: Request, conn: Conn, who: Principal, loc: str) -> tuple[bytes, str]:
+    body = orjson.dumps(
+        {
+            "side": [[c, i18n.side_name(c, loc, "label")] for c in _sides_of(request, conn)],
+            "team": [[x["code"], _team_label(x, loc)] for x in _team_choices(request, conn, who)],
+        }
+    )
+    return body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def _team_label(team: dict[str, Any], loc: str) -> str:
+    return f"{team['name']} · {i18n.side_name(team['side'], loc, 'short')}"
+
+
+def _picked(
+    request: Request, conn: Conn, who: Principal, q: InboxQuery, loc: str
+) -> dict[str, tuple[str, str] | None]:
+    """The chosen side and team as (code, label), so the form keeps them before the script has
+    filled the pickers (and without it)."""
+    side = (q.side[0], i18n.side_name(q.side[0], loc, "label")) if len(q.side) == 1 else None
+    team = None
+    if q.team:
+        found = next((x for x in _team_choices(request, conn, who) if x["code"] == q.team), None)
+        team = (q.team, _team_label(found, loc) if found else q.team)
+    return {"side": side, "team": team}
 
 
 # Sides and teams change only with an import: the pickers read them at most once a minute.

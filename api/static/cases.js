@@ -15,7 +15,7 @@
   }
   try { previous = window.localStorage.getItem(KEY); } catch (e) { previous = null; }
   remember(openedAt);
-  var state = { refreshes: 0, counted: 0, failures: 0, lastSeen: previous, newRows: 0 };
+  var state = { refreshes: 0, counted: 0, failures: 0, lastSeen: previous, newRows: 0, choices: false };
   window.JointGridInbox = state;
 
   function mark() {
@@ -72,7 +72,37 @@
       });
   }
 
+  // The side and team pickers: the page carries only the chosen option; the full lists come
+  // once from /cases/choices, which the browser keeps (max-age, then its ETag).
+  function choices() {
+    var form = document.querySelector("form[data-choices-src]");
+    if (!form) return;
+    fetch(form.getAttribute("data-choices-src"), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(String(r.status)); return r.json(); })
+      .then(function (doc) {
+        form.querySelectorAll("select[data-choices]").forEach(function (select) {
+          var list = doc[select.getAttribute("data-choices")] || [];
+          var chosen = select.value;
+          var any = select.options[0];
+          var items = document.createDocumentFragment();
+          items.appendChild(any);
+          list.forEach(function (pair) {
+            items.appendChild(new Option(pair[1], pair[0], false, pair[0] === chosen));
+          });
+          select.replaceChildren(items);
+          select.value = chosen;
+          if (select.value !== chosen) {  // chosen but not in this key's list: keep it shown
+            select.appendChild(new Option(chosen, chosen, true, true));
+          }
+        });
+        state.choices = true;
+        form.setAttribute("data-choices-ready", "1");
+      })
+      .catch(function () { state.failures += 1; });
+  }
+
   mark();
   counts();
+  choices();
   window.setInterval(refresh, every);
 })();
