@@ -96,8 +96,11 @@ class SecurityHeaders:
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["X-Frame-Options"] = "DENY"
                 headers["Referrer-Policy"] = "same-origin"
-                if PRIVATE_PATHS.match(path) or (
-                    "cache-control" not in headers and not path.startswith(CACHEABLE_PREFIXES)
+                # An answer that chose `private` caching itself (the inbox's picker lists: names
+                # of teams and sides, no identity) keeps it; everything else here is no-store.
+                own = headers.get("cache-control", "")
+                if (PRIVATE_PATHS.match(path) and "private" not in own) or (
+                    not own and not path.startswith(CACHEABLE_PREFIXES)
                 ):
                     headers["Cache-Control"] = "no-store"
             await send(message)
