@@ -128,12 +128,15 @@ def validate(data: bytes, *, max_bytes: int, max_pixels: int) -> Checked:
     img = _open(data, FORMATS[ctype], ctype, max_pixels)
     try:
         width, height = img.size
-        gps, taken_at = _evidence(img)  # from the header's EXIF segment, before any pixel
         if img.format == "JPEG":
             # Smallest DCT scale: every Huffman-coded block is still read and checked, so a
             # cut or damaged stream fails as in a full decode; the inverse DCT runs on 1x1.
             img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+        # Decode before reading EXIF: for some formats (PNG) getexif() loads the image itself,
+        # and that failure would be swallowed by the defensive EXIF reader, leaving a damaged
+        # file half-decoded and accepted.
         img.load()
+        gps, taken_at = _evidence(img)
     except (MediaTooLarge, CorruptImage):
         raise
     except Exception as exc:
