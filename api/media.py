@@ -1,19 +1,26 @@
 """Photo use-cases, called by the routes: check uploads, store them, put them on a case.
 
 The order makes an acknowledged photo durable and never doubled:
-1. every photo of the request is checked and its clean copies made (one bad photo refuses
-   the whole request, naming its part's index), before anything is written;
-2. the originals and copies are written to the content-addressed store (fsynced; a file that
-   is there already is not written again);
+1. every photo of the request is checked (every pixel decoded once, so a damaged file is
+   refused; one bad photo refuses the whole request, naming its part's index), before anything
+   is written;
+2. the originals are written to the content-addressed store (fsynced; a file that is there
+   already is not written again);
 3. one transaction records each photo on the case (a photo already on the case is skipped:
    the table's unique key on case and hash) with one audit event carrying its SHA-256.
 A crash between 2 and 3 leaves only an unreferenced file; the client's retry, under the same
 Idempotency-Key or to the same case, finds the same hashes and stores nothing twice.
+
+The served copies (thumb, screen) are not made in the request: ``served_copy`` makes both on
+the first GET of either, once (concurrent first GETs wait for the one making them; across
+processes the store's atomic rename keeps whole files), and caches them in the copies store.
+An upload is answered after its check and its durable original, which is what it needs.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,7 +66,7 @@ def copy_key(sha256: str, size: str) -> str:
     return f"{sha256}.{size}.jpg"
 
 
-def check_all(parts: Sequence[bytes], limits: MediaSettings) -> list[photos.Photo]:
+def check_all(parts: Sequence[bytes], limits: MediaSettings) -> list[photos.Checked]:
     """Check every photo of a request; the first bad one refuses all, its index in ``detail``."""
     if len(parts) > limits.max_count:
         raise TooManyMedia(
@@ -70,13 +77,7 @@ def check_all(parts: Sequence[bytes], limits: MediaSettings) -> list[photos.Phot
     for i, data in enumerate(parts):
         try:
             out.append(
-                photos.check(
-                    data,
-                    max_bytes=limits.max_bytes,
-                    max_pixels=limits.max_pixels,
-                    thumb_px=limits.thumb_px,
-                    screen_px=limits.screen_px,
-                )
+                photos.validate(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
             )
         except DomainError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {}
@@ -86,12 +87,11 @@ def check_all(parts: Sequence[bytes], limits: MediaSettings) -> list[photos.Phot
     return out
 
 
-def store(checked: Sequence[photos.Photo], where: Stores) -> None:
-    """Write originals and both copies durably (a blob already stored is left as it is)."""
+def store(checked: Sequence[photos.Checked], where: Stores) -> None:
+    """Write the originals durably (a blob already stored is left as it is); the served copies
+    are made on their first view (``served_copy``)."""
     for p in checked:
         where.originals.put(p.sha256, p.data)
-        where.copies.put(copy_key(p.sha256, "thumb"), p.thumb.data)
-        where.copies.put(copy_key(p.sha256, "screen"), p.screen.data)
 
 
 def photo_added(conn: Conn, *, case: dict[str, Any], media: dict[str, Any]) -> None:
@@ -105,7 +105,7 @@ def photo_added(conn: Conn, *, case: dict[str, Any], media: dict[str, Any]) -> N
 def attach(
     conn: Conn,
     case_id: str,
-    checked: Sequence[photos.Photo],
+    checked: Sequence[photos.Checked],
     *,
     kind: str | None,
     actor: dict[str, Any],
@@ -181,8 +181,8 @@ def attach(
     return items, len(new)
 
 
-def _unique(checked: Sequence[photos.Photo]) -> list[photos.Photo]:
-    seen: dict[str, photos.Photo] = {}
+def _unique(checked: Sequence[photos.Checked]) -> list[photos.Checked]:
+    seen: dict[str, photos.Checked] = {}
     for p in checked:
         seen.setdefault(p.sha256, p)
     return list(seen.values())
@@ -192,7 +192,7 @@ def report_with_media(
     conn: Conn,
     body: ReportIn,
     catalogue: Catalogue,
-    checked: Sequence[photos.Photo],
+    checked: Sequence[photos.Checked],
     *,
     idempotency_key: str | None,
     actor: dict[str, Any],
@@ -278,23 +278,36 @@ def original(where: Stores, sha256: str) -> bytes:
         ) from None
 
 
+# One lock per photo whose copies are being made, so that concurrent first views make them once.
+_making: dict[str, threading.Lock] = {}
+_making_guard = threading.Lock()
+
+
 def served_copy(where: Stores, sha256: str, size: str, limits: MediaSettings) -> bytes:
-    """A served copy, from the cache; remade from the original (and cached) when missing."""
+    """A served copy, from the cache; made from the original (both sizes, cached) when missing."""
     key = copy_key(sha256, size)
     try:
         return where.copies.get(key)
     except KeyError:
         pass
-    p = photos.check(
-        original(where, sha256),
-        max_bytes=1 << 62,  # a stored original was checked when it came; do not refuse it now
-        max_pixels=1 << 62,
-        thumb_px=limits.thumb_px,
-        screen_px=limits.screen_px,
-    )
-    where.copies.put(copy_key(sha256, "thumb"), p.thumb.data)
-    where.copies.put(copy_key(sha256, "screen"), p.screen.data)
-    return p.thumb.data if size == "thumb" else p.screen.data
+    with _making_guard:
+        lock = _making.setdefault(sha256, threading.Lock())
+    try:
+        with lock:
+            try:
+                return where.copies.get(key)  # made while this view waited for the lock
+            except KeyError:
+                pass
+            thumb, screen = photos.copies(
+                original(where, sha256), thumb_px=limits.thumb_px, screen_px=limits.screen_px
+            )
+            where.copies.put(copy_key(sha256, "thumb"), thumb.data)
+            where.copies.put(copy_key(sha256, "screen"), screen.data)
+            return thumb.data if size == "thumb" else screen.data
+    finally:
+        with _making_guard:
+            if _making.get(sha256) is lock and not lock.locked():
+                del _making[sha256]
 
 
 def gallery_context(conn: Conn, case: dict[str, Any], *, admin: bool) -> dict[str, Any]:

@@ -4,11 +4,14 @@ Pure computation on bytes (no files, no database). Nothing an upload carries is 
 format is recognised from the content (the magic bytes, then Pillow's own parser restricted
 to that one format), never from a file name or a declared type; the pixel count is checked
 from the header before any pixel is decoded; the whole image is then decoded once, so a
-truncated or damaged file is refused. EXIF values are read defensively and used only as
-evidence (position, time), never to decide anything about the file.
+truncated or damaged file is refused (a JPEG at the decoder's smallest DCT scale, 1/8: the
+whole entropy-coded stream is still read, only the inverse transform is reduced). EXIF values
+are read from the header, defensively, and used only as evidence (position, time), never to
+decide anything about the file.
 
-The served copies are rotated upright, converted to sRGB, and rebuilt from their pixels alone,
-so they carry no EXIF, XMP, ICC profile or maker note.
+``validate`` is what an upload needs before it is acknowledged; ``copies`` makes the served
+copies from a validated original, later. They are rotated upright, converted to sRGB, and
+rebuilt from their pixels alone, so they carry no EXIF, XMP, ICC profile or maker note.
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ class Copy:
 
 
 @dataclass(frozen=True)
-class Photo:
-    """A checked photo: its original bytes, what it is, and what it says about itself."""
+class Checked:
+    """A validated photo: its original bytes, what it is, and what it says about itself."""
 
     data: bytes
     sha256: str
@@ -66,6 +69,12 @@ class Photo:
     height: int
     gps: tuple[float, float] | None  # (lon, lat) WGS84, from EXIF
     taken_at: datetime | None  # aware
+
+
+@dataclass(frozen=True)
+class Photo(Checked):
+    """A validated photo with its two served copies made."""
+
     thumb: Copy
     screen: Copy
 
@@ -96,39 +105,47 @@ def check(
     thumb_px: int,
     screen_px: int,
 ) -> Photo:
-    """Check one upload and make its two clean copies; raise the refusal's domain error.
+    """``validate``, then ``copies``: the photo and both served copies at once."""
+    c = validate(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    thumb, screen = copies(c.data, thumb_px=thumb_px, screen_px=screen_px)
+    return Photo(
+        **{f: getattr(c, f) for f in Checked.__dataclass_fields__}, thumb=thumb, screen=screen
+    )
 
-    ``max_pixels`` is width x height as the header declares it, checked before decoding.
-    Copies are JPEG, their long edge at most ``thumb_px`` and ``screen_px`` pixels.
+
+def validate(data: bytes, *, max_bytes: int, max_pixels: int) -> Checked:
+    """Check one upload without making its copies; raise the refusal's domain error.
+
+    ``max_pixels`` is width x height as the header declares it, checked before decoding. Every
+    pixel is then decoded once (a JPEG at 1/8 scale), so a truncated or damaged file fails here.
     """
     if len(data) > max_bytes:
         raise MediaTooLarge(
             f"the photo is {len(data):,} bytes; at most {max_bytes:,} are accepted",
             {"bytes": len(data), "max_bytes": max_bytes},
         )
-    ctype = sniff(data)
-    if ctype is None:
-        raise UnsupportedMediaType(
-            "this is not a JPEG, PNG, WebP or HEIC photo (judged by its content)",
-            {"accepted": list(FORMATS)},
-        )
-    fmt = FORMATS[ctype]
-    img = _open(data, fmt, ctype, max_pixels)
+    ctype = _sniffed(data)
+    img = _open(data, FORMATS[ctype], ctype, max_pixels)
     try:
         width, height = img.size
+        if img.format == "JPEG":
+            # Smallest DCT scale: every Huffman-coded block is still read and checked, so a
+            # cut or damaged stream fails as in a full decode; the inverse DCT runs on 1x1.
+            img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+        # Decode before reading EXIF: for some formats (PNG) getexif() loads the image itself,
+        # and that failure would be swallowed by the defensive EXIF reader, leaving a damaged
+        # file half-decoded and accepted.
+        img.load()
         gps, taken_at = _evidence(img)
-        screen_img = _upright_srgb(img, screen_px)
     except (MediaTooLarge, CorruptImage):
         raise
     except Exception as exc:
         # Decoders raise many kinds of error on hostile input (OSError, ValueError, SyntaxError,
         # struct.error, EOFError, ...): all of them mean the file cannot be used.
         raise _corrupt(ctype, exc) from exc
-    screen = _encode(screen_img)
-    thumb_img = screen_img.copy()
-    thumb_img.thumbnail((thumb_px, thumb_px), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    thumb = _encode(thumb_img)
-    return Photo(
+    finally:
+        img.close()
+    return Checked(
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
         content_type=ctype,
@@ -136,9 +153,36 @@ def check(
         height=height,
         gps=gps,
         taken_at=taken_at,
-        thumb=thumb,
-        screen=screen,
     )
+
+
+def copies(data: bytes, *, thumb_px: int, screen_px: int) -> tuple[Copy, Copy]:
+    """The (thumb, screen) copies of a validated original, long edges at most the given pixels.
+
+    Called with a stored original (validated when it came): its pixel count is not limited again.
+    """
+    ctype = _sniffed(data)
+    img = _open(data, FORMATS[ctype], ctype, 1 << 62)
+    try:
+        screen_img = _upright_srgb(img, screen_px)
+    except (MediaTooLarge, CorruptImage):
+        raise
+    except Exception as exc:
+        raise _corrupt(ctype, exc) from exc
+    screen = _encode(screen_img)
+    thumb_img = screen_img.copy()
+    thumb_img.thumbnail((thumb_px, thumb_px), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return _encode(thumb_img), screen
+
+
+def _sniffed(data: bytes) -> str:
+    ctype = sniff(data)
+    if ctype is None:
+        raise UnsupportedMediaType(
+            "this is not a JPEG, PNG, WebP or HEIC photo (judged by its content)",
+            {"accepted": list(FORMATS)},
+        )
+    return ctype
 
 
 def _corrupt(ctype: str, exc: BaseException) -> CorruptImage:

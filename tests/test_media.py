@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -279,7 +280,15 @@ def test_a_cached_copy_is_made_again_from_the_original(client, media_dir):
         / item["sha256"][2:4]
         / f"{item['sha256']}.screen.jpg"
     )
+    assert not cached.exists()  # the upload is answered before its copies are made
+    served = client.get(item["screen"])
+    assert (
+        served.status_code == 200
+        and cached.exists()
+        and cached.with_name(f"{item['sha256']}.thumb.jpg").exists()
+    )  # the first view makes both sizes
     first = cached.read_bytes()
+    assert served.content == first
     cached.unlink()
     again = client.get(item["screen"])
     assert again.status_code == 200 and again.content == first and cached.exists()
@@ -289,6 +298,36 @@ def test_a_cached_copy_is_made_again_from_the_original(client, media_dir):
     gone = client.get(item["screen"])  # a lost file is named, not a 500
     assert gone.status_code == 404 and "audit-trail verify" in gone.json()["message"]
     assert client.get(item["original"]).status_code == 404
+
+
+def test_concurrent_first_views_make_the_copies_once(client, media_dir, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api import media
+    from gis import photos
+
+    case = send_report(client, report_json(), [jpeg(1200, 900, seed=21)]).json()
+    sha = client.get(f"/api/v1/incidents/{case['id']}/media").json()["items"][0]["sha256"]
+    made: list[str] = []
+    real = photos.copies
+
+    def counted(data: bytes, **kw: int) -> tuple[photos.Copy, photos.Copy]:
+        made.append(hashlib.sha256(data).hexdigest())
+        time.sleep(0.2)  # hold the first maker so that the others arrive while it works
+        return real(data, **kw)
+
+    monkeypatch.setattr(photos, "copies", counted)
+    where = media.stores(settings.media().dir)
+    sizes = ["screen", "thumb"] * 4
+    with ThreadPoolExecutor(len(sizes)) as pool:
+        got = list(pool.map(lambda s: media.served_copy(where, sha, s, settings.media()), sizes))
+    assert made == [sha]  # eight concurrent first views, one making
+    assert len(set(got[0::2])) == 1 and len(set(got[1::2])) == 1 and got[0] != got[1]
+    for data in got:
+        assert_stripped(data)
+    folder = media_dir / "copies" / sha[:2] / sha[2:4]
+    assert sorted(p.name for p in folder.iterdir()) == [f"{sha}.screen.jpg", f"{sha}.thumb.jpg"]
+    assert media._making == {}  # no lock kept once the copies are made
 
 
 def test_public_feeds_link_the_screen_copy_only_for_open_categories(client, conn):

@@ -135,6 +135,33 @@ def test_hostile_bytes_are_clean_photos_or_refused_with_a_code(data: bytes) -> N
         _clean(p)
 
 
+@settings(max_examples=300, deadline=None)
+@given(hostile())
+def test_what_the_upload_check_accepts_its_copies_can_be_made_from(data: bytes) -> None:
+    """The request only validates (a JPEG decoded at 1/8); the copies come later from the
+    stored original, so whatever validation lets through must make clean copies. (This found
+    a damaged PNG accepted when EXIF was read before the decode: PNG's getexif() decodes.)"""
+    try:
+        c = photos.validate(data, max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"])
+    except REFUSALS:
+        return
+    thumb, screen = photos.copies(c.data, thumb_px=64, screen_px=256)
+    for copy in (thumb, screen):
+        assert_stripped(copy.data)
+
+
+def test_a_cut_jpeg_is_refused_by_the_reduced_decode() -> None:
+    buf = io.BytesIO()
+    picture(800, 600, seed=3).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    photos.validate(data, max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"])
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 64, len(data) - 3):
+        with pytest.raises(CorruptImage):
+            photos.validate(
+                data[:cut], max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"]
+            )
+
+
 def test_the_gps_and_time_are_read_from_exif() -> None:
     buf = io.BytesIO()
     e = exif(gps=(105.58, 30.21), taken=datetime(2026, 12, 1, 9, 30, 5))

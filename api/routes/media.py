@@ -21,13 +21,14 @@ from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn, Db, app_limiter
 from api.routes.incidents import _visible
 from gis.errors import Forbidden, InvalidInput, MediaTooLarge, NotFound, UnsupportedMediaType
-from gis.photos import Photo
+from gis.photos import Checked
 from layers import media as media_layer
 
 router = APIRouter(tags=["media"])
 
-# Photos are decoded on threads of their own, at most one per core: a burst of uploads queues
-# here rather than holding many decoded images in memory at once.
+# Photos are checked on threads of their own, at most one per core: a burst of uploads queues
+# here rather than holding many decoded images in memory at once. (Their copies are made on
+# their first view, in the thread of that GET.)
 MEDIA_THREADS = os.cpu_count() or 2
 SHA256 = r"^[0-9a-f]{64}$"
 
@@ -104,11 +105,11 @@ async def read_upload(request: Request, *, allowed: set[str]) -> Upload:
     return out
 
 
-async def check_photos(request: Request, parts: list[bytes]) -> list[Photo]:
+async def check_photos(request: Request, parts: list[bytes]) -> list[Checked]:
     """Check and process the photos off the event loop, then store them durably."""
     limits = settings.media()
 
-    def work() -> list[Photo]:
+    def work() -> list[Checked]:
         checked = media.check_all(parts, limits)
         media.store(checked, media.stores(limits.dir))
         return checked
