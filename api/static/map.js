@@ -308,7 +308,13 @@
   // While a case's popup is open, or a cluster is spread out, the refresh leaves the markers
   // where they are: it neither moves, removes nor re-clusters them (that would close the popup).
   JG.hold = { popup: null, spider: false };
-  JG.holding = function () { return !!(JG.hold.popup || JG.hold.spider); };
+  // A cluster counts as spread from the moment it starts to unfold (the group's _spiderfied is
+  // set then), not only once its "spiderfied" event fires after the animation: a refresh that
+  // lands during the animation would fold it again.
+  JG.holding = function () {
+    var spread = JG.container && JG.container.points && JG.container.points._spiderfied;
+    return !!(JG.hold.popup || JG.hold.spider || spread);
+  };
 
   // The Realtime layer's update of a case already on the map: the same marker, moved only if
   // the case moved (never while spread out of its cluster or holding an open popup).
