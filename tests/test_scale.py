@@ -16,7 +16,7 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from gis import province as prov
+from boundary_data import province as prov
 from layers import incidents
 from tests.geo import ANJU, ROOT, point_inside
 

@@ -18,7 +18,7 @@ import orjson
 import shapely
 
 from api.usecases.loading import seed
-from gis import province as prov
+from boundary_data import province as prov
 from gis.catalogue import Catalogue
 from layers import bulk
 from layers.db import Conn, translate_errors
