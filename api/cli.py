@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psycopg
 
 from api import settings
 from api.catalogue import load_catalogue
 from gis.crs import SUPPORTED_CRS
 from gis.errors import DomainError
-from layers.db import connect, migrate
+from layers.db import Conn, DriverError, connect, migrate
 
 
 def _out(obj: Any) -> None:
@@ -42,7 +41,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except DomainError as exc:
             _fail(exc)
-        except psycopg.Error as exc:
+        except DriverError as exc:
             click.echo(f"database error: {str(exc).strip().splitlines()[0]}", err=True)
             sys.exit(2)
 
@@ -56,7 +55,7 @@ def _conn():
     return connect(settings.database().require_url(), connect_timeout=10)
 
 
-def _server_login(conn: psycopg.Connection[Any]) -> None:
+def _server_login(conn: Conn) -> None:
     """As the migrator: create or update the server's login role (unless one is given by URL).
 
     Exits with status 2 and the statements to run when the migrator may not.

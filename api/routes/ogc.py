@@ -28,7 +28,6 @@ from urllib.parse import urlencode
 
 import anyio
 import orjson
-import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
@@ -42,7 +41,7 @@ from gis import cql
 from gis import errors as e
 from gis.catalogue import Catalogue
 from layers import features
-from layers.db import Lease, begin_snapshot
+from layers.db import Conn, Lease, begin_snapshot
 from layers.registry import REGISTRY, LayerSpec
 
 log = logging.getLogger("jointgrid")
@@ -300,7 +299,7 @@ def conformance(request: Request) -> Response:
 @router.get("/api")
 def api_document(
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_read_conn),
+    conn: Conn = Depends(get_read_conn),
 ) -> Response:
     q = _check_params(request, {"f"})
     base = _base(request)
@@ -315,7 +314,7 @@ def api_document(
 
 
 def _collection_doc(
-    base: str, coll: features.Collection, conn: psycopg.Connection[Any], sensitive: frozenset[str]
+    base: str, coll: features.Collection, conn: Conn, sensitive: frozenset[str]
 ) -> dict[str, Any]:
     spec = coll.spec
     box, (t0, t1) = features.extent(conn, coll, sensitive=sensitive)
@@ -355,7 +354,7 @@ def _collection_doc(
 @router.get("/collections")
 def collections(
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_read_conn),
+    conn: Conn = Depends(get_read_conn),
     catalogue: Catalogue = Depends(get_catalogue),
 ) -> Response:
     q = _check_params(request, {"f"})
@@ -386,7 +385,7 @@ def collections(
 def collection(
     collection_id: str,
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_read_conn),
+    conn: Conn = Depends(get_read_conn),
     catalogue: Catalogue = Depends(get_catalogue),
 ) -> Response:
     spec = _spec(collection_id)
@@ -452,7 +451,7 @@ def _geometry_format(geometry_type: str) -> str:
 def queryables(
     collection_id: str,
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_read_conn),
+    conn: Conn = Depends(get_read_conn),
 ) -> Response:
     spec = _spec(collection_id)
     q = _check_params(request, {"f"})
@@ -735,7 +734,7 @@ async def items(
 
 
 def _items(
-    conn: psycopg.Connection[Any],
+    conn: Conn,
     spec: LayerSpec,
     request: Request,
     sensitive: frozenset[str],
@@ -841,7 +840,7 @@ def item(
     collection_id: str,
     feature_id: str,
     request: Request,
-    conn: psycopg.Connection[Any] = Depends(get_read_conn),
+    conn: Conn = Depends(get_read_conn),
     catalogue: Catalogue = Depends(get_catalogue),
 ) -> Response:
     spec = _spec(collection_id)

@@ -25,7 +25,7 @@ from gis.routing import Decision, Report, decide
 from gis.trail import TrailDrift
 from gis.workflow import CaseState, Transition, apply, auto_escalation, ladder_of
 from layers import incidents, locate, outbox
-from layers.db import Conn
+from layers.db import Conn, try_xact_lock
 
 FUTURE_SLACK = timedelta(minutes=10)  # phone clocks drift; a report may not come from later
 
@@ -475,10 +475,7 @@ def escalate_overdue(conn: Conn, catalogue: Catalogue, *, now: datetime | None =
     ladder = ladder_of(catalogue.escalation)
     done = 0
     with conn.transaction():
-        got = conn.execute(
-            "SELECT pg_try_advisory_xact_lock(%s) AS ok", (ESCALATION_LOCK,)
-        ).fetchone()
-        if not got or not got["ok"]:
+        if not try_xact_lock(conn, ESCALATION_LOCK):
             return 0
         for row in incidents.overdue(conn, now=now):
             # Logged when the case differs from its trail, but still escalated: an overdue

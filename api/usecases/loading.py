@@ -161,8 +161,7 @@ def seed(conn: Conn, folder: Path, *, catalogue: Catalogue) -> list[LoadReport]:
         path = folder / name
         if path.exists():
             reports.append(load_file(conn, path, layer=layer, catalogue=catalogue))
-    has_border = conn.execute("SELECT count(*) AS n FROM border").fetchone()
-    if has_border and has_border["n"] == 0:
+    if not border.derived(conn):
         border.derive(conn, width_m=catalogue.border_zone_m)
     outbox.set_notify_rules(conn, catalogue.notifications)
     return reports
