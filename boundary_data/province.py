@@ -18,6 +18,8 @@ import numpy.typing as npt
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from boundary_data.rosters import ROTAS, roster
+
 Geoms = npt.NDArray[np.object_]
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -43,7 +45,6 @@ OPEN_STATUSES = ("reported", "accepted", "dispatched", "in_progress", "resolved"
 OPEN_WEIGHTS = (0.25, 0.2, 0.25, 0.2, 0.1)
 CLOSED_STATUSES = ("closed", "rejected", "duplicate")
 CLOSED_WEIGHTS = (0.93, 0.05, 0.02)
-ROTAS = ("full", "office", "weekend_nights")
 
 
 @dataclass(frozen=True)
@@ -279,20 +280,6 @@ def build(spec: ProvinceSpec, real_sides: BaseGeometry) -> Province:
         teams=teams,
         cell_bounds=bounds,
     )
-
-
-def roster(rota: str) -> dict[str, Any]:
-    """Shift pattern; days are ISO weekdays (1 = Monday), times local (Asia/Shanghai)."""
-    every_day = [1, 2, 3, 4, 5, 6, 7]
-    day = {"name": "day", "days": every_day, "start": "08:00", "end": "20:00"}
-    night = {"name": "night", "days": every_day, "start": "20:00", "end": "08:00"}
-    if rota == "office":
-        shifts = [{"name": "day", "days": [1, 2, 3, 4, 5], "start": "08:30", "end": "17:30"}]
-    elif rota == "weekend_nights":
-        shifts = [day, {**night, "days": [5, 6, 7]}]
-    else:
-        shifts = [day, night]
-    return {"timezone": "Asia/Shanghai", "shifts": shifts}
 
 
 MECHANISMS = (
