@@ -91,7 +91,7 @@ async def post_incident(
 
     def work(conn: Any) -> tuple[dict[str, Any], bool]:
         case, created = cases.report(
-            conn, body, catalogue, idempotency_key=idempotency_key, actor=who.actor(), scope=who
+            conn, body, catalogue, idempotency_key=idempotency_key, actor=who.actor()
         )
         if case["possible_duplicate_of"] is not None:  # a case of another side stays unnamed
             hide_unseen_refs(conn, who, [case])

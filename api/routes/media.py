@@ -281,7 +281,6 @@ async def post_report_with_media(
         checked,
         idempotency_key=idempotency_key,
         actor=who.actor(),
-        scope=who,
         limits=limits,
     )
     return case_response(case, created)

@@ -151,7 +151,7 @@ router = APIRouter(prefix=PREFIX, tags=["open311"], route_class=Open311Route)
 
 ApiKey = Annotated[
     str | None,
-    Query(description="Accepted and not checked yet (keys are checked by a later release)."),
+    Query(description="An API key, for clients that cannot send an Authorization header."),
 ]
 JurisdictionId = Annotated[
     str | None, Query(description="Accepted and ignored: this endpoint serves one jurisdiction.")

@@ -183,14 +183,12 @@ def report(
     *,
     idempotency_key: str | None,
     actor: dict[str, Any],
-    scope: Any = None,
     media_hashes: Sequence[str] = (),
 ) -> tuple[dict[str, Any], bool]:
     """Store a report as a case; return (case, created). A retry returns the first case.
 
-    ``scope`` (the caller, ``api.access.Principal``) decides whether the reporter's identity is
-    shown in the answer; idempotency keys are per caller, so one key cannot reach another's case.
-    ``media_hashes`` are the SHA-256 of photos sent with the report (see ``api.media``).
+    Idempotency keys are per caller (``actor``), so one key cannot reach another's case.
+    ``media_hashes`` are the SHA-256 of photos sent with the report (see ``api.usecases.media``).
     """
     if idempotency_key and actor.get("key_id"):
         idempotency_key = f"{actor['key_id']}:{idempotency_key}"

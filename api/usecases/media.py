@@ -196,7 +196,6 @@ def report_with_media(
     *,
     idempotency_key: str | None,
     actor: dict[str, Any],
-    scope: Any,
     limits: MediaSettings,
 ) -> tuple[dict[str, Any], bool]:
     """A report and its photos as one case, atomically; a retry returns the first case.
@@ -210,7 +209,6 @@ def report_with_media(
             catalogue,
             idempotency_key=idempotency_key,
             actor=actor,
-            scope=scope,
             media_hashes=[p.sha256 for p in checked],
         )
         if created and checked:
