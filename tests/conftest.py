@@ -25,6 +25,19 @@ from layers.db import Source
 # The test client names its server "testserver": trust it as the server's own Host for links.
 os.environ.setdefault("JOINTGRID_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,testserver")
 
+# Debian's chromium, driven by Playwright (pages load nothing from outside).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "live_server", "api_keys"}
 
 
@@ -264,3 +277,16 @@ def live_server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless chromium for a test module (Playwright with ``executable_path``)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -19,21 +19,9 @@ import pytest
 from tests.conftest import bearer, free_port, wait_healthy
 from tests.geo import ANJU, point_inside
 from tests.mediagen import jpeg
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, cases_with_key, new_page, wait_js
+from tests.test_browser import PHONE, cases_with_key, new_page, wait_js
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
