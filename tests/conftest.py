@@ -84,22 +84,11 @@ def db_url() -> Iterator[str]:
     admin.execute(q.SQL("CREATE DATABASE {}").format(q.Identifier(name)))
     url = _with_db(server, name)
     try:
-        from api import settings
-        from api.catalogue import load_catalogue
-        from api.usecases.loading import seed
-        from layers.db import connect, migrate
+        from api.usecases.loading import migrate_and_seed
+        from layers.db import connect
 
         with connect(url) as conn:
-            conn.autocommit = True
-            migrate(conn)
-            server_login(conn)
-            conn.autocommit = False
-            seed(
-                conn,
-                settings.data().boundary_dir,
-                catalogue=load_catalogue(settings.data().catalogue),
-            )
-            conn.commit()
+            migrate_and_seed(conn, login=server_login)
         yield url
     finally:
         admin.execute(q.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(q.Identifier(name)))

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from api import settings
+from api.catalogue import load_catalogue
 from gis.catalogue import Catalogue
 from gis.crs import Crs, parse_crs
 from gis.errors import ImportRejected, InvalidInput
 from gis.importing import check_rows
 from layers import border, importer, outbox, registry
-from layers.db import Conn
+from layers.db import Conn, migrate
 
 
 @dataclass
@@ -165,6 +168,30 @@ def seed(conn: Conn, folder: Path, *, catalogue: Catalogue) -> list[LoadReport]:
         border.derive(conn, width_m=catalogue.border_zone_m)
     outbox.set_notify_rules(conn, catalogue.notifications)
     return reports
+
+
+def seed_configured(conn: Conn) -> list[LoadReport]:
+    """``seed`` with the configured folder and catalogue (``JOINTGRID_BOUNDARY_DIR``, ...)."""
+    return seed(
+        conn, settings.data().boundary_dir, catalogue=load_catalogue(settings.data().catalogue)
+    )
+
+
+def migrate_and_seed(
+    conn: Conn, *, login: Callable[[Conn], None] | None = None, load: bool = True
+) -> list[str]:
+    """Set a database up: apply the migrations, make the server's login role (``login``),
+    then load boundary_data/ (unless ``load`` is false) and commit; return the migrations
+    applied. The one way the CLI (``jointgrid setup``), the tests and the bench do it."""
+    conn.autocommit = True
+    applied = migrate(conn)
+    if login is not None:
+        login(conn)
+    conn.autocommit = False
+    if load:
+        seed_configured(conn)
+        conn.commit()
+    return applied
 
 
 def audit(conn: Conn, *, min_area_m2: float = 1.0) -> Any:
