@@ -53,7 +53,7 @@ async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
 def media_body_rule(service: settings.ServiceSettings) -> BodyRule:
     """Photo uploads may carry a case's full count of photos at the largest size, plus the
     report's JSON (and the multipart framing); a JSON report keeps the default limit, checked
-    where its body is read (``api.media``)."""
+    where its body is read (``api.usecases.media``)."""
     m = settings.media()
     return BodyRule(
         ("POST",),
@@ -63,7 +63,7 @@ def media_body_rule(service: settings.ServiceSettings) -> BodyRule:
 
 
 async def _checkpoint_loop(app: FastAPI, interval_s: float) -> None:
-    """Sign a checkpoint of the audit trail every ``interval_s`` seconds (api/trail.py)."""
+    """Sign a checkpoint of the audit trail every ``interval_s`` seconds (api/usecases/trail.py)."""
     from api.usecases.trail import load_key, make_checkpoint
 
     audit = settings.AuditSettings()

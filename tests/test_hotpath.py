@@ -231,7 +231,7 @@ def test_a_broken_connection_is_a_503_then_replaced(db_url, api_keys):
 
 def test_the_views_copy_records_as_asdict_does(conn, catalogue):
     """The case and locate views copy teams, contacts, areas, grids and police grids field by
-    field (``api.views.flat``): the same dicts as ``dataclasses.asdict``."""
+    field (``api.usecases.views.flat``): the same dicts as ``dataclasses.asdict``."""
     from dataclasses import asdict
     from datetime import UTC, datetime
 
