@@ -24,8 +24,10 @@ import anyio.to_thread
 from fastapi import Depends, Request
 
 from api.deps import database
+from api.errors import Unauthenticated
 from api.usecases.policy import (
     REFERENCE_FIELDS,
+    Forbidden,
     Principal,
     can_see,
     case_scope,
@@ -36,8 +38,8 @@ from api.usecases.policy import (
     may_see_reporter,
     visible,
 )
-from gis.errors import Forbidden, Unauthenticated, Unavailable
 from layers import keys
+from layers.errors import Unavailable
 
 # The rules on cases live with the use-cases (api.usecases.policy); the faces find them here.
 __all__ = [

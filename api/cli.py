@@ -560,7 +560,7 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from api.server import GuardedHttpToolsProtocol
-    from gis.errors import Unavailable
+    from layers.errors import Unavailable
 
     # The owner makes (or updates) the server's login, and the server then logs in as it; a
     # database that is down now only delays this to the next start (the role persists).

@@ -25,13 +25,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gis.errors import (
     Conflict,
-    DatabaseUnavailable,
     InvalidGeometry,
     InvalidInput,
     NotFound,
-    Overloaded,
-    Unavailable,
 )
+from layers.errors import DatabaseUnavailable, Overloaded, Unavailable
 from layers.roles import default_grants
 
 Conn = psycopg.Connection[Any]

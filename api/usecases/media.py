@@ -31,10 +31,11 @@ from typing import Any
 from api.settings import MediaSettings
 from api.settings import media as media_settings
 from api.usecases import cases
+from api.usecases.policy import Forbidden
 from api.usecases.schemas import ReportIn
 from gis import photos
 from gis.catalogue import Catalogue
-from gis.errors import Conflict, DomainError, Forbidden, NotFound, TooManyMedia
+from gis.errors import Conflict, DomainError, NotFound, TooManyMedia
 from layers import incidents
 from layers import media as media_layer
 from layers.blobstore import BlobStore, FileStore

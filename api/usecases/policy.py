@@ -9,8 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gis.errors import Forbidden, NotFound
+from gis.errors import DomainError, NotFound
 from layers import incidents
+
+
+class Forbidden(DomainError):
+    """Known credentials that may not do this."""
+
+    code = "forbidden"
 
 
 @dataclass(frozen=True)

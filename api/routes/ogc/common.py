@@ -17,6 +17,7 @@ from api import errors
 from api.security import public_base
 from gis import errors as e
 from gis.catalogue import Catalogue
+from layers.errors import Unavailable
 from layers.registry import REGISTRY, LayerSpec
 
 log = logging.getLogger("jointgrid")
@@ -55,7 +56,7 @@ CONFORMANCE = [
 def ogc_error(exc: e.DomainError) -> Response:
     """The one /ogc error shape; 422 in the global table is 400 here, as OGC API requires."""
     status = errors.status_for(exc)
-    retry = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, e.Unavailable) else None
+    retry = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
     return error_response(
         400 if status == 422 else status, exc.code, exc.message, exc.detail, retry
     )
