@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+
 import click
 
 from api import settings
@@ -102,7 +107,6 @@ def webhook_disable(sub_id: str) -> None:
 @click.argument("sub_id")
 def webhook_rotate(sub_id: str) -> None:
     """A new secret (printed); the old one still signs beside it for the grace period."""
-    from datetime import timedelta
 
     from api.usecases import webhooks
 
@@ -118,7 +122,6 @@ def webhook_rotate(sub_id: str) -> None:
 @click.option("--since", required=True, help="ISO 8601 time, e.g. 2026-12-01T08:00+08:00")
 def webhook_replay(since: str) -> None:
     """Send the dead deliveries made since a time again (same webhook ids)."""
-    from datetime import UTC, datetime
 
     from layers import outbox
 
@@ -187,9 +190,6 @@ def notify_disable(channel_id: str) -> None:
 def deliver_cmd(once: bool) -> None:
     """Send webhooks and notifications from the outbox until stopped (SIGTERM); several may
     run at once."""
-    import logging
-    import signal
-    import threading
 
     from api.usecases.deliver import from_settings
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shapely.geometry import Point
+
 from api.usecases import trail
 from api.usecases.schemas import ReportIn, TransitionIn
 from api.usecases.views import flat
@@ -271,7 +273,6 @@ def _replay(row: dict[str, Any], digest: str, key: str) -> tuple[dict[str, Any],
 
 
 def _point(lon: float, lat: float) -> Any:
-    from shapely.geometry import Point
 
     return Point(lon, lat)
 

@@ -39,6 +39,7 @@ import httpx
 import orjson
 from standardwebhooks.webhooks import Webhook
 
+from api import settings
 from api.usecases import push_text
 from api.usecases.cases import case_view
 from api.usecases.policy import Principal, may_see_reporter
@@ -417,7 +418,6 @@ class Deliverer:
 
 
 def from_settings(catalogue: Catalogue | None) -> Deliverer:
-    from api import settings
 
     p = settings.push()
     return Deliverer(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.usecases.loading import seed
+from api.usecases.reroute import bulk_decisions
 from boundary_data import province as prov
 from gis.catalogue import Catalogue
 from layers import border
@@ -69,7 +70,6 @@ def run(
     say: Callable[[str], None] = lambda _m: None,
 ) -> DemoReport:
     """Load the demo at ``scale`` ("demo" or "province"); re-running loads nothing twice."""
-    from api.usecases.reroute import bulk_decisions
 
     report = DemoReport(scale)
     clock = _Clock(report, say)

@@ -13,10 +13,12 @@ import numpy as np
 from api import settings
 from api.catalogue import load_catalogue
 from gis.catalogue import Catalogue
+from gis.coverage import DistrictLayer, GridLayer, PoliceLayer, VillageLayer, audit_coverage
 from gis.crs import Crs, parse_crs
 from gis.errors import ImportRejected, InvalidInput
 from gis.importing import check_rows
 from layers import border, importer, outbox, registry
+from layers.audit import layers_for_audit
 from layers.db import Conn, migrate
 
 
@@ -196,8 +198,6 @@ def migrate_and_seed(
 
 def audit(conn: Conn, *, min_area_m2: float = 1.0) -> Any:
     """The coverage audit of the stored layers (``gis.coverage``), areas in m² (EPSG:4544)."""
-    from gis.coverage import DistrictLayer, GridLayer, PoliceLayer, VillageLayer, audit_coverage
-    from layers.audit import layers_for_audit
 
     data = layers_for_audit(conn)
 
