@@ -303,6 +303,7 @@ def build_map(
             shapes=list(dict.fromkeys(config.STATUS_SHAPES.values())),
             views=views,
             layer_title=lambda v: layer_title(v, loc),
+            view_style=maplook.style,
             heat_days=maplook.HEAT_DAYS,
             tiles=tiles,
             query=filters.raw,
