@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -235,37 +236,57 @@ def wait_healthy(base: str, proc: Any, timeout: float = 60.0) -> None:
     raise RuntimeError("the server did not become healthy in time")
 
 
-@pytest.fixture(scope="session")
-def live_server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn server on 127.0.0.1 and a free port, on the test database."""
+@contextmanager
+def serving(
+    db_url: str,
+    *,
+    env: dict[str, str] | None = None,
+    log: Any = None,
+    timeout: float = 120.0,
+) -> Iterator[tuple[str, Any]]:
+    """``jointgrid serve`` on a free port of 127.0.0.1 against ``db_url``, with ``env`` over
+    the test's environment (no escalation loop unless asked), its output in ``log`` (a path)
+    or discarded; yields (base URL, process) once /healthz answers, and stops it afterwards."""
     import subprocess
     import sys
 
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {
+    full = {
         **os.environ,
         "DATABASE_URL": db_url,
         "JOINTGRID_ESCALATION_INTERVAL_S": "0",
-        "JOINTGRID_PUBLIC_FEEDS": "true",  # the feeds' client tests read them anonymously
+        **(env or {}),
     }
-    with open(log, "wb") as out:
+    out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-            env=env,
+            env=full,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    finally:
+        if log is not None:
+            out.close()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base, proc)
-        yield base
+        wait_healthy(base, proc, timeout=timeout)
+        yield base, proc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn server on 127.0.0.1 and a free port, on the test database."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    # the feeds' client tests read them anonymously
+    with serving(db_url, env={"JOINTGRID_PUBLIC_FEEDS": "true"}, log=log) as (base, _proc):
+        yield base
 
 
 @pytest.fixture(scope="module")
