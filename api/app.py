@@ -119,6 +119,21 @@ def _start_delivery(app: FastAPI, conninfo: Callable[[], str], idle_s: float) ->
     return finish
 
 
+def _start_media_finisher(app: FastAPI) -> Any:
+    """The threads that decode uploaded photos after their answer and make their copies
+    (api.usecases.media.Finisher), recording each outcome on a short-lived pool connection."""
+    from api.usecases import media
+
+    limits = settings.media()
+    return media.Finisher(
+        lambda: app.state.pool.connection(timeout=30),
+        media.stores(limits.dir),
+        limits,
+        threads=limits.finish_threads,
+        sweep_s=limits.sweep_s,
+    ).start()
+
+
 def create_app(pool: ServerPool | None = None, *, database: Database | None = None) -> FastAPI:
     """Build the app. Tests pass their own pool (or a whole ``Database``); the server makes
     one from ``DATABASE_URL`` when it starts.
@@ -150,9 +165,14 @@ def create_app(pool: ServerPool | None = None, *, database: Database | None = No
         stop_delivery = None
         if own_pool and push.interval_s > 0 and db.url:
             stop_delivery = _start_delivery(app, db.server_conninfo, push.interval_s)
+        if own_pool:
+            app.state.media_finisher = _start_media_finisher(app)
         try:
             yield
         finally:
+            finisher = getattr(app.state, "media_finisher", None)
+            if finisher is not None:
+                await asyncio.to_thread(finisher.stop)
             if stop_delivery is not None:
                 await asyncio.to_thread(stop_delivery)
             for task in tasks:

@@ -237,6 +237,10 @@ class MediaSettings(BaseSettings):
     far_m: float = Field(default=3000.0, gt=0)  # a photo taken farther from the point is flagged
     thumb_px: int = Field(default=320, ge=16)  # long edge of the thumbnail
     screen_px: int = Field(default=1600, ge=64)  # long edge of the screen copy
+    # Threads that decode photos after their upload is answered (0: one per core), and how
+    # often they look for photos still pending (after a crash, or another process's).
+    finish_threads: int = Field(default=0, ge=0)
+    sweep_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _sizes(self) -> MediaSettings:

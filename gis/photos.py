@@ -3,15 +3,21 @@
 Pure computation on bytes (no files, no database). Nothing an upload carries is trusted: the
 format is recognised from the content (the magic bytes, then Pillow's own parser restricted
 to that one format), never from a file name or a declared type; the pixel count is checked
-from the header before any pixel is decoded; the whole image is then decoded once, so a
-truncated or damaged file is refused (a JPEG at the decoder's smallest DCT scale, 1/8: the
-whole entropy-coded stream is still read, only the inverse transform is reduced). EXIF values
-are read from the header, defensively, and used only as evidence (position, time), never to
-decide anything about the file.
+from the header before any pixel is decoded. EXIF values are read from the header,
+defensively, and used only as evidence (position, time), never to decide anything about the
+file.
 
-``validate`` is what an upload needs before it is acknowledged; ``copies`` makes the served
-copies from a validated original, later. They are rotated upright, converted to sRGB, and
-rebuilt from their pixels alone, so they carry no EXIF, XMP, ICC profile or maker note.
+Two checks, at two times:
+- ``validate`` is what an upload needs before it is acknowledged. Besides the header it walks
+  the file's whole structure without decoding a pixel: every JPEG segment to the end-of-image
+  marker (the entropy-coded data scanned for its markers, restart markers in sequence), every
+  PNG chunk with its CRC to IEND, the WebP RIFF chunks and VP8/VP8L frame headers, the HEIF
+  boxes. A cut, truncated or spliced file, and a PNG with any damaged byte, is refused here.
+- ``copies`` decodes every pixel once (a JPEG at the DCT scale of the screen copy) and makes
+  the served copies; it is also the full check. A file whose structure is whole but whose
+  coded data does not decode fails there (``CorruptImage``) and is kept out of every view.
+The copies are rotated upright, converted to sRGB, and rebuilt from their pixels alone, so
+they carry no EXIF, XMP, ICC profile or maker note.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -114,10 +122,11 @@ def check(
 
 
 def validate(data: bytes, *, max_bytes: int, max_pixels: int) -> Checked:
-    """Check one upload without making its copies; raise the refusal's domain error.
+    """Check one upload without decoding its pixels; raise the refusal's domain error.
 
-    ``max_pixels`` is width x height as the header declares it, checked before decoding. Every
-    pixel is then decoded once (a JPEG at 1/8 scale), so a truncated or damaged file fails here.
+    ``max_pixels`` is width x height as the header declares it, checked before anything else
+    is read. Then the whole file's structure is walked (``structure``), so a cut or truncated
+    file fails here; the pixels are decoded later, once, by ``copies``.
     """
     if len(data) > max_bytes:
         raise MediaTooLarge(
@@ -128,19 +137,12 @@ def validate(data: bytes, *, max_bytes: int, max_pixels: int) -> Checked:
     img = _open(data, FORMATS[ctype], ctype, max_pixels)
     try:
         width, height = img.size
-        if img.format == "JPEG":
-            # Smallest DCT scale: every Huffman-coded block is still read and checked, so a
-            # cut or damaged stream fails as in a full decode; the inverse DCT runs on 1x1.
-            img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
-        # Decode before reading EXIF: for some formats (PNG) getexif() loads the image itself,
-        # and that failure would be swallowed by the defensive EXIF reader, leaving a damaged
-        # file half-decoded and accepted.
-        img.load()
-        gps, taken_at = _evidence(img)
+        raw_exif = structure(data, ctype)
+        gps, taken_at = _evidence(img, raw_exif, ctype)
     except (MediaTooLarge, CorruptImage):
         raise
     except Exception as exc:
-        # Decoders raise many kinds of error on hostile input (OSError, ValueError, SyntaxError,
+        # Parsers raise many kinds of error on hostile input (OSError, ValueError, SyntaxError,
         # struct.error, EOFError, ...): all of them mean the file cannot be used.
         raise _corrupt(ctype, exc) from exc
     finally:
@@ -156,10 +158,184 @@ def validate(data: bytes, *, max_bytes: int, max_pixels: int) -> Checked:
     )
 
 
+# -- the structure of a file, walked without decoding -----------------------------------------
+
+
+class _Broken(ValueError):
+    """The file's structure is not whole; the message says where."""
+
+
+def structure(data: bytes, ctype: str) -> bytes | None:
+    """Walk the whole file's structure; raise ``_Broken`` where it is not whole.
+
+    Returns a PNG's raw EXIF (its ``eXIf`` chunk, wherever it is), else None. Bytes after the
+    image's own end (a JPEG's EOI, a PNG's IEND, the RIFF size) are ignored, as decoders do.
+    """
+    mv = memoryview(data)
+    if ctype == "image/jpeg":
+        _jpeg(data)
+        return None
+    if ctype == "image/png":
+        return _png(mv)
+    if ctype == "image/webp":
+        _webp(mv)
+        return None
+    _heif(mv)
+    return None
+
+
+# A marker inside entropy-coded data: 0xFF followed by neither 0x00 (a stuffed byte) nor 0xFF
+# (fill). Only restart markers (RST0-7) may appear inside a scan.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff]")
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg(data: bytes) -> None:
+    n = len(data)
+    i = 2  # after SOI
+    frame = scan = False
+    while True:
+        if i + 2 > n:
+            raise _Broken(f"cut at byte {i:,}: no end-of-image marker")
+        if data[i] != 0xFF:
+            raise _Broken(f"no marker at byte {i:,} where a segment should start")
+        m = data[i + 1]
+        if m == 0xFF:  # fill byte before a marker
+            i += 1
+            continue
+        if m == 0xD9:  # EOI
+            if not (frame and scan):
+                raise _Broken("the image ends before its frame and scan")
+            return
+        if 0xD0 <= m <= 0xD7 or m == 0x01:  # standalone markers
+            i += 2
+            continue
+        if i + 4 > n:
+            raise _Broken(f"cut inside the segment at byte {i:,}")
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        end = i + 2 + length
+        if length < 2 or end > n:
+            raise _Broken(f"the segment at byte {i:,} runs past the end of the file")
+        if m in _SOF:
+            frame = True
+        if m != 0xDA:
+            i = end
+            continue
+        if not frame:
+            raise _Broken("a scan before the frame header")
+        scan = True
+        # The entropy-coded data: find the marker that ends it; restart markers in order.
+        j, rst = end, 0
+        while True:
+            found = _JPEG_MARKER.search(data, j)
+            if found is None:
+                raise _Broken("cut inside the coded data: no end-of-image marker")
+            k = found.start()
+            b = data[k + 1]
+            if 0xD0 <= b <= 0xD7:
+                if b - 0xD0 != rst:
+                    raise _Broken(f"restart marker {b - 0xD0} at byte {k:,}, {rst} expected")
+                rst = (rst + 1) % 8
+                j = k + 2
+                continue
+            i = k
+            break
+
+
+def _png(mv: memoryview) -> bytes | None:
+    n, pos = len(mv), 8
+    first, idat, raw_exif = True, False, None
+    while True:
+        if pos + 12 > n:
+            raise _Broken(f"cut at byte {pos:,}: no IEND chunk")
+        length = int.from_bytes(mv[pos : pos + 4], "big")
+        kind = bytes(mv[pos + 4 : pos + 8])
+        end = pos + 12 + length
+        if length > 0x7FFFFFFF or end > n:
+            raise _Broken(f"the {kind!r} chunk at byte {pos:,} runs past the end of the file")
+        crc = int.from_bytes(mv[end - 4 : end], "big")
+        if zlib.crc32(mv[pos + 4 : end - 4]) != crc:
+            raise _Broken(f"the {kind!r} chunk at byte {pos:,} is damaged (its CRC differs)")
+        if first and kind != b"IHDR":
+            raise _Broken("the first chunk is not IHDR")
+        first = False
+        if kind == b"IDAT":
+            idat = True
+        elif kind == b"eXIf":
+            raw_exif = bytes(mv[pos + 8 : end - 4])
+        elif kind == b"IEND":
+            if not idat:
+                raise _Broken("no image data (IDAT)")
+            return raw_exif
+        pos = end
+
+
+def _webp(mv: memoryview) -> None:
+    n = len(mv)
+    riff_end = 8 + int.from_bytes(mv[4:8], "little")
+    if riff_end > n:
+        raise _Broken(f"the RIFF container declares {riff_end:,} bytes; {n:,} are here")
+    pos, image = 12, False
+    while pos < riff_end:
+        if pos + 8 > riff_end:
+            raise _Broken(f"cut chunk header at byte {pos:,}")
+        kind = bytes(mv[pos : pos + 4])
+        size = int.from_bytes(mv[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if body + size > riff_end:
+            raise _Broken(f"the {kind!r} chunk at byte {pos:,} runs past the container")
+        if kind == b"VP8 ":
+            # frame tag (3 bytes: key frame bit, first partition's size), start code 9d 01 2a
+            tag = int.from_bytes(mv[body : body + 3], "little")
+            if size < 10 or bytes(mv[body + 3 : body + 6]) != b"\x9d\x01\x2a":
+                raise _Broken("the VP8 frame header is damaged")
+            if 10 + (tag >> 5) > size:
+                raise _Broken("the VP8 frame's first partition runs past its chunk")
+            image = True
+        elif kind == b"VP8L":
+            if size < 5 or mv[body] != 0x2F:
+                raise _Broken("the VP8L header is damaged")
+            image = True
+        elif kind == b"ANMF":
+            image = True
+        pos = body + size + (size & 1)
+    if not image:
+        raise _Broken("no image data (VP8, VP8L or ANMF chunk)")
+
+
+def _heif(mv: memoryview) -> None:
+    n, pos = len(mv), 0
+    seen: set[bytes] = set()
+    while pos < n:
+        if pos + 8 > n:
+            if {b"meta", b"mdat"} <= seen:
+                return  # a few bytes after a whole file
+            raise _Broken(f"cut box header at byte {pos:,}")
+        size = int.from_bytes(mv[pos : pos + 4], "big")
+        kind = bytes(mv[pos + 4 : pos + 8])
+        if {b"meta", b"mdat"} <= seen and not (kind.isascii() and kind.isalnum()):
+            return  # not a box: something after a whole file (decoders ignore it)
+        head = 8
+        if size == 1:
+            if pos + 16 > n:
+                raise _Broken(f"cut box header at byte {pos:,}")
+            size, head = int.from_bytes(mv[pos + 8 : pos + 16], "big"), 16
+        elif size == 0:
+            size = n - pos
+        if size < head or pos + size > n:
+            raise _Broken(f"the {kind!r} box at byte {pos:,} runs past the end of the file")
+        seen.add(kind)
+        pos += size
+    if b"meta" not in seen:
+        raise _Broken("no meta box")
+
+
 def copies(data: bytes, *, thumb_px: int, screen_px: int) -> tuple[Copy, Copy]:
     """The (thumb, screen) copies of a validated original, long edges at most the given pixels.
 
-    Called with a stored original (validated when it came): its pixel count is not limited again.
+    Every pixel is decoded here (a JPEG at the screen copy's DCT scale), so this is also the
+    full check: a file that does not decode raises ``CorruptImage``. Called with a stored
+    original (validated when it came): its pixel count is not limited again.
     """
     ctype = _sniffed(data)
     img = _open(data, FORMATS[ctype], ctype, 1 << 62)
@@ -270,9 +446,18 @@ def _encode(img: Image.Image) -> Copy:
 # -- evidence from EXIF ---------------------------------------------------------------------
 
 
-def _evidence(img: Image.Image) -> tuple[tuple[float, float] | None, datetime | None]:
+def _evidence(
+    img: Image.Image, raw_exif: bytes | None, ctype: str
+) -> tuple[tuple[float, float] | None, datetime | None]:
+    """The photo's own position and time from its EXIF, read from the header: a PNG's from its
+    ``eXIf`` chunk (Pillow's ``getexif()`` would decode a PNG whose EXIF is not in its header)."""
     try:
-        exif = img.getexif()
+        if ctype == "image/png":
+            exif = Image.Exif()
+            if raw_exif:
+                exif.load(raw_exif)
+        else:
+            exif = img.getexif()
     except Exception:
         return None, None
     return _gps(exif), _taken_at(exif)

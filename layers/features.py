@@ -398,11 +398,12 @@ class _Sql:
         return q.SQL(", ").join(cols)
 
     def media_links(self) -> q.Composable:
-        """``media``: the public capability links of a case's stripped photos (layers.media),
+        """``media``: the public capability links of a case's stripped photos (layers.media; a
+        photo refused after its upload is never linked),
         oldest first; none for a sensitive category."""
         links = q.SQL(
             "(SELECT array_agg('/media/public/' || m.public_token ORDER BY m.added_at, m.id)"
-            " FROM media m WHERE m.incident_id = t.id)"
+            " FROM media m WHERE m.incident_id = t.id AND m.state <> 'refused')"
         )
         if not self.redacted:
             return q.SQL("{} AS media").format(links)

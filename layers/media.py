@@ -19,8 +19,9 @@ from layers.db import Conn, translate_errors
 _COLUMNS = """
     m.id, m.incident_id::text AS incident_id, m.side, m.sha256, m.kind, m.added_by, m.added_at,
     m.content_type, m.bytes, m.width, m.height, ST_X(m.gps) AS gps_lon, ST_Y(m.gps) AS gps_lat,
-    m.taken_at, m.distance_m, m.seconds_before_report, m.public_token
+    m.taken_at, m.distance_m, m.seconds_before_report, m.public_token, m.state, m.refusal
 """
+STATES = ("pending", "ready", "refused")
 
 
 def insert(
@@ -75,6 +76,63 @@ def insert(
         ).fetchone()
 
 
+def refused(conn: Conn, sha256s: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Of these photos, those already refused after their upload (on any case): hash -> why."""
+    shas = list(dict.fromkeys(sha256s))
+    if not shas:
+        return {}
+    with translate_errors():
+        rows = conn.execute(
+            "SELECT DISTINCT ON (sha256) sha256, refusal FROM media"
+            " WHERE sha256 = ANY(%s) AND state = 'refused' ORDER BY sha256, id",
+            (shas,),
+        ).fetchall()
+    return {r["sha256"]: r["refusal"] or {} for r in rows}
+
+
+def pending(conn: Conn, *, older_than_s: float = 0, limit: int = 100) -> list[str]:
+    """Photos (by hash) whose copies and full decode are still to be made, oldest first."""
+    with translate_errors():
+        rows = conn.execute(
+            "SELECT sha256 FROM media WHERE state = 'pending'"
+            " AND added_at <= now() - make_interval(secs => %s)"
+            " GROUP BY sha256 ORDER BY min(added_at) LIMIT %s",
+            (older_than_s, limit),
+        ).fetchall()
+    return [r["sha256"] for r in rows]
+
+
+def pending_cases(conn: Conn, sha256: str) -> list[str]:
+    """The cases on which this photo is still pending."""
+    with translate_errors():
+        rows = conn.execute(
+            "SELECT incident_id::text AS id FROM media WHERE sha256 = %s AND state = 'pending'",
+            (sha256,),
+        ).fetchall()
+    return [r["id"] for r in rows]
+
+
+def mark_ready(conn: Conn, sha256: str) -> int:
+    """Every pending record of this photo is ready (its copies are made); how many."""
+    with translate_errors():
+        cur = conn.execute(
+            "UPDATE media SET state = 'ready' WHERE sha256 = %s AND state = 'pending'", (sha256,)
+        )
+    return cur.rowcount
+
+
+def mark_refused(conn: Conn, sha256: str, refusal: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every pending record of this photo is refused; the rows changed, with their case's
+    side and status (for the audit events the caller appends in the same transaction)."""
+    with translate_errors():
+        return conn.execute(
+            "UPDATE media m SET state = 'refused', refusal = %s FROM incidents i"
+            " WHERE m.sha256 = %s AND m.state = 'pending' AND i.id = m.incident_id"
+            " RETURNING m.id, m.incident_id::text AS incident_id, m.kind, i.side, i.status",
+            (Jsonb(refusal), sha256),
+        ).fetchall()
+
+
 def hashes_on(conn: Conn, incident_id: str) -> set[str]:
     """The SHA-256 of every photo on a case."""
     with translate_errors():
@@ -114,14 +172,16 @@ def by_token(conn: Conn, token: str) -> dict[str, Any] | None:
 
 
 def public_tokens(conn: Conn, incident_ids: Iterable[str]) -> dict[str, list[str]]:
-    """Each case's photo tokens (oldest first), for the public links of feeds."""
+    """Each case's photo tokens (oldest first), for the public links of feeds; a photo refused
+    after its upload is never linked."""
     ids = list(dict.fromkeys(incident_ids))
     if not ids:
         return {}
     with translate_errors():
         rows = conn.execute(
             "SELECT incident_id::text AS id, array_agg(public_token ORDER BY added_at, id) AS t"
-            " FROM media WHERE incident_id = ANY(%s::uuid[]) GROUP BY incident_id",
+            " FROM media WHERE incident_id = ANY(%s::uuid[]) AND state <> 'refused'"
+            " GROUP BY incident_id",
             (ids,),
         ).fetchall()
     return {r["id"]: list(r["t"]) for r in rows}

@@ -167,3 +167,19 @@ def assert_stripped(data: bytes) -> None:
     img = Image.open(io.BytesIO(data))
     assert img.format == "JPEG"
     assert not img.getexif() and "icc_profile" not in img.info and "xmp" not in img.info
+
+
+def undecodable_png(w: int = 300, h: int = 200) -> bytes:
+    """A PNG whose structure is whole (every chunk's CRC right, IEND present) but whose image
+    data does not inflate: it passes the upload's quick check and fails the full decode."""
+    data = bytearray(encoded("PNG", w, h, gps=True))
+    pos = 8
+    while True:
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        if bytes(data[pos + 4 : pos + 8]) == b"IDAT":
+            body = pos + 8
+            data[body + n // 3 : body + n // 3 + 40] = b"\xff" * 40
+            crc = zlib.crc32(bytes(data[pos + 4 : body + n]))
+            data[body + n : body + n + 4] = crc.to_bytes(4, "big")
+            return bytes(data)
+        pos += 12 + n

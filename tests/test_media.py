@@ -430,3 +430,106 @@ def test_the_gallery_partial_and_the_map_popup_show_the_photos(client, conn):
     assert page.text.count('class="jg-photo') == 3 and 'data-kind="resolution"' in page.text
     for m in items:
         assert m["thumb"] in page.text
+
+
+def test_a_photo_that_passes_the_quick_check_but_does_not_decode_is_refused_and_never_served(
+    client, conn
+):
+    from layers.incidents import verify_chain
+    from tests.mediagen import undecodable_png
+
+    bad = undecodable_png()
+    sha = hashlib.sha256(bad).hexdigest()
+    good = jpeg(seed=30)
+    case = send_report(client, report_json(), [good, bad], key=str(uuid.uuid4()))
+    assert case.status_code == 201, case.text  # its structure is whole: acknowledged, durable
+    case = case.json()
+    url = f"/api/v1/incidents/{case['id']}/media"
+    items = {m["sha256"]: m for m in client.get(url).json()["items"]}
+    assert items[sha]["state"] == "pending"
+    token = conn.execute("SELECT public_token FROM media WHERE sha256 = %s", (sha,)).fetchone()
+    # the first view decodes it: it fails, it is refused, and nothing of it is served
+    r = client.get(items[sha]["screen"])
+    assert r.status_code == 404 and r.json()["detail"]["state"] == "refused", r.text
+    assert r.json()["detail"]["refusal"]["code"] == "corrupt_image"
+    assert client.get(items[sha]["thumb"]).status_code == 404
+    assert client.get(f"/media/public/{token['public_token']}").status_code == 404
+    assert client.get(items[sha]["original"]).status_code == 200  # the admin's evidence
+    after = {m["sha256"]: m for m in client.get(url).json()["items"]}
+    assert after[sha]["state"] == "refused" and after[sha]["refusal"]["code"] == "corrupt_image"
+    good_sha = hashlib.sha256(good).hexdigest()
+    assert client.get(after[good_sha]["screen"]).status_code == 200
+    assert {m["sha256"]: m for m in client.get(url).json()["items"]}[good_sha]["state"] == "ready"
+    # the trail says so, carrying its hash, and the chain still verifies
+    events = client.get(f"/api/v1/incidents/{case['id']}/events").json()["events"]
+    refused = [e for e in events if e["action"] == "media_refused"]
+    assert [e["payload"]["sha256"] for e in refused] == [sha]
+    assert refused[0]["payload"]["code"] == "corrupt_image"
+    assert not [b for b in verify_chain(conn)["breaks"] if b["code"] == case["code"]]
+    # feeds do not link it; the case page shows it as refused, without an image
+    feat = client.get(f"/ogc/collections/incidents/items/{case['id']}").json()
+    assert not any(token["public_token"] in u for u in feat["properties"]["media"])
+    page = client.get(f"/cases/{case['code']}").text
+    assert 'data-state="refused"' in page and after[sha]["thumb"] not in page
+    assert after[sha]["thumb"] not in client.get(f"/map/popup/{case['id']}").text
+    # the same bytes sent again, anywhere, are refused at once with the contract's code
+    other = client.post("/api/v1/incidents", json=report_json()).json()
+    again = add_photos(client, other["id"], [jpeg(seed=31), bad])
+    assert again.status_code == 422 and again.json()["code"] == "corrupt_image"
+    assert again.json()["detail"]["index"] == 1
+    assert client.get(f"/api/v1/incidents/{other['id']}/media").json()["count"] == 0
+
+
+def test_the_finisher_makes_copies_after_the_answer_and_sweeps_what_a_crash_left(
+    client, conn, media_dir
+):
+    import contextlib
+    import threading
+
+    from api.usecases import media
+    from layers import media as media_layer
+    from tests.mediagen import undecodable_png
+
+    good, bad = jpeg(seed=32), undecodable_png(200, 100)
+    case = send_report(client, report_json(), [good, bad]).json()
+    shas = [hashlib.sha256(p).hexdigest() for p in (good, bad)]
+    lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection() -> Iterator[Any]:
+        with lock:  # the test's one connection, one user at a time
+            yield conn
+
+    where = media.stores(settings.media().dir)
+    # As after a crash: the rows are pending and no process remembers them; a sweep finds them.
+    assert set(shas) <= set(media_layer.pending(conn, limit=1_000_000))
+    finisher = media.Finisher(connection, where, settings.media(), threads=1, sweep_s=3600)
+    finisher.start()
+
+    def states() -> dict[str, str]:
+        rows = conn.execute(
+            "SELECT sha256, state FROM media WHERE incident_id = %s::uuid", (case["id"],)
+        ).fetchall()
+        return {r["sha256"]: r["state"] for r in rows}
+
+    def events() -> int:
+        return conn.execute(
+            "SELECT count(*) AS n FROM incident_events WHERE incident_id = %s::uuid",
+            (case["id"],),
+        ).fetchone()["n"]
+
+    try:
+        finisher.submit(shas)
+        assert finisher.wait_idle(120)
+        assert states() == {shas[0]: "ready", shas[1]: "refused"}
+        assert where.copies.exists(media.copy_key(shas[0], "screen"))
+        assert where.copies.exists(media.copy_key(shas[0], "thumb"))
+        assert not where.copies.exists(media.copy_key(shas[1], "screen"))
+        assert not set(shas) & set(media_layer.pending(conn, limit=1_000_000))
+        # finished once: submitted again, nothing changes and no event is added
+        n = events()
+        finisher.submit(shas)
+        assert finisher.wait_idle(120)
+        assert events() == n and states() == {shas[0]: "ready", shas[1]: "refused"}
+    finally:
+        finisher.stop()

@@ -31,6 +31,14 @@ MODES = {
 }
 
 
+# Made once: a profile made anew carries the time it was made, so the same draw would give
+# other bytes (and, compressed in a PNG, another length) and hypothesis could not replay it.
+PROFILES = {
+    name: ImageCms.ImageCmsProfile(ImageCms.createProfile(name)).tobytes()  # type: ignore[arg-type]
+    for name in ("sRGB", "LAB", "XYZ")
+}
+
+
 @st.composite
 def images(draw: Any) -> bytes:
     """A valid image in an accepted format, with or without a phone's metadata."""
@@ -57,8 +65,7 @@ def images(draw: Any) -> bytes:
             maker_note=draw(st.booleans()),
         ).tobytes()
     if draw(st.booleans()) and mode in ("RGB", "RGBA") and fmt != "HEIF":
-        profile = draw(st.sampled_from(["sRGB", "LAB", "XYZ"]))
-        params["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile(profile)).tobytes()  # type: ignore[arg-type]
+        params["icc_profile"] = PROFILES[draw(st.sampled_from(sorted(PROFILES)))]
     if fmt == "HEIF":
         params["quality"] = 50
     buf = io.BytesIO()
@@ -137,29 +144,93 @@ def test_hostile_bytes_are_clean_photos_or_refused_with_a_code(data: bytes) -> N
 
 @settings(max_examples=300, deadline=None)
 @given(hostile())
-def test_what_the_upload_check_accepts_its_copies_can_be_made_from(data: bytes) -> None:
-    """The request only validates (a JPEG decoded at 1/8); the copies come later from the
-    stored original, so whatever validation lets through must make clean copies. (This found
-    a damaged PNG accepted when EXIF was read before the decode: PNG's getexif() decodes.)"""
+def test_what_the_upload_check_accepts_is_made_clean_or_refused_by_its_decode(data: bytes) -> None:
+    """The request only walks the structure; every pixel is decoded later, once, when the
+    copies are made from the stored original. Whatever the quick check lets through must then
+    make clean copies or be refused by that decode with its code, never fail otherwise (the
+    API keeps such a photo out of every view: tests/test_media.py). (This property found a
+    damaged PNG accepted when EXIF was read before a decode: PNG's getexif() decodes.)"""
     try:
         c = photos.validate(data, max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"])
     except REFUSALS:
         return
-    thumb, screen = photos.copies(c.data, thumb_px=64, screen_px=256)
+    try:
+        thumb, screen = photos.copies(c.data, thumb_px=64, screen_px=256)
+    except CorruptImage as exc:
+        assert exc.code == "corrupt_image" and exc.detail["type"] == c.content_type
+        return
     for copy in (thumb, screen):
         assert_stripped(copy.data)
 
 
-def test_a_cut_jpeg_is_refused_by_the_reduced_decode() -> None:
+def test_a_cut_jpeg_is_refused_by_the_structure_check() -> None:
     buf = io.BytesIO()
     picture(800, 600, seed=3).save(buf, "JPEG", quality=90)
     data = buf.getvalue()
     photos.validate(data, max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"])
-    for cut in (len(data) // 3, len(data) // 2, len(data) - 64, len(data) - 3):
+    for cut in (len(data) // 3, len(data) // 2, len(data) - 64, len(data) - 3, len(data) - 1):
         with pytest.raises(CorruptImage):
             photos.validate(
                 data[:cut], max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"]
             )
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "HEIF"])
+def test_a_cut_file_of_every_format_is_refused_by_the_structure_check(fmt: str) -> None:
+    buf = io.BytesIO()
+    picture(300, 200, seed=4).save(buf, fmt)
+    data = buf.getvalue()
+    photos.validate(data, max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"])
+    for cut in (len(data) // 2, len(data) - 16, len(data) - 1):
+        with pytest.raises(CorruptImage):
+            photos.validate(
+                data[:cut], max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"]
+            )
+
+
+def test_any_damaged_byte_of_a_png_is_refused_by_its_chunk_crc() -> None:
+    buf = io.BytesIO()
+    picture(120, 90, seed=5).save(buf, "PNG")
+    data = buf.getvalue()
+    for i in range(8, len(data), max(1, len(data) // 97)):
+        bad = bytearray(data)
+        bad[i] ^= 0x55
+        with pytest.raises(CorruptImage):
+            photos.validate(bytes(bad), max_bytes=LIMITS["max_bytes"], max_pixels=1 << 40)
+
+
+def test_jpeg_restart_markers_out_of_order_are_refused() -> None:
+    buf = io.BytesIO()
+    picture(256, 256, seed=6).save(buf, "JPEG", quality=90, restart_marker_blocks=4)
+    data = buf.getvalue()
+    photos.validate(data, max_bytes=LIMITS["max_bytes"], max_pixels=LIMITS["max_pixels"])
+    first = data.index(b"\xff\xd0")
+    second = data.index(b"\xff\xd1")
+    spliced = data[:first] + data[second:]  # one restart interval cut out of the stream
+    with pytest.raises(CorruptImage) as info:
+        photos.validate(spliced, max_bytes=LIMITS["max_bytes"], max_pixels=1 << 40)
+    assert "restart marker" in info.value.detail["reason"]
+
+
+def test_the_quick_check_decodes_no_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate must not call a decoder (that is the point of it): every format's load() is
+    made to fail, and validate still answers; copies() then hits it."""
+    from PIL import ImageFile
+
+    def no_decode(self: Any) -> Any:
+        raise AssertionError("a pixel was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decode)
+    import pillow_heif.as_plugin
+
+    monkeypatch.setattr(pillow_heif.as_plugin.HeifImageFile, "load", no_decode)
+    for fmt in FORMATS:
+        buf = io.BytesIO()
+        picture(200, 150, seed=7).save(buf, fmt, exif=exif(gps=(105.6, 30.3)))
+        c = photos.validate(buf.getvalue(), max_bytes=1 << 30, max_pixels=1 << 30)
+        assert c.gps is not None and c.gps[0] == pytest.approx(105.6, abs=1e-5), fmt
+        with pytest.raises((AssertionError, CorruptImage)):
+            photos.copies(c.data, thumb_px=64, screen_px=256)
 
 
 def test_the_gps_and_time_are_read_from_exif() -> None:
@@ -211,12 +282,22 @@ def test_the_api_answers_a_photo_or_a_coded_refusal(
     )
     assert r.status_code < 500, r.text
     if r.status_code == 201:
-        listing = client.get(f"/api/v1/incidents/{r.json()['id']}/media").json()
+        url = f"/api/v1/incidents/{r.json()['id']}/media"
+        listing = client.get(url).json()
         assert listing["count"] == len(
-            {photos.check(p, **{**LIMITS, "max_bytes": 10 << 20}).sha256 for p in parts}
+            {photos.validate(p, max_bytes=10 << 20, max_pixels=1 << 40).sha256 for p in parts}
         )
         for m in listing["items"]:
-            assert_stripped(client.get(m["screen"]).content)
+            assert m["state"] == "pending"
+            got = client.get(m["screen"])
+            if got.status_code == 200:  # its full decode made clean copies
+                assert_stripped(got.content)
+            else:  # refused by its full decode: never served, shown as refused
+                assert got.status_code == 404 and got.json()["detail"]["state"] == "refused"
+                assert client.get(m["thumb"]).status_code == 404
+        after = {m["sha256"]: m for m in client.get(url).json()["items"]}
+        for m in listing["items"]:
+            assert after[m["sha256"]]["state"] in ("ready", "refused")
     else:
         err = r.json()
         assert err["code"] in ("corrupt_image", "media_too_large", "unsupported_media_type")

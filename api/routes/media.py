@@ -16,21 +16,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from api import settings
+from api import errors, settings
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn, Db, app_limiter
 from api.routes.incidents import _visible
 from api.usecases import media
 from api.usecases.policy import Forbidden
-from gis.errors import InvalidInput, MediaTooLarge, NotFound, UnsupportedMediaType
+from gis.errors import (
+    CorruptImage,
+    InvalidInput,
+    MediaTooLarge,
+    NotFound,
+    UnsupportedMediaType,
+)
 from gis.photos import Checked
 from layers import media as media_layer
 
 router = APIRouter(tags=["media"])
 
-# Photos are checked on threads of their own, at most one per core: a burst of uploads queues
-# here rather than holding many decoded images in memory at once. (Their copies are made on
-# their first view, in the thread of that GET.)
+# Photos are checked on threads of their own, at most one per core. (Their pixels are decoded
+# after the answer, by the app's media finisher, or by the first view of a copy.)
 MEDIA_THREADS = os.cpu_count() or 2
 SHA256 = r"^[0-9a-f]{64}$"
 
@@ -121,6 +126,43 @@ async def check_photos(request: Request, parts: list[bytes]) -> list[Checked]:
     )
 
 
+def finish_later(request: Request, checked: list[Checked]) -> None:
+    """Hand the photos of an answered request to the app's finisher (when the server runs
+    one; without it, the first view of a copy finishes the photo)."""
+    finisher = getattr(request.app.state, "media_finisher", None)
+    if finisher is not None and checked:
+        finisher.submit(p.sha256 for p in checked)
+
+
+def refused(m: dict[str, Any]) -> NotFound:
+    return NotFound(
+        "the photo was refused after its upload: it does not decode",
+        {"sha256": m["sha256"], "state": "refused", "refusal": m["refusal"] or {}},
+    )
+
+
+def copy_of(conn: Any, m: dict[str, Any], size: str) -> bytes | NotFound:
+    """A served copy of a photo on record, or the refusal to answer: a photo refused (now,
+    by this view's decode, or before) is never served. The refusal is returned, not raised:
+    its record is committed and stays whatever the answer."""
+    if m["state"] == "refused":
+        return refused(m)
+    limits = settings.media()
+    where = media.stores(limits.dir)
+    try:
+        data = media.served_copy(where, m["sha256"], size, limits)
+    except CorruptImage as exc:
+        media.record_finished(conn, m["sha256"], media.refusal_of(exc))
+        return refused({**m, "refusal": media.refusal_of(exc)})
+    if m["state"] == "pending":
+        media.record_finished(conn, m["sha256"], None)
+    return data
+
+
+def answer(request: Request, exc: NotFound) -> Response:
+    return errors.render_domain(exc, request.url.path, errors.wanted_locale(request))
+
+
 @router.post(
     "/api/v1/incidents/{case_id}/media",
     status_code=201,
@@ -154,6 +196,7 @@ async def post_media(
     items, new = await db.run(
         media.attach, row["id"], checked, kind=kind, actor=who.actor(), limits=limits
     )
+    finish_later(request, checked)
     doc = {
         "id": row["id"],
         "code": row["code"],
@@ -204,6 +247,7 @@ SANDBOX = {
     responses={200: {"content": {"image/jpeg": {}}}},
 )
 def get_media_file(
+    request: Request,
     case_id: str,
     sha256: str,
     size: Literal["thumb", "screen", "original"],
@@ -214,8 +258,6 @@ def get_media_file(
     m = media_layer.one(conn, row["id"], sha256.lower())
     if m is None:
         raise NotFound("no such photo on this case", {"sha256": sha256[:64]})
-    limits = settings.media()
-    where = media.stores(limits.dir)
     headers = {"Cache-Control": "private, " + IMMUTABLE, **SANDBOX}
     if size == "original":
         if who.role != "admin":
@@ -225,14 +267,14 @@ def get_media_file(
             )
         name = f"{row['code']}-{m['sha256'][:12]}.{EXTENSIONS.get(m['content_type'], 'bin')}"
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        where = media.stores(settings.media().dir)
         return Response(
             media.original(where, m["sha256"]), media_type=m["content_type"], headers=headers
         )
-    return Response(
-        media.served_copy(where, m["sha256"], size, limits),
-        media_type="image/jpeg",
-        headers=headers,
-    )
+    data = copy_of(conn, m, size)
+    if isinstance(data, NotFound):
+        return answer(request, data)
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.get(
@@ -242,16 +284,18 @@ def get_media_file(
     responses={200: {"content": {"image/jpeg": {}}}},
 )
 def get_public_media(
+    request: Request,
     token: str,
     conn: Conn,
     catalogue: CatalogueDep,
     who: Annotated[Principal, allow(anyone=True)],
 ) -> Response:
     m = media_layer.by_token(conn, token[:100])
-    if m is None or m["category"] in catalogue.sensitive_categories:
+    if m is None or m["category"] in catalogue.sensitive_categories or m["state"] == "refused":
         raise NotFound("no such photo", {})
-    limits = settings.media()
-    data = media.served_copy(media.stores(limits.dir), m["sha256"], "screen", limits)
+    data = copy_of(conn, m, "screen")
+    if isinstance(data, NotFound):
+        return answer(request, NotFound("no such photo", {}))
     return Response(
         data,
         media_type="image/jpeg",
@@ -284,4 +328,6 @@ async def post_report_with_media(
         actor=who.actor(),
         limits=limits,
     )
+    if created:
+        finish_later(request, checked)
     return case_response(case, created)

@@ -1,27 +1,36 @@
 """Photo use-cases, called by the routes: check uploads, store them, put them on a case.
 
 The order makes an acknowledged photo durable and never doubled:
-1. every photo of the request is checked (every pixel decoded once, so a damaged file is
-   refused; one bad photo refuses the whole request, naming its part's index), before anything
-   is written;
+1. every photo of the request is checked: its content type, its bytes, the pixels its header
+   declares, and its whole structure walked without decoding (``gis.photos.validate``: a cut,
+   truncated or spliced file is refused; one bad photo refuses the whole request, naming its
+   part's index), before anything is written;
 2. the originals are written to the content-addressed store (fsynced; a file that is there
    already is not written again);
-3. one transaction records each photo on the case (a photo already on the case is skipped:
-   the table's unique key on case and hash) with one audit event carrying its SHA-256.
+3. one transaction records each photo on the case, ``pending`` (a photo already on the case
+   is skipped: the table's unique key on case and hash), with one audit event carrying its
+   SHA-256. A photo refused before (by hash) is refused again here, ``corrupt_image``.
 A crash between 2 and 3 leaves only an unreferenced file; the client's retry, under the same
 Idempotency-Key or to the same case, finds the same hashes and stores nothing twice.
 
-The served copies (thumb, screen) are not made in the request: ``served_copy`` makes both on
-the first GET of either, once (concurrent first GETs wait for the one making them; across
-processes the store's atomic rename keeps whole files), and caches them in the copies store.
-An upload is answered after its check and its durable original, which is what it needs.
+Every pixel is decoded once, after the answer, when the served copies (thumb, screen) are
+made (``finish``): by the ``Finisher``'s threads (at a lower CPU priority than requests), or
+by the first GET of either copy if that comes first, whichever is first (one lock per photo).
+A photo that decodes becomes ``ready``; one that does not becomes ``refused`` with an audit
+event (``media_refused``) and is never served or linked. Pending photos left by a crash are
+found again by the finisher's sweep.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import queue
 import secrets
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -35,14 +44,17 @@ from api.usecases.policy import Forbidden
 from api.usecases.schemas import ReportIn
 from gis import photos
 from gis.catalogue import Catalogue
-from gis.errors import Conflict, DomainError, NotFound, TooManyMedia
+from gis.errors import Conflict, CorruptImage, DomainError, NotFound, TooManyMedia
 from layers import incidents
 from layers import media as media_layer
 from layers.blobstore import BlobStore, FileStore
 from layers.db import Conn
 from layers.mapdata import district_names
 
+log = logging.getLogger("jointgrid.media")
+
 KINDS = ("report", "resolution")
+FINISHER_ACTOR = {"kind": "system", "task": "media-check"}
 # A team's photo on a case in these states is its "after" photo unless it says otherwise.
 RESOLUTION_STATES = frozenset({"in_progress", "resolved"})
 CLOSED_STATES = frozenset({"closed", "rejected", "duplicate"})
@@ -134,6 +146,14 @@ def attach(
             )
         if kind == "resolution" and role not in RESOLVING_ROLES:
             raise Forbidden("only the team, an operator or an admin adds a resolution photo")
+        known_bad = media_layer.refused(conn, (p.sha256 for p in checked))
+        for i, p in enumerate(checked):
+            if p.sha256 in known_bad:
+                raise CorruptImage(
+                    f"photo {i + 1} (media part index {i}) was refused before: it does not "
+                    "decode; take or export it again",
+                    {"part": "media", "index": i, "sha256": p.sha256, **known_bad[p.sha256]},
+                )
         on_case = media_layer.hashes_on(conn, row["id"])
         new = [p for p in _unique(checked) if p.sha256 not in on_case]
         if len(on_case) + len(new) > limits.max_count:
@@ -250,8 +270,13 @@ def view(m: dict[str, Any], *, admin: bool, far_m: float) -> dict[str, Any]:
         "far": m["distance_m"] is not None and m["distance_m"] > far_m,
         "taken_at": _iso(m["taken_at"]),
         "seconds_before_report": m["seconds_before_report"],
+        # pending: acknowledged, its copies (and full decode) still to be made; refused: it did
+        # not decode, and none of its links answers but the admin's original
+        "state": m["state"],
         **links,
     }
+    if m["state"] == "refused":
+        out["refusal"] = m["refusal"] or {"code": "corrupt_image"}
     if admin:
         out["gps"] = (
             None
@@ -282,31 +307,203 @@ _making: dict[str, threading.Lock] = {}
 _making_guard = threading.Lock()
 
 
-def served_copy(where: Stores, sha256: str, size: str, limits: MediaSettings) -> bytes:
-    """A served copy, from the cache; made from the original (both sizes, cached) when missing."""
-    key = copy_key(sha256, size)
-    try:
-        return where.copies.get(key)
-    except KeyError:
-        pass
+@contextlib.contextmanager
+def _one_maker(sha256: str) -> Iterator[None]:
     with _making_guard:
         lock = _making.setdefault(sha256, threading.Lock())
     try:
         with lock:
-            try:
-                return where.copies.get(key)  # made while this view waited for the lock
-            except KeyError:
-                pass
-            thumb, screen = photos.copies(
-                original(where, sha256), thumb_px=limits.thumb_px, screen_px=limits.screen_px
-            )
-            where.copies.put(copy_key(sha256, "thumb"), thumb.data)
-            where.copies.put(copy_key(sha256, "screen"), screen.data)
-            return thumb.data if size == "thumb" else screen.data
+            yield
     finally:
         with _making_guard:
             if _making.get(sha256) is lock and not lock.locked():
                 del _making[sha256]
+
+
+def make_copies(where: Stores, sha256: str, limits: MediaSettings) -> tuple[bytes, bytes]:
+    """(thumb, screen) of a stored original: from the cache, else decoded (every pixel, once:
+    the full check) and stored. ``CorruptImage`` when the original does not decode."""
+    with _one_maker(sha256):
+        try:
+            return (
+                where.copies.get(copy_key(sha256, "thumb")),
+                where.copies.get(copy_key(sha256, "screen")),
+            )
+        except KeyError:
+            pass  # not made yet (or made by another process while this one waited: rare)
+        thumb, screen = photos.copies(
+            original(where, sha256), thumb_px=limits.thumb_px, screen_px=limits.screen_px
+        )
+        where.copies.put(copy_key(sha256, "thumb"), thumb.data)
+        where.copies.put(copy_key(sha256, "screen"), screen.data)
+        return thumb.data, screen.data
+
+
+def served_copy(where: Stores, sha256: str, size: str, limits: MediaSettings) -> bytes:
+    """A served copy, from the cache; made from the original (both sizes, cached) when missing.
+
+    ``CorruptImage`` when the original does not decode (the caller records the refusal)."""
+    try:
+        return where.copies.get(copy_key(sha256, size))
+    except KeyError:
+        pass
+    thumb, screen = make_copies(where, sha256, limits)
+    return thumb if size == "thumb" else screen
+
+
+def refusal_of(exc: CorruptImage) -> dict[str, Any]:
+    detail = exc.detail if isinstance(exc.detail, dict) else {}
+    return {"code": exc.code, "reason": str(detail.get("reason", ""))[:200]}
+
+
+def record_finished(conn: Conn, sha256: str, refusal: dict[str, Any] | None) -> int:
+    """The outcome of a photo's full decode, in one transaction: its pending records become
+    ``ready``, or ``refused`` each with a ``media_refused`` audit event carrying its SHA-256
+    and the reason. Returns how many records changed (0: already recorded)."""
+    with conn.transaction():
+        if refusal is None:
+            return media_layer.mark_ready(conn, sha256)
+        # The cases first (their rows locked in a fixed order, as adders lock them), then the
+        # photos: one appender at a time per case's trail.
+        for case_id in sorted(media_layer.pending_cases(conn, sha256)):
+            incidents.get(conn, case_id, for_update=True)
+        rows = media_layer.mark_refused(conn, sha256, refusal)
+        for r in rows:
+            incidents.append_event(
+                conn,
+                incident_id=r["incident_id"],
+                side=r["side"],
+                action="media_refused",
+                from_status=r["status"],
+                to_status=r["status"],
+                actor=FINISHER_ACTOR,
+                actor_side=None,
+                note=None,
+                payload={"sha256": sha256, "kind": r["kind"], **refusal},
+            )
+        return len(rows)
+
+
+def finish(conn: Conn, where: Stores, sha256: str, limits: MediaSettings) -> str:
+    """Make a photo's copies (its full decode) and record the outcome; its state after."""
+    try:
+        make_copies(where, sha256, limits)
+    except CorruptImage as exc:
+        record_finished(conn, sha256, refusal_of(exc))
+        return "refused"
+    record_finished(conn, sha256, None)
+    return "ready"
+
+
+class Finisher:
+    """The server's threads that finish photos after their upload was answered.
+
+    ``submit`` queues hashes (the routes, after their transaction); ``sweep`` queues what is
+    still pending in the database (on start, and every ``sweep_s``: photos left by a crash or
+    by another process). The threads run at a lower CPU priority than the requests, so a burst
+    of uploads is answered first and its copies follow. Each unit of work takes a database
+    connection from ``connection`` only to record its outcome.
+    """
+
+    def __init__(
+        self,
+        connection: Callable[[], contextlib.AbstractContextManager[Conn]],
+        where: Stores,
+        limits: MediaSettings,
+        *,
+        threads: int = 0,
+        nice: int = 10,
+        sweep_s: float = 60.0,
+    ) -> None:
+        self.connection = connection
+        self.where = where
+        self.limits = limits
+        self.nice = nice
+        self.sweep_s = sweep_s
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self._queued: set[str] = set()
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._idle = threading.Condition(self._guard)
+        self._busy = 0
+        self._threads = [
+            threading.Thread(target=self._run, name=f"jointgrid-media-{i}", daemon=True)
+            for i in range(threads or os.cpu_count() or 2)
+        ]
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="jointgrid-media-sweep")
+        self._sweeper.daemon = True
+
+    def start(self) -> Finisher:
+        for t in self._threads:
+            t.start()
+        self._sweeper.start()
+        return self
+
+    def submit(self, sha256s: Iterable[str]) -> None:
+        with self._guard:
+            for sha in sha256s:
+                if sha not in self._queued:
+                    self._queued.add(sha)
+                    self.queue.put(sha)
+
+    def sweep(self, *, older_than_s: float = 0) -> int:
+        """Queue the photos still pending in the database; how many."""
+        with self.connection() as conn:
+            shas = media_layer.pending(conn, older_than_s=older_than_s, limit=1000)
+        self.submit(shas)
+        return len(shas)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Until nothing is queued or being finished (for tests and the benchmark)."""
+        end = time.monotonic() + timeout
+        with self._idle:
+            while self._queued or self._busy:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        for _ in self._threads:
+            self.queue.put(None)
+        for t in self._threads:
+            t.join(timeout=timeout)
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+        while True:
+            sha = self.queue.get()
+            if sha is None:
+                return
+            with self._guard:
+                self._busy += 1
+            try:
+                with self.connection() as conn:
+                    state = finish(conn, self.where, sha, self.limits)
+                if state == "refused":
+                    log.warning("photo %s refused after its upload: it does not decode", sha)
+            except Exception:  # the sweep tries again; a missing original is verify's to find
+                log.warning("finishing photo %s failed; the sweep retries", sha, exc_info=True)
+            finally:
+                with self._guard:
+                    self._busy -= 1
+                    self._queued.discard(sha)
+                    self._idle.notify_all()
+
+    def _sweep_loop(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            try:
+                # On start everything pending; later only what the requests' own submits
+                # should have finished by now.
+                self.sweep(older_than_s=0 if first else self.sweep_s)
+                first = False
+            except Exception:
+                log.warning("the photo sweep failed; retrying later", exc_info=True)
+            self._stop.wait(self.sweep_s)
 
 
 def gallery_context(conn: Conn, case: dict[str, Any], *, admin: bool) -> dict[str, Any]:
@@ -324,4 +521,8 @@ def gallery_context(conn: Conn, case: dict[str, Any], *, admin: bool) -> dict[st
 def thumbnails(conn: Conn, case_id: str, *, admin: bool) -> list[dict[str, Any]]:
     """A case's photos as views, for the map popup's thumbnails."""
     far_m = media_settings().far_m
-    return [view(m, admin=admin, far_m=far_m) for m in media_layer.on_case(conn, case_id)]
+    return [
+        view(m, admin=admin, far_m=far_m)
+        for m in media_layer.on_case(conn, case_id)
+        if m["state"] != "refused"
+    ]

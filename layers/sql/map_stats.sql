@@ -88,7 +88,7 @@ SELECT json_build_object(
         SELECT coalesce(json_agg(r ORDER BY r.side), '[]') FROM (
             SELECT side, count(*) FILTER (WHERE has) AS with_photos,
                    count(*) FILTER (WHERE NOT has) AS without_photos
-            FROM (SELECT c.side, EXISTS (SELECT 1 FROM media m WHERE m.incident_id = c.id) AS has
+            FROM (SELECT c.side, EXISTS (SELECT 1 FROM media m WHERE m.incident_id = c.id AND m.state <> 'refused') AS has
                   FROM c) h
             GROUP BY side) r),
     'by_status', (
