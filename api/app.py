@@ -28,6 +28,39 @@ from layers.db import Database
 log = logging.getLogger("jointgrid")
 
 
+def make_database(db: settings.DatabaseSettings, pool: ConnectionPool[Any]) -> Database:
+    """The server's ``Database`` on ``pool``; on a URL naming several hosts (a replicated
+    cluster), with a read pool on each host and the check that keeps only fresh standbys in
+    use (``layers.replicas``)."""
+    from layers.db import Source
+    from layers.replicas import Node, Replicas, hosts_of, one_host
+
+    write = Source(pool, wait_s=db.connect_timeout_s)
+    try:
+        hosts = hosts_of(db.server_conninfo())
+    except (SystemExit, ValueError):  # no URL yet: the write pool says so on first use
+        hosts = []
+    if len(hosts) < 2:
+        return Database(write)
+    nodes = []
+    for host, port in hosts:
+
+        def conninfo(host: str = host, port: str = port) -> str:
+            return one_host(db.server_conninfo(), host, port)
+
+        read_pool = make_pool(db, conninfo=conninfo, name=f"read-{port}")
+        nodes.append(Node(host, port, Source(read_pool, wait_s=db.connect_timeout_s)))
+    replicas = Replicas(
+        nodes,
+        conninfo=db.server_conninfo,
+        max_lag_s=db.read_max_lag_s,
+        max_lag_bytes=db.read_max_lag_bytes,
+        interval_s=db.read_check_interval_s,
+    )
+    replicas.start()
+    return Database(write, replicas=replicas)
+
+
 def _as_app_role(conn: Any) -> None:
     """Work as `jointgrid_app` where it exists: it may only append to the audit trail.
 
@@ -65,13 +98,19 @@ def check_if_idled(conn: Any) -> None:
         ConnectionPool.check_connection(conn)
 
 
-def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> ConnectionPool[Any]:
+def make_pool(
+    db: settings.DatabaseSettings,
+    *,
+    open_now: bool = True,
+    conninfo: Callable[[], str] | None = None,
+    name: str = "jointgrid",
+) -> ConnectionPool[Any]:
     """A connection pool that opens without waiting, so the server starts while the database is down."""
     pool: ConnectionPool[Any] = Pool(
         # A function, not a string: the pool asks it for every new connection, so the server
         # logs in as its own role (never the owner) and finds a database that came back on
         # another address (the private cluster's recorded URL is read afresh).
-        db.server_conninfo,
+        conninfo or db.server_conninfo,
         min_size=db.pool_min,
         max_size=db.pool_max,
         kwargs={
@@ -83,7 +122,7 @@ def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> Connec
             "autocommit": True,
         },
         open=False,
-        name="jointgrid",
+        name=name,
         # No long background reconnection loop during an outage: each request that needs a
         # connection tries afresh, so the server recovers as soon as the database is back.
         reconnect_timeout=0,
@@ -197,7 +236,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_pool:
             app.state.pool = make_pool(db)
-            app.state.database = Database.from_pools(app.state.pool, wait_s=db.connect_timeout_s)
+            app.state.database = await asyncio.to_thread(make_database, db, app.state.pool)
         from api.access import start_revocation_listener
 
         stop_listening = start_revocation_listener(app)

@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import cases, errors, params
 from api.access import ALL_ROLES, CASE_ROLES, Principal, allow
-from api.deps import CatalogueDep, Conn
+from api.deps import CatalogueDep, Conn, ReadConn
 from api.media import public_url
 from api.schemas import Reporter, ReportIn
 from gis import redaction
@@ -396,7 +396,7 @@ def search_window(
 def get_requests(
     request: Request,
     fmt: Format,
-    conn: Conn,
+    conn: ReadConn,
     catalogue: CatalogueDep,
     service_request_id: Annotated[
         str | None,
