@@ -12,7 +12,7 @@
 # ./var/pg/url holds the owner's connection URL (mode 0600); `jointgrid` commands read it when
 # DATABASE_URL is unset.
 # Usage: scripts/pgcluster.sh start|stop|status|url|location|destroy
-#        scripts/pgcluster.sh ha start|stop|state|url|location|destroy
+#        scripts/pgcluster.sh ha start|stop|state|switchover|url|location|destroy
 #
 # `ha`: a replicated cluster on this machine's loopback, run by pg_auto_failover (Debian's
 # postgresql-15-auto-failover and pg-auto-failover-cli): a monitor, a primary and a synchronous
@@ -374,9 +374,20 @@ ha_create_node() {  # index (2..)
     ha_node_conf "$pgdata"
 }
 
+ha_more_ports() {  # a port for each node asked for beyond those recorded (a node added later)
+    local have p
+    have=$(wc -l < "$ha/ports")
+    while [ "$have" -lt $((ha_nodes + 1)) ]; do
+        while :; do p=$(free_port); grep -qx "$p" "$ha/ports" || break; done
+        echo "$p" >> "$ha/ports"
+        have=$((have + 1))
+    done
+}
+
 ha_start() {
     BIN=$(pgbin)
     [ -f "$ha/monitor/PG_VERSION" ] || ha_init
+    ha_more_ports
     ha_run_bg "$ha/monitor" monitor
     ha_wait_monitor
     local n i
@@ -392,6 +403,12 @@ ha_start() {
         local want="primary" k
         for k in $(seq 2 "$n"); do want="$want secondary"; done
         ha_wait_states "$(echo "$want" | tr ' ' '\n' | sort | tr '\n' ' ' | sed 's/ $//')"
+    fi
+    # With two standbys or more, a commit may wait for one of them even while another is down
+    # (pg_auto_failover refuses 1 with a single standby).
+    if [ -n "${JOINTGRID_HA_SYNC_STANDBYS:-}" ]; then
+        autoctl set formation number-sync-standbys "$JOINTGRID_HA_SYNC_STANDBYS" \
+            --pgdata "$ha/node1" >/dev/null
     fi
     ha_write_url
     say "replicated cluster up: $(ha_states)"
@@ -469,10 +486,12 @@ ha_cmd() {
         start) ha_start ;;
         stop) ha_stop ;;
         state) BIN=$(pgbin); autoctl show state --pgdata "$ha/monitor" --json ;;
+        # the primary's role moves to the standby, both staying up (pg_autoctl waits for it)
+        switchover) BIN=$(pgbin); autoctl perform switchover --pgdata "$ha/monitor" --wait 120 ;;
         url) cat "$ha/url" ;;
         location) echo "$ha" ;;
         destroy) BIN=$(pgbin); ha_destroy ;;
-        *) echo "usage: $0 ha start|stop|state|url|location|destroy" >&2; exit 2 ;;
+        *) echo "usage: $0 ha start|stop|state|switchover|url|location|destroy" >&2; exit 2 ;;
     esac
 }
 
