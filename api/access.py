@@ -24,7 +24,7 @@ import anyio.to_thread
 from fastapi import Depends, Request
 
 from api.deps import database
-from gis.errors import Forbidden, NotFound, Unauthenticated, Unavailable
+from gis.errors import DatabaseUnavailable, Forbidden, NotFound, Unauthenticated, Unavailable
 from layers import incidents, keys
 
 SESSION_COOKIE = "jg_session"
@@ -266,7 +266,16 @@ def allow(
             try:
                 return authenticate(request, param or None)  # from the cache, or no credentials
             except _NeedsDatabase:
-                return await database(request).run(_authenticate_on, request, param or None)
+                db = database(request)
+                try:
+                    return await db.run(_authenticate_on, request, param or None)
+                except DatabaseUnavailable:
+                    # The primary is away (a failover): a fresh standby answers the look-up,
+                    # so that reads from it go on.
+                    read = db.read
+                    if read is db.write:
+                        raise
+                    return await read.run(_authenticate_on, request, param or None)
 
         if rule.anyone:
             # Open routes never fail on credentials: stale ones (signing in again), nor ones that

@@ -116,6 +116,14 @@ def make_pool(
         kwargs={
             "row_factory": dict_row,
             "connect_timeout": max(1, int(db.connect_timeout_s)),
+            # A database host that vanishes (its machine dies, the network is cut) closes no
+            # socket: without these a query already sent would wait for TCP's own timeout
+            # (minutes) instead of failing over (docs/reliability.md, "A replicated cluster").
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10_000,
             "options": f"-c statement_timeout={db.statement_timeout_ms}",
             # Every unit of work is an explicit `conn.transaction()` that commits when it ends,
             # so an acknowledged report is durable before the response leaves.

@@ -12,14 +12,16 @@ connection to a standby that has fallen behind, and psycopg_pool cannot drop one
 string. A checker (:class:`Replicas`, one thread) asks every host once per ``interval_s``
 what it is and how far behind the primary it has replayed; a standby whose lag passes
 ``max_lag_s`` or ``max_lag_bytes``, or that does not answer, leaves the read pool until it has
-caught up. With no usable standby, reads go to the write pool (the primary).
+caught up. With no usable standby, reads go to the primary (through its own read pool).
 
 Lag in bytes is the primary's current WAL position less the standby's replayed one, both read
 in the same round. Lag in time is how old the last replayed transaction is while the standby
 has received WAL it has not replayed yet (zero once it has replayed all it received: an idle
 standby is not late). While the primary is unreachable (a failover), the bytes cannot be
-measured and a standby stays on its time lag: it holds every acknowledged write (replication
-is synchronous while both nodes are healthy), so reads go on from it.
+measured, and the time lag grows with the clock if any WAL received stays unreplayed: a standby
+then keeps the place it had when a primary last answered. Nothing newer
+can be acknowledged meanwhile, and it holds every acknowledged write (replication is
+synchronous while both nodes are healthy), so reads go on from it.
 """
 
 from __future__ import annotations
@@ -127,8 +129,12 @@ class Replicas:
     # -- choosing
 
     def choose(self) -> Source | None:
-        """A fresh standby's source (in turn, when there are several), or None."""
-        usable = [n for n in self.nodes if n.usable]
+        """A fresh standby's source (in turn, when there are several); else the read pool of
+        the node last seen as primary (its connections are already open: at a promotion the
+        write pool may still be looking for the new primary); else None (the write pool)."""
+        usable = [n for n in self.nodes if n.usable] or [
+            n for n in self.nodes if n.role == "primary"
+        ]
         if not usable:
             return None
         return usable[next(self._turn) % len(usable)].source
@@ -185,6 +191,18 @@ class Replicas:
                 node.role, node.lag_s, node.lag_bytes = "primary", 0.0, 0
                 # The primary serves reads through the write pool.
                 node.usable, node.reason = False, "primary (reads go to the write pool)"
+            elif primary_lsn is None:
+                # No primary answers (a failover): nothing newer than what the standby holds
+                # can be acknowledged meanwhile, and its time lag would grow with the clock if
+                # any WAL it received stays unreplayed. It keeps the place it had when a
+                # primary was last seen.
+                node.role, node.lag_bytes = "standby", None
+                node.lag_s = float(row["lag_s"] or 0.0)
+                node.reason = (
+                    "no primary answers; fresh when one last did"
+                    if node.usable
+                    else "no primary answers; was not fresh before"
+                )
             else:
                 node.role = "standby"
                 node.lag_s = float(row["lag_s"] or 0.0)
