@@ -57,6 +57,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
             v=$(ls /usr/lib/postgresql | sort -V | tail -1)
             apt-get install -y -qq --no-install-recommends "postgresql-$v-postgis-3" >/dev/null
         fi
+        # On a fresh machine the server's version is known only now.
+        if [ "$mode" = test ] || [ "${JOINTGRID_HA:-0}" = 1 ]; then
+            v=$(ls /usr/lib/postgresql | sort -V | tail -1)
+            [ -f "/usr/share/postgresql/$v/extension/pgautofailover.control" ] \
+                || apt-get install -y -qq --no-install-recommends "postgresql-$v-auto-failover" >/dev/null
+        fi
     else
         say "missing system packages. Install them as root, then run make again:"
         say "  sudo apt-get install ${need_pkgs[*]}"
