@@ -189,8 +189,8 @@ class Replicas:
                 )
             elif not row["standby"]:
                 node.role, node.lag_s, node.lag_bytes = "primary", 0.0, 0
-                # The primary serves reads through the write pool.
-                node.usable, node.reason = False, "primary (reads go to the write pool)"
+                # The primary serves reads only while no standby is fresh (choose).
+                node.usable, node.reason = False, "primary (serves reads when no standby is fresh)"
             elif primary_lsn is None:
                 # No primary answers (a failover): nothing newer than what the standby holds
                 # can be acknowledged meanwhile, and its time lag would grow with the clock if

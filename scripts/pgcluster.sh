@@ -271,7 +271,9 @@ ha_wait_states() {  # want...: until the nodes' reported states are exactly thes
 ha_states() {  # the nodes' current states, sorted, space-separated
     autoctl show state --pgdata "$ha/monitor" --json 2>/dev/null | python3 -c '
 import json, sys
-print(" ".join(sorted(n["current_group_state"] for n in json.load(sys.stdin))))'
+nodes = json.load(sys.stdin)
+settled = all(n["current_group_state"] == n["assigned_group_state"] for n in nodes)
+print(" ".join(sorted(n["current_group_state"] for n in nodes)) + ("" if settled else " (moving)"))'
 }
 
 ha_hba() {  # pgdata: no trust over TCP
@@ -388,9 +390,14 @@ ha_start() {
     BIN=$(pgbin)
     [ -f "$ha/monitor/PG_VERSION" ] || ha_init
     ha_more_ports
+    # The monitor first (a keeper that cannot reach it gives up after a few tries). A node
+    # whose keeper reports before its PostgreSQL is up counts as failed to the monitor, so a
+    # restart may swap the roles once (no acknowledged write is lost: the standby was in
+    # sync); `start` returns when the roles have settled.
+    local i
     ha_run_bg "$ha/monitor" monitor
     ha_wait_monitor
-    local n i
+    local n
     for i in $(seq 2 $((ha_nodes + 1))); do
         if [ ! -f "$ha/node$((i - 1))/PG_VERSION" ]; then
             ha_create_node "$i"
@@ -463,12 +470,17 @@ ha_stop() {
     [ -f "$ha/monitor/PG_VERSION" ] || return 0
     BIN=$(pgbin)
     local d
-    for d in "$ha"/node* "$ha/monitor"; do
-        [ -d "$d" ] || continue
+    # The monitor first: with it gone no failover can start while the nodes shut down.
+    if ha_running "$ha/monitor"; then autoctl stop --pgdata "$ha/monitor" >/dev/null 2>&1 || true; fi
+    for _ in $(seq 1 60); do ha_running "$ha/monitor" || break; sleep 0.5; done
+    for d in "$ha"/node*/; do
+        d=${d%/}
+        [ -f "$d/PG_VERSION" ] || continue
         if ha_running "$d"; then autoctl stop --pgdata "$d" >/dev/null 2>&1 || true; fi
     done
-    for d in "$ha"/node* "$ha/monitor"; do
-        [ -d "$d" ] || continue
+    for d in "$ha"/node*/; do
+        d=${d%/}
+        [ -f "$d/PG_VERSION" ] || continue
         for _ in $(seq 1 60); do ha_running "$d" || break; sleep 0.5; done
     done
     say "replicated cluster stopped"
