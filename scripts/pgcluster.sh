@@ -483,6 +483,11 @@ ha_stop() {
         [ -f "$d/PG_VERSION" ] || continue
         for _ in $(seq 1 60); do ha_running "$d" || break; sleep 0.5; done
     done
+    # ./var/pg/url goes back to the private cluster, if there is one, as `start` would write it
+    if [ -z "${JOINTGRID_HA_DIR:-}" ] && [ -f "$loc/port" ] && [ -f "$loc/password" ] \
+        && cmp -s "$ha/url" "$base/url" 2>/dev/null; then
+        write_url "$(cat "$loc/port")"
+    fi
     say "replicated cluster stopped"
 }
 
