@@ -37,5 +37,6 @@ bench:
 	@exec scripts/bench.sh
 
 clean:
+	-@scripts/pgcluster.sh ha destroy
 	-@scripts/pgcluster.sh destroy
 	rm -rf var $(VENV)

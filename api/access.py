@@ -39,7 +39,7 @@ from api.usecases.policy import (
     visible,
 )
 from layers import keys
-from layers.errors import Unavailable
+from layers.errors import DatabaseUnavailable, Unavailable
 
 # The rules on cases live with the use-cases (api.usecases.policy); the faces find them here.
 __all__ = [
@@ -277,7 +277,16 @@ def allow(
             try:
                 return authenticate(request, param or None)  # from the cache, or no credentials
             except _NeedsDatabase:
-                return await database(request).run(_authenticate_on, request, param or None)
+                db = database(request)
+                try:
+                    return await db.run(_authenticate_on, request, param or None)
+                except DatabaseUnavailable:
+                    # The primary is away (a failover): a fresh standby answers the look-up,
+                    # so that reads from it go on.
+                    read = db.read
+                    if read is db.write:
+                        raise
+                    return await read.run(_authenticate_on, request, param or None)
 
         if rule.anyone:
             # Open routes never fail on credentials: stale ones (signing in again), nor ones that

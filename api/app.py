@@ -24,15 +24,56 @@ from layers.pools import ServerPool, server_pool, work_as_app_role
 log = logging.getLogger("jointgrid")
 
 
-def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> ServerPool:
-    """The server's connection pool, as the settings size it (``layers.pools``)."""
+def make_database(db: settings.DatabaseSettings, pool: ServerPool) -> Database:
+    """The server's ``Database`` on ``pool``; on a URL naming several hosts (a replicated
+    cluster), with a read pool on each host and the check that keeps only fresh standbys in
+    use (``layers.replicas``)."""
+    from layers.db import Source
+    from layers.replicas import Node, Replicas, hosts_of, one_host
+
+    write = Source(pool, wait_s=db.connect_timeout_s)
+    try:
+        hosts = hosts_of(db.server_conninfo())
+    except (SystemExit, ValueError):  # no URL yet: the write pool says so on first use
+        hosts = []
+    if len(hosts) < 2:
+        return Database(write)
+    nodes = []
+    for host, port in hosts:
+
+        def conninfo(host: str = host, port: str = port) -> str:
+            return one_host(db.server_conninfo(), host, port)
+
+        read_pool = make_pool(db, conninfo=conninfo, name=f"read-{port}")
+        nodes.append(Node(host, port, Source(read_pool, wait_s=db.connect_timeout_s)))
+    replicas = Replicas(
+        nodes,
+        conninfo=db.server_conninfo,
+        max_lag_s=db.read_max_lag_s,
+        max_lag_bytes=db.read_max_lag_bytes,
+        interval_s=db.read_check_interval_s,
+    )
+    replicas.start()
+    return Database(write, replicas=replicas)
+
+
+def make_pool(
+    db: settings.DatabaseSettings,
+    *,
+    open_now: bool = True,
+    conninfo: Callable[[], str] | None = None,
+    name: str = "jointgrid",
+) -> ServerPool:
+    """The server's connection pool, as the settings size it (``layers.pools``); ``conninfo``
+    and ``name`` for a read pool on one host of a replicated cluster."""
     return server_pool(
-        db.server_conninfo,
+        conninfo or db.server_conninfo,
         min_size=db.pool_min,
         max_size=db.pool_max,
         connect_timeout_s=db.connect_timeout_s,
         statement_timeout_ms=db.statement_timeout_ms,
         open_now=open_now,
+        name=name,
     )
 
 
@@ -151,7 +192,7 @@ def create_app(pool: ServerPool | None = None, *, database: Database | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_pool:
             app.state.pool = make_pool(db)
-            app.state.database = Database.from_pools(app.state.pool, wait_s=db.connect_timeout_s)
+            app.state.database = await asyncio.to_thread(make_database, db, app.state.pool)
         from api.access import start_revocation_listener
 
         stop_listening = start_revocation_listener(app)

@@ -46,6 +46,11 @@ class DatabaseSettings(BaseSettings):
     pool_max: int = Field(default=20, ge=1)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=30_000, ge=0)
+    # A replicated cluster (a URL naming several hosts): a standby further behind the primary
+    # than this leaves the read pool until it catches up; the hosts are checked this often.
+    read_max_lag_s: float = Field(default=5.0, gt=0)
+    read_max_lag_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    read_check_interval_s: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _pool_order(self) -> DatabaseSettings:

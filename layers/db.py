@@ -94,7 +94,14 @@ def translate_errors() -> Iterator[None]:
             "a value is beyond what the database can take (too long, too deep, or a NUL)",
             data_detail(exc),
         ) from exc
-    except (psycopg.OperationalError, pgerr.AdminShutdown, pgerr.CannotConnectNow) as exc:
+    except (
+        psycopg.OperationalError,
+        pgerr.AdminShutdown,
+        pgerr.CannotConnectNow,
+        # a write on a node that has just become a standby (a switchover, a failover): the
+        # pool replaces the connection, the client retries and reaches the new primary
+        pgerr.ReadOnlySqlTransaction,
+    ) as exc:
         log.warning("database unavailable: %s", _first_line(exc))
         raise DatabaseUnavailable(
             "the database is not reachable; retry shortly", {"retry_after_s": 5}
@@ -264,6 +271,16 @@ def postgis_version(conn: Conn) -> str:
     with translate_errors():
         row = conn.execute("SELECT postgis_lib_version() AS v").fetchone()
     return str(row["v"]) if row else ""
+
+
+def node_of(conn: Conn) -> dict[str, Any]:
+    """The node a connection reached (``host:port``) and its role, primary or standby."""
+    with translate_errors():
+        row = conn.execute("SELECT pg_is_in_recovery() AS standby").fetchone()
+    return {
+        "node": f"{conn.info.host}:{conn.info.port}",
+        "role": "standby" if row and row["standby"] else "primary",
+    }
 
 
 def pending_migrations(conn: Conn) -> list[str]:
@@ -561,17 +578,24 @@ class Source:
 
 
 class Database:
-    """The server's database: ``write`` for everything that may change data, and ``read`` for
-    feeds, map data and dashboards.
+    """The server's database: ``write`` for everything that may change data and for reads that
+    must see the latest write, and ``read`` for feeds, map data and dashboards.
 
-    Today both are the same pool on the primary. Once a standby exists, ``read`` becomes a
-    pool of its own (``target_session_attrs=prefer-standby``) with its own permits and threads,
-    and the routes that already ask for ``read`` move to it without a change.
+    On one server both are the same pool. On a replicated cluster (``layers.replicas``),
+    ``read`` is, at each call, the pool of a standby that is fresh enough, or the write pool
+    when none is.
     """
 
-    def __init__(self, write: Source, read: Source | None = None) -> None:
+    def __init__(self, write: Source, read: Source | None = None, *, replicas: Any = None) -> None:
         self.write = write
-        self.read = read or write
+        self._read = read or write
+        self.replicas = replicas  # layers.replicas.Replicas, when there are standbys
+
+    @property
+    def read(self) -> Source:
+        if self.replicas is not None:
+            return self.replicas.choose() or self.write
+        return self._read
 
     @classmethod
     def from_pools(
@@ -591,5 +615,7 @@ class Database:
     def close(self) -> None:
         """Stop the threads (the pools are closed by whoever opened them)."""
         self.write.close()
-        if self.read is not self.write:
-            self.read.close()
+        if self._read is not self.write:
+            self._read.close()
+        if self.replicas is not None:
+            self.replicas.stop()

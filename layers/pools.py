@@ -63,6 +63,7 @@ def server_pool(
     connect_timeout_s: float,
     statement_timeout_ms: int,
     open_now: bool = True,
+    name: str = "jointgrid",
 ) -> ServerPool:
     """A connection pool that opens without waiting, so the server starts while the database is down."""
     pool: ServerPool = Pool(
@@ -75,13 +76,21 @@ def server_pool(
         kwargs={
             "row_factory": dict_row,
             "connect_timeout": max(1, int(connect_timeout_s)),
+            # A database host that vanishes (its machine dies, the network is cut) closes no
+            # socket: without these a query already sent would wait for TCP's own timeout
+            # (minutes) instead of failing over (docs/reliability.md, "A replicated cluster").
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10_000,
             "options": f"-c statement_timeout={statement_timeout_ms}",
             # Every unit of work is an explicit `conn.transaction()` that commits when it ends,
             # so an acknowledged report is durable before the response leaves.
             "autocommit": True,
         },
         open=False,
-        name="jointgrid",
+        name=name,
         # No long background reconnection loop during an outage: each request that needs a
         # connection tries afresh, so the server recovers as soon as the database is back.
         reconnect_timeout=0,

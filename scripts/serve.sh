@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: database (private cluster unless DATABASE_URL is set), migrations, boundary data,
+# `make run`: database (private cluster unless DATABASE_URL is set; with JOINTGRID_HA=1 a
+# replicated one: a pg_auto_failover monitor, a primary and a synchronous standby, see
+# scripts/pgcluster.sh), migrations, boundary data,
 # then the server on 127.0.0.1:${PORT:-8000}, kept running: a server that dies (a crash,
 # kill -9, out of memory) is started again after a short pause, and the database stays up.
 # SIGTERM or Ctrl-C stops the server and, if this script started it, the private cluster.
@@ -16,9 +18,17 @@ window_s=60
 healthy_after_s=30
 
 own_db=0
+ha=()
+if [ "${JOINTGRID_HA:-0}" = 1 ]; then ha=(ha); fi
 if [ -z "${DATABASE_URL:-}" ]; then
-    if ! scripts/pgcluster.sh status >/dev/null 2>&1; then own_db=1; fi
-    scripts/pgcluster.sh start
+    if [ ${#ha[@]} -gt 0 ]; then
+        # the replicated cluster records its multi-host URL where `jointgrid` looks
+        own_db=1
+        scripts/pgcluster.sh ha start
+    else
+        if ! scripts/pgcluster.sh status >/dev/null 2>&1; then own_db=1; fi
+        scripts/pgcluster.sh start
+    fi
 fi
 # Without DATABASE_URL every command below finds the private cluster's recorded URL itself
 # (api/settings.py), and the server reads it again whenever it connects.
@@ -36,7 +46,7 @@ cleanup() {
         kill -TERM "$srv" 2>/dev/null || true
         wait "$srv" 2>/dev/null || true
     fi
-    if [ "$own_db" = 1 ]; then scripts/pgcluster.sh stop; fi
+    if [ "$own_db" = 1 ]; then scripts/pgcluster.sh "${ha[@]}" stop; fi
 }
 trap 'cleanup; exit 0' TERM INT HUP
 

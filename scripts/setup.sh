@@ -30,6 +30,15 @@ if [ -z "${DATABASE_URL:-}" ] && ! pg_bin_with_postgis >/dev/null; then
     fi
 fi
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+# pg_auto_failover, for the replicated cluster (`JOINTGRID_HA=1 make run`, and the tests of
+# failover, which run in every `make test`).
+if [ "$mode" = test ] || [ "${JOINTGRID_HA:-0}" = 1 ]; then
+    command -v pg_autoctl >/dev/null || need_pkgs+=(pg-auto-failover-cli)
+    v=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1)
+    if [ -n "$v" ] && [ ! -f "/usr/share/postgresql/$v/extension/pgautofailover.control" ]; then
+        need_pkgs+=("postgresql-$v-auto-failover")
+    fi
+fi
 if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then need_pkgs+=(python3-venv); fi
 if [ "$mode" = test ] && ! command -v chromium >/dev/null; then need_pkgs+=(chromium); fi
 # A CJK font, so the browser tests' screenshots show the Chinese names.
@@ -47,6 +56,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         if [ -z "${DATABASE_URL:-}" ] && ! pg_bin_with_postgis >/dev/null; then
             v=$(ls /usr/lib/postgresql | sort -V | tail -1)
             apt-get install -y -qq --no-install-recommends "postgresql-$v-postgis-3" >/dev/null
+        fi
+        # On a fresh machine the server's version is known only now.
+        if [ "$mode" = test ] || [ "${JOINTGRID_HA:-0}" = 1 ]; then
+            v=$(ls /usr/lib/postgresql | sort -V | tail -1)
+            [ -f "/usr/share/postgresql/$v/extension/pgautofailover.control" ] \
+                || apt-get install -y -qq --no-install-recommends "postgresql-$v-auto-failover" >/dev/null
         fi
     else
         say "missing system packages. Install them as root, then run make again:"

@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from api import i18n
 from api.access import Principal, allow
-from api.deps import CatalogueDep, Conn
+from api.deps import CatalogueDep, Conn, ReadConn
 from api.pages import charts, config
 from api.pages.filters import WINDOWS, Filters, as_query, parse_filters, scoped
 from gis.catalogue import Catalogue
@@ -147,7 +147,7 @@ def _cell(v: Any) -> Any:
 )
 def get_stats(
     request: Request,
-    conn: Conn,
+    conn: ReadConn,
     catalogue: CatalogueDep,
     who: Annotated[Principal, allow("operator", "admin")],
     format: Annotated[str, Query(description="json (default) or csv")] = "json",
@@ -164,7 +164,7 @@ def get_stats(
 @router.get("/dashboard", response_class=HTMLResponse, summary="The dashboard")
 def dashboard(
     request: Request,
-    conn: Conn,
+    conn: ReadConn,
     catalogue: CatalogueDep,
     who: Annotated[Principal, allow("operator", "admin")],
     format: Annotated[str, Query(description="html (default) or csv")] = "html",

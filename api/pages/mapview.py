@@ -25,7 +25,7 @@ from folium.utilities import JsCode
 
 from api import i18n, params
 from api.access import Principal, allow, can_see
-from api.deps import CatalogueDep, Conn
+from api.deps import CatalogueDep, Conn, ReadConn
 from api.i18n import trace as trace_text
 from api.pages import config, maplook
 from api.pages.cases import by_side, locale_of
@@ -377,7 +377,7 @@ def field_role(who: Principal) -> bool:
 
 @router.get("/map", response_class=HTMLResponse, summary="The command-centre map")
 def map_page(
-    request: Request, conn: Conn, catalogue: CatalogueDep, who: CommandCentre
+    request: Request, conn: ReadConn, catalogue: CatalogueDep, who: CommandCentre
 ) -> HTMLResponse:
     now = datetime.now(UTC)
     filters = _filters(request, conn, catalogue, now, who)
@@ -402,7 +402,7 @@ ZoomParam = Annotated[str | None, Query(description="zoom level")]
 
 def _case_view(
     request: Request,
-    conn: Conn,
+    conn: ReadConn,
     catalogue: Catalogue,
     who: Principal,
     bbox: str | None,
@@ -442,7 +442,7 @@ def _refresh(request: Request) -> float:
 )
 def layer_data(
     view_id: str,
-    conn: Conn,
+    conn: ReadConn,
     who: MapReader,
     bbox: BBoxParam = None,
     z: ZoomParam = None,
@@ -470,7 +470,7 @@ def layer_data(
 )
 def incident_data(
     request: Request,
-    conn: Conn,
+    conn: ReadConn,
     who: CommandCentre,
     catalogue: CatalogueDep,
     bbox: BBoxParam = None,
@@ -490,7 +490,7 @@ def incident_data(
 )
 def heat_data(
     request: Request,
-    conn: Conn,
+    conn: ReadConn,
     who: CommandCentre,
     catalogue: CatalogueDep,
     bbox: BBoxParam = None,
@@ -508,7 +508,7 @@ def heat_data(
     summary="An incident's popup: routing, teams and contacts on each side, due time, trace",
 )
 def popup(
-    case_id: str, request: Request, conn: Conn, catalogue: CatalogueDep, who: CommandCentre
+    case_id: str, request: Request, conn: ReadConn, catalogue: CatalogueDep, who: CommandCentre
 ) -> HTMLResponse:
     row = mapdata.popup_case(conn, case_id)
     if row is None or not can_see(who, row):

@@ -1,4 +1,8 @@
-"""``GET /healthz``: 200 once the database answers, 503 before."""
+"""``GET /healthz``: 200 once the database answers, 503 before.
+
+``pools`` says where each pool's connections go: ``write`` the node it reaches and that node's
+role, ``read`` (on a replicated cluster) each host with its role, its replication lag and
+whether it serves reads now (``layers.replicas``)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from api.access import allow
 from api.deps import database
-from layers.db import pending_migrations, postgis_version
+from layers.db import node_of, pending_migrations, postgis_version
 from layers.errors import Overloaded, Unavailable
 
 router = APIRouter(tags=["health"])
@@ -19,11 +23,12 @@ router = APIRouter(tags=["health"])
     "/healthz", summary="Liveness and database readiness", dependencies=[allow(anyone=True)]
 )
 async def healthz(request: Request) -> JSONResponse:
-    def check(conn: Any) -> tuple[str, list[str]]:
-        return postgis_version(conn), pending_migrations(conn)
+    def check(conn: Any) -> tuple[str, list[str], dict[str, Any]]:
+        return postgis_version(conn), pending_migrations(conn), node_of(conn)
 
+    db = database(request)
     try:
-        version, pending = await database(request).write.run(check)
+        version, pending, node = await db.write.run(check)
     except Overloaded as exc:
         # Every connection busy for the whole wait, while the database answers: not down.
         return JSONResponse(
@@ -58,4 +63,7 @@ async def healthz(request: Request) -> JSONResponse:
             status_code=503,
             headers={"Retry-After": "30"},
         )
-    return JSONResponse({"status": "ok", "database": "ok", "postgis": version})
+    pools: dict[str, Any] = {"write": node}
+    if db.replicas is not None:
+        pools["read"] = db.replicas.report()
+    return JSONResponse({"status": "ok", "database": "ok", "postgis": version, "pools": pools})

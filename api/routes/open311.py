@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors, params
 from api.access import ALL_ROLES, CASE_ROLES, Principal, allow
-from api.deps import CatalogueDep, Conn
+from api.deps import CatalogueDep, Conn, ReadConn
 from api.usecases import cases
 from api.usecases.media import public_url
 from api.usecases.schemas import Reporter, ReportIn
@@ -397,7 +397,7 @@ def search_window(
 def get_requests(
     request: Request,
     fmt: Format,
-    conn: Conn,
+    conn: ReadConn,
     catalogue: CatalogueDep,
     service_request_id: Annotated[
         str | None,
