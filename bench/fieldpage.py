@@ -148,7 +148,12 @@ def visit(context: Any, url: str, relay: Relay | None = None) -> dict[str, float
             dcl: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd,
         })"""
     )
-    page.wait_for_timeout(1500)  # let the map layers and the worker's cache finish
+    # The worker has stored the page's files once it controls the page (it claims its pages
+    # when installed and activated): on a loaded machine that takes longer than the page.
+    wait_js(
+        page, "!('serviceWorker' in navigator) || !!navigator.serviceWorker.controller", 120_000
+    )
+    page.wait_for_timeout(1500)  # let the map layers finish
     if relay is not None:
         end = time.monotonic() + SW_CHECK_WAIT_S
         while not relay.seen("/report-sw.js") and time.monotonic() < end:
