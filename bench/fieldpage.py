@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import sys
 import threading
@@ -44,13 +45,15 @@ ROUNDS = int(os.environ.get("JOINTGRID_BENCH_FIELD_ROUNDS", "3"))
 
 
 class Relay:
-    """A TCP relay from a local port to the server's that counts the bytes each way."""
+    """A TCP relay from a local port to the server's that counts the bytes each way, and which
+    request they belong to (HTTP/1.1 answers follow their requests in order on a connection)."""
 
     def __init__(self, target_port: int) -> None:
         self.target = target_port
         self.port = free_port()
         self.down = 0
         self.up = 0
+        self.exchanges: list[dict[str, Any]] = []  # {"request", "status", "up", "down"}
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
@@ -70,14 +73,33 @@ class Relay:
         except OSError:
             writer.close()
             return
+        sent: list[dict[str, Any]] = []  # this connection's requests, oldest first
+        answered = [0]  # how many of them have an answer started
+
+        def count_up(data: bytes) -> None:
+            self.up += len(data)
+            for line in REQUEST_LINE.finditer(data):
+                x = {"request": line.group(1).decode(), "status": "", "up": 0, "down": 0}
+                sent.append(x)
+                self.exchanges.append(x)
+            if sent:  # a request's bytes (its line in this chunk or an earlier one)
+                sent[-1]["up"] += len(data)
+
+        def count_down(data: bytes) -> None:
+            self.down += len(data)
+            at = 0
+            for line in STATUS_LINE.finditer(data):
+                self._add_down(sent, answered[0] - 1, line.start() - at)
+                at = line.start()
+                answered[0] += 1
+                if answered[0] <= len(sent):
+                    sent[answered[0] - 1]["status"] = line.group(1).decode()
+            self._add_down(sent, answered[0] - 1, len(data) - at)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
             try:
                 while data := await src.read(65536):
-                    if down:
-                        self.down += len(data)
-                    else:
-                        self.up += len(data)
+                    (count_down if down else count_up)(data)
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -87,12 +109,31 @@ class Relay:
 
         await asyncio.gather(pipe(reader, up_w, False), pipe(up_r, writer, True))
 
+    @staticmethod
+    def _add_down(sent: list[dict[str, Any]], i: int, n: int) -> None:
+        if n and 0 <= i < len(sent):
+            sent[i]["down"] += n
+
     def reset(self) -> None:
         self.down = self.up = 0
+        self.exchanges = []
+
+    def seen(self, path: str) -> bool:
+        return any(x["request"].split("?")[0] == path for x in list(self.exchanges))
 
 
-def visit(context: Any, url: str) -> dict[str, float]:
-    """Open ``url`` in a new tab, throttled; the page's timings (ms since navigation start)."""
+# Request and status lines (a body that happened to hold one would only shift the breakdown
+# between two requests; the totals are counted apart).
+REQUEST_LINE = re.compile(rb"(?:^|\r\n)(?:GET|POST|HEAD|PUT|PATCH|DELETE) (\S+) HTTP/1\.1\r\n")
+STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) ")
+# After a visit that the service worker controls, the browser checks the worker's script for
+# an update: part of a repeat visit's bytes, so the visit waits for it (at most this long).
+SW_CHECK_WAIT_S = 15.0
+
+
+def visit(context: Any, url: str, relay: Relay | None = None) -> dict[str, float]:
+    """Open ``url`` in a new tab, throttled; the page's timings (ms since navigation start).
+    With ``relay``, the tab stays open until the browser has checked the service worker."""
     page = context.new_page()
     cdp = context.new_cdp_session(page)
     cdp.send("Network.enable")
@@ -107,7 +148,17 @@ def visit(context: Any, url: str) -> dict[str, float]:
             dcl: performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd,
         })"""
     )
-    page.wait_for_timeout(1500)  # let the map layers and the worker's cache finish
+    # The worker has stored the page's files once it controls the page (it claims its pages
+    # when installed and activated): on a loaded machine that takes longer than the page.
+    wait_js(
+        page, "!('serviceWorker' in navigator) || !!navigator.serviceWorker.controller", 120_000
+    )
+    page.wait_for_timeout(1500)  # let the map layers finish
+    if relay is not None:
+        end = time.monotonic() + SW_CHECK_WAIT_S
+        while not relay.seen("/report-sw.js") and time.monotonic() < end:
+            page.wait_for_timeout(250)
+        page.wait_for_timeout(500)  # its answer
     page.close()
     return {k: float(v or 0) for k, v in out.items()}
 
@@ -129,6 +180,7 @@ def main() -> None:
         key, _ = keys.create(c, role="grid_worker", side="510904", name="bench grid worker")
     rows: list[dict[str, Any]] = []
     offline_ok = []
+    repeat_requests: dict[str, list[list[dict[str, Any]]]] = {}
     try:
         relay = Relay(port)
         base = f"http://127.0.0.1:{relay.port}"
@@ -158,8 +210,9 @@ def main() -> None:
                     first = visit(context, f"{base}{path}")
                     first_bytes = relay.down + relay.up
                     relay.reset()
-                    again = visit(context, f"{base}{path}")
+                    again = visit(context, f"{base}{path}", relay)
                     again_bytes = relay.down + relay.up
+                    repeat_requests.setdefault(label, []).append(list(relay.exchanges))
                     rows.append(
                         {
                             "visit": label,
@@ -190,10 +243,28 @@ def main() -> None:
             assert proc.poll() is None
     finally:
         drop_db(DB)
-    _report(rows, offline_ok)
+    _report(rows, offline_ok, repeat_requests)
 
 
-def _report(rows: list[dict[str, Any]], offline_ok: list[bool]) -> None:
+def _breakdown(runs: list[list[dict[str, Any]]]) -> str:
+    """The last round's repeat visit of the page, request by request (bytes both ways)."""
+    out = [
+        {
+            "request": f"`{x['request']}`",
+            "answer": x["status"],
+            "up B": x["up"],
+            "down B": x["down"],
+        }
+        for x in runs[-1]
+    ]
+    return table(out, ["request", "answer", "up B", "down B"]) if out else "(no requests)"
+
+
+def _report(
+    rows: list[dict[str, Any]],
+    offline_ok: list[bool],
+    repeat_requests: dict[str, list[list[dict[str, Any]]]],
+) -> None:
     def med(label: str, col: str) -> float:
         return statistics.median(r[col] for r in rows if r["visit"] == label)
 
@@ -223,6 +294,9 @@ def _report(rows: list[dict[str, Any]], offline_ok: list[bool]) -> None:
         + ("met" if repeat_kb < 10 else "missed")
         + f"\n- opens with no signal (offline, server unreachable): {sum(offline_ok)} of "
         f"{len(offline_ok)} rounds\n"
+        + "\nWhere a repeat visit's bytes go (the page, last round; each request with its "
+        "headers, the cookie included; the visit lasts until the browser has checked the "
+        "service worker's script):\n\n" + _breakdown(repeat_requests.get("page", [])) + "\n"
     )
     print(body)
     write_section("fieldpage", "The grid worker's page on a phone's link", body)

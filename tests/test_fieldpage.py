@@ -96,6 +96,21 @@ def sign_in(page: Any, base: str, key: str, target: str = "/report") -> None:
     page.wait_for_url(f"{base}{target}*")
 
 
+def test_the_worker_keeps_the_outlines_at_the_urls_the_page_asks_for() -> None:
+    """A repeat visit draws the outlines from the service worker's cache only if the page asks
+    for the very URLs it precached, whatever zoom the phone's screen gives the map."""
+    from api.pages.report import PAGE_LAYERS, service_worker_script
+
+    text, _version = service_worker_script()
+    precache = json.loads(text.split("const PRECACHE = ", 1)[1].split(";\n", 1)[0])
+    outlines = [spec for spec in PAGE_LAYERS if not spec.get("by_bbox")]
+    assert outlines
+    for spec in outlines:
+        assert f"{spec['url']}?z={spec['z']}" in precache, spec["url"]
+    script = (Path(__file__).parents[1] / "api" / "static" / "report.js").read_text()
+    assert '"z=" + (spec.z || z)' in script
+
+
 def test_a_grid_worker_may_load_the_public_geometry_of_the_page_and_nothing_else(
     server: Server, api_keys: dict[str, str]
 ) -> None:

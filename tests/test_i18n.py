@@ -196,3 +196,16 @@ def test_browser_copy(client: Any) -> None:
     missing = client.get("/i18n/fr.json")
     assert missing.status_code == 404
     assert missing.json()["code"] == "not_found"
+
+
+def test_the_sign_in_page_is_chinese_first_from_the_catalogue(client: Any) -> None:
+    page = client.get("/login")
+    assert page.status_code == 200
+    for key in ("login.title", "login.key", "login.hint"):
+        zh, en = i18n.t(key), i18n.t(key, "en")
+        assert zh != en and zh in page.text and en in page.text, key
+        assert page.text.index(zh) < page.text.index(en), key
+    refused = client.post("/login", data={"key": "nope", "csrf_token": "not the cookie's"})
+    assert refused.status_code == 403
+    zh, en = i18n.t("login.expired"), i18n.t("login.expired", "en")
+    assert refused.text.index(zh) < refused.text.index(en)

@@ -84,6 +84,26 @@ def test_identity_and_contacts_are_never_cached(client, api_keys):
     assert "no-store" not in client.get("/static/map.js").headers.get("cache-control", "")
 
 
+def test_a_policy_fits_what_the_answer_is(client):
+    """A page gets the nonce policy; data and files, which create no document, the strictest
+    one; the service worker, whose own fetches its script's policy governs, this origin only."""
+    page = client.get("/report").headers["content-security-policy"]
+    assert "'nonce-" in page and "script-src 'self'" in page
+    for path in ("/api/v1/catalogue", "/static/report.css", "/map/data/layers/districts?z=8"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    worker = client.get("/report-sw.js")
+    assert worker.headers["content-security-policy"] == "default-src 'self'; frame-ancestors 'none'"
+    # a revalidation has no body: the browser keeps the headers stored with the answer
+    again = client.get("/report-sw.js", headers={"If-None-Match": worker.headers["etag"]})
+    assert again.status_code == 304 and not again.content
+    assert "content-security-policy" not in again.headers
+    assert again.headers["etag"] == worker.headers["etag"]
+    changed = client.get("/report-sw.js", headers={"If-None-Match": '"another"'})
+    assert changed.status_code == 200 and changed.text == worker.text
+
+
 def test_each_page_gets_its_own_nonce_and_every_inline_script_carries_it(client):
     seen = set()
     for path in ("/map", "/map", "/report", "/dashboard", "/login"):

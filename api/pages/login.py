@@ -31,7 +31,8 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-UNAVAILABLE = "数据库暂时无法访问，请稍后再试。The database is not reachable; please retry shortly."
+# The form's errors: keys of the message catalogue (the page shows Chinese, then English).
+UNAVAILABLE = "login.unavailable"
 
 
 def _form(
@@ -75,7 +76,7 @@ async def login(
     if not secrets.compare_digest(
         csrf_token.encode(), request.cookies.get(LOGIN_CSRF, "").encode()
     ):
-        return _form(request, next, "The form expired; please try again.", 403)
+        return _form(request, next, "login.expired", 403)
 
     def check(conn: Any) -> tuple[str, str] | None:
         rec = keys.verify(conn, key.strip())
@@ -86,7 +87,7 @@ async def login(
     except Unavailable:
         return _form(request, next, UNAVAILABLE, 503, {"Retry-After": errors.RETRY_AFTER_S})
     if opened is None:
-        return _form(request, next, "That key is unknown or has been revoked.", 401)
+        return _form(request, next, "login.unknown_key", 401)
     token, _ = opened
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.set_cookie(

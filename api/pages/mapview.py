@@ -459,7 +459,8 @@ def layer_data(
     box = bbox_to_wgs84(params.parse_bbox(bbox), crs)
     side = who.side if field and view_id in FIELD_SIDE_VIEWS else None
     text = mapdata.view_geojson(conn, v, bbox=box, zoom=parse_zoom(z), out_crs=crs, side=side)
-    return Response(text, media_type=GEOJSON, headers={"Cache-Control": "max-age=60"})
+    # private: a grid worker's grids are its own side's (FIELD_SIDE_VIEWS)
+    return Response(text, media_type=GEOJSON, headers={"Cache-Control": "private, max-age=60"})
 
 
 @router.get(

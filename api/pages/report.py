@@ -27,10 +27,21 @@ from layers import mapdata
 router = APIRouter(tags=["report"])
 
 # The map layers the report page draws under the pin: public geometry that a grid worker may
-# load (api.pages.mapview.FIELD_VIEWS).
+# load (api.pages.mapview.FIELD_VIEWS). The outlines are loaded once, at one zoom's detail
+# (``z``) whatever the phone's screen: the service worker precaches that same URL, so a repeat
+# visit draws them from its cache, and they stay sharp enough when the worker zooms in.
+OUTLINE_ZOOM = 10
 PAGE_LAYERS = (
-    {"url": "/map/data/layers/districts", "style": {"color": "#222", "weight": 2, "fill": False}},
-    {"url": "/map/data/layers/border_line", "style": {"color": "#e31a1c", "weight": 3}},
+    {
+        "url": "/map/data/layers/districts",
+        "z": OUTLINE_ZOOM,
+        "style": {"color": "#222", "weight": 2, "fill": False},
+    },
+    {
+        "url": "/map/data/layers/border_line",
+        "z": OUTLINE_ZOOM,
+        "style": {"color": "#e31a1c", "weight": 3},
+    },
     {
         "url": "/map/data/layers/villages",
         "min_zoom": 12,
@@ -70,8 +81,8 @@ def service_worker_script() -> tuple[str, str]:
         config.static("report.js"),
         config.static("report.css"),
         *(config.asset(f) for f in LEAFLET_FILES),
-        # The outlines at one zoom; another zoom falls back to this copy when offline.
-        *(f"{spec['url']}?z=10" for spec in PAGE_LAYERS if not spec.get("by_bbox")),
+        # The outlines, at the zoom the page asks for them.
+        *(f"{spec['url']}?z={spec['z']}" for spec in PAGE_LAYERS if "z" in spec),
     ]
     body = (config.STATIC_DIR / "report-sw.js").read_text(encoding="utf-8")
     version = hashlib.sha256((body + "\n".join(precache)).encode()).hexdigest()[:16]
@@ -85,14 +96,14 @@ def service_worker_script() -> tuple[str, str]:
     summary="The report page's service worker: it opens the page with no signal",
     response_class=Response,
 )
-def report_service_worker() -> Response:
+def report_service_worker(request: Request) -> Response:
     text, version = service_worker_script()
-    # Checked on every visit (browsers revalidate a worker at most daily by themselves).
-    return Response(
-        text,
-        media_type="text/javascript",
-        headers={"Cache-Control": "no-cache", "ETag": f'"{version}"'},
-    )
+    # Checked after every visit: the browser revalidates it with its ETag, and an unchanged
+    # worker costs a 304 with no body.
+    headers = {"Cache-Control": "no-cache", "ETag": f'"{version}"'}
+    if headers["ETag"] in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(text, media_type="text/javascript", headers=headers)
 
 
 # Where typed or pasted numbers come from, asked in plain words; GPS and map taps need no

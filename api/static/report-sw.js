@@ -25,8 +25,11 @@ self.addEventListener("install", function (event) {
   event.waitUntil(
     caches.open(CACHE).then(function (cache) {
       // One by one, so that a layer the key may not load does not keep the page out.
+      // The map layers as the page has just loaded them (the browser's cache keeps them a
+      // minute); everything else checked with the server, so a new release stores new files.
       return Promise.all(PRECACHE.map(function (url) {
-        return fetch(url, { credentials: "same-origin", cache: "no-cache" }).then(function (r) {
+        var mode = url.indexOf("/map/data/layers/") === 0 ? "default" : "no-cache";
+        return fetch(url, { credentials: "same-origin", cache: mode }).then(function (r) {
           if (r.ok && !r.redirected) return cache.put(url, r);
         }).catch(function () {});
       }));

@@ -196,7 +196,8 @@
       var z = Math.round(map.getZoom());
       if (spec.min_zoom && z < spec.min_zoom) { layer.clearLayers(); loadedZoom = null; return; }
       if (!spec.by_bbox && loadedZoom !== null) return;
-      var params = "z=" + z;
+      // An outline comes at its own zoom's detail (the URL the service worker keeps).
+      var params = "z=" + (spec.z || z);
       if (spec.by_bbox) {
         var b = map.getBounds().pad(0.3);
         params += "&bbox=" + [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (x) { return x.toFixed(5); }).join(",");
