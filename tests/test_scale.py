@@ -20,7 +20,21 @@ from gis import province as prov
 from layers import incidents
 from tests.geo import ANJU, ROOT, point_inside
 
-LARGE_TABLES = ("areas", "grids", "police_grids", "teams", "chiefs", "incidents", "incident_events")
+LARGE_TABLES = (
+    "areas",
+    "grids",
+    "police_grids",
+    "teams",
+    "chiefs",
+    "incidents",
+    "incident_events",
+    "members",
+    "devices",
+    "positions",
+    "device_latest",
+    "patrol_sessions",
+    "coverage_cells",
+)
 
 
 def test_large_tables_carry_the_side(conn):
