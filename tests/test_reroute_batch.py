@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import shapely
 
-from api.cases import decision_view
-from api.reroute import reroute, signature
+from api.usecases.cases import decision_view
+from api.usecases.reroute import reroute, signature
 from gis.bulkfacts import BulkFacts, Points
 from gis.errors import DomainError
 from gis.routing import Report, decide

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from api.reroute import SIG_KEYS, _points, contacts_digest, reroute, signature
+from api.usecases.reroute import SIG_KEYS, _points, contacts_digest, reroute, signature
 from gis.bulkfacts import BulkFacts
 from gis.duty import DutyMemo, on_duty
 from gis.errors import DomainError

@@ -44,7 +44,7 @@ import orjson
 import shapely
 from psycopg.pq import TransactionStatus
 
-from api.cases import decision_view, now_utc
+from api.usecases.cases import decision_view, now_utc
 from gis.bulkfacts import BulkFacts, Ints, Points, Reference
 from gis.catalogue import Catalogue
 from gis.duty import DutyMemo
