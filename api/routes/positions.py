@@ -21,11 +21,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from api import errors
-from api import positions as usecase
 from api.access import SESSION_COOKIE, Rule
 from api.deps import database
 from api.limits import strict_json
 from api.settings import patrol
+from api.usecases import positions as usecase
 from gis import fixes as fx
 from gis.errors import InvalidInput
 from layers.positions import KEYED_COLLECTIONS
