@@ -18,15 +18,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from api.settings import PatrolSettings
 from gis import fixes as fx
 from gis.errors import FixesRefused, InvalidInput, Unauthenticated
 from layers import devices, patrols, positions
 from layers.db import Conn
 
 MAX_BATCH = 1000
+
+
+class PatrolSettings(Protocol):
+    """What the use-case reads of the patrol settings (``api.settings.PatrolSettings``)."""
+
+    retention_days: int
+    session_gap_s: float
+    max_speed_kmh: float
+    max_accuracy_m: float
+    future_s: float
+    area_buffer_m: float
 
 
 def rules(conn: Conn, settings: PatrolSettings) -> fx.Rules:
