@@ -73,6 +73,9 @@ class MapView:
     style: Mapping[str, Any] = field(default_factory=dict)
     label: str | None = None  # the property shown as the tooltip
     point: bool = False  # the geometry column holds points (markers, not outlines)
+    refresh_s: float = 0  # reloaded this often by the page (live layers); 0: on pan and zoom
+    colour_by: Mapping[str, Any] | None = None  # {"property", "stops": [[below, colour]...], "gap"}
+    popup: str | None = None  # a URL prefix: the popup is that page + the feature's id
 
     @property
     def spec(self) -> LayerSpec:
@@ -186,6 +189,48 @@ _VIEWS: dict[str, tuple[MapView, ...]] = {
         ),
     ),
     "incidents": (),  # drawn by the incident layer below, not as a plain view
+    "team_positions": (
+        MapView(
+            "team_positions",
+            "team_positions",
+            "Team positions 队伍实时位置",
+            by_bbox=False,
+            point=True,
+            refresh_s=15,
+            label="name",
+            popup="/map/team/",
+            style={"color": "#08306b", "fillColor": "#2171b5", "radius": 8, "fillOpacity": 0.95},
+        ),
+    ),
+    "patrol_tracks": (
+        MapView(
+            "patrol_tracks_today",
+            "patrol_tracks",
+            "Today's patrol tracks 今日巡逻轨迹",
+            # sessions that ran today, Asia/Shanghai
+            where="ended_at >= (date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')"
+            " AT TIME ZONE 'Asia/Shanghai')",
+            refresh_s=60,
+            label="team",
+        ),
+    ),
+    "patrol_coverage": (
+        MapView(
+            "patrol_coverage",
+            "patrol_coverage",
+            "Border patrol coverage 边界巡防覆盖",
+            by_bbox=False,
+            show=False,
+            refresh_s=300,
+            label="id",
+            # days since the last patrol; a cell never patrolled, or not for the gap days, is a gap
+            colour_by={
+                "property": "days_since_patrol",
+                "stops": [[1, "#1a9850"], [3, "#91cf60"], [5, "#fee08b"], [7, "#fc8d59"]],
+                "gap": "#d73027",
+            },
+        ),
+    ),
 }
 
 

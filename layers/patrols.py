@@ -38,6 +38,7 @@ TRACKS = register(
         ),
         temporal="ended_at",
         style={"color": "#6a3d9a", "weight": 3, "opacity": 0.8},
+        keyed=True,  # where the patrols went: never anonymous
     )
 )
 

@@ -30,11 +30,9 @@ SPEC = register(
         public=("team", "name", "side", "time"),
         temporal="time",
         style={"color": "#08519c", "radius": 7, "fillOpacity": 0.9},
+        keyed=True,  # live positions of police and patrol teams
     )
 )
-# Collections that are never open to anonymous callers, whatever JOINTGRID_PUBLIC_FEEDS says:
-# live positions of police and patrol teams.
-KEYED_COLLECTIONS = frozenset({"team_positions", "patrol_tracks"})
 
 _BOUNDS: dict[str, Any] = {}
 _BOUNDS_LOCK = threading.Lock()

@@ -35,7 +35,7 @@ from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
 from api import errors, params
-from api.access import ALL_ROLES, allow
+from api.access import ALL_ROLES, SESSION_COOKIE, allow
 from api.deps import database, get_catalogue, get_read_conn
 from api.security import public_base
 from gis import cql
@@ -194,6 +194,14 @@ def _wants_html(request: Request, f: str | None) -> bool:
     return first == HTML
 
 
+def _shown(request: Request) -> list[LayerSpec]:
+    """The collections this caller may know of: those that need a key (live positions) only
+    with credentials (checked by the router's rule; ``api.routes.positions.KeyedFeeds``
+    refuses anonymous requests for them)."""
+    anonymous = not request.headers.get("authorization") and SESSION_COOKIE not in request.cookies
+    return [s for s in REGISTRY.values() if not (anonymous and s.keyed)]
+
+
 def _spec(collection_id: str) -> LayerSpec:
     spec = REGISTRY.get(collection_id)
     if spec is None:
@@ -271,7 +279,7 @@ def landing(request: Request) -> Response:
         items = "".join(
             f'<li><a href="{base}/collections/{html.escape(cid)}">{html.escape(s.title)}</a>'
             f" — {html.escape(s.description)}</li>"
-            for cid, s in REGISTRY.items()
+            for cid, s in ((x.id, x) for x in _shown(request))
         )
         return _page_html(
             doc["title"], f"<p>{html.escape(doc['description'])}</p><ul>{items}</ul>", links
@@ -304,7 +312,7 @@ def api_document(
 ) -> Response:
     q = _check_params(request, {"f"})
     base = _base(request)
-    colls = [features.describe(conn, s) for s in REGISTRY.values()]
+    colls = [features.describe(conn, s) for s in _shown(request)]
     doc = openapi_document(base, colls)
     if _wants_html(request, q.get("f")):
         return _page_html("JointGrid feeds: the API", _api_html(doc), _landing_links(base))
@@ -362,8 +370,7 @@ def collections(
     base = _base(request)
     sensitive = _sensitive(catalogue)
     docs = [
-        _collection_doc(base, features.describe(conn, s), conn, sensitive)
-        for s in REGISTRY.values()
+        _collection_doc(base, features.describe(conn, s), conn, sensitive) for s in _shown(request)
     ]
     links = [
         _link(f"{base}/collections", "self", JSON, "this document"),

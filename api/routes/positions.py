@@ -28,7 +28,7 @@ from api.settings import patrol
 from api.usecases import positions as usecase
 from gis import fixes as fx
 from gis.errors import InvalidInput
-from layers.positions import KEYED_COLLECTIONS
+from layers.registry import keyed
 
 router = APIRouter(tags=["positions"])
 
@@ -184,7 +184,7 @@ class KeyedFeeds:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        names = "|".join(sorted(KEYED_COLLECTIONS))
+        names = "|".join(sorted(keyed())) or "(?!)"
         self.paths = re.compile(rf"^/ogc/collections/({names})(/|$)")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -206,5 +206,8 @@ class KeyedFeeds:
 
 def install(app: Any) -> None:
     """The device routes, and the guard of the live-position feeds."""
+    from api.routes import patrols
+
     app.include_router(router)
+    app.include_router(patrols.router)
     app.add_middleware(KeyedFeeds)
