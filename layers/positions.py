@@ -130,6 +130,10 @@ WHERE tl.time < EXCLUDED.time
 """
 
 
+class MissingPartition(Exception):
+    """A fix's day has no partition yet: run ``maintain`` and the transaction again."""
+
+
 def store(
     conn: Conn,
     *,
@@ -162,15 +166,13 @@ def store(
     }
     with translate_errors():
         try:
-            with conn.transaction():
-                rows = conn.execute(INSERT, params).fetchall()
+            rows = conn.execute(INSERT, params).fetchall()
         except pgerr.CheckViolation as exc:
             # no partition for a fix's day (a server that ran past the partitions made ahead):
-            # make them, and try once more
+            # the caller makes them (``maintain``) and runs its transaction once more
             if "no partition" not in str(exc):
                 raise
-            conn.execute("SELECT positions_maintain(%s, %s)", (retention_days, 1))
-            rows = conn.execute(INSERT, params).fetchall()
+            raise MissingPartition(retention_days) from exc
         stored = {r["time"]: r["good"] for r in rows}
         good = [f for f in fixes if stored.get(f.time)]
         if good:

@@ -431,3 +431,14 @@ def test_positions_carry_the_side_and_are_partitioned(conn):
         "SELECT c.relkind, pg_get_partkeydef(c.oid) AS key FROM pg_class c WHERE c.relname = 'positions'"
     ).fetchone()
     assert row["relkind"] == "p" and row["key"] == 'RANGE ("time")'
+
+
+def test_a_fix_whose_day_has_no_partition_makes_it_and_lands(client, conn, device):
+    t = _now() - timedelta(seconds=20)
+    day = f"positions_p{t.strftime('%Y%m%d')}"
+    conn.execute(f"DROP TABLE {day}")  # rolled back with the test
+    lon, lat = point_inside(ANJU, 450)
+    r = client.get(traccar_android_url(device, t=t, lon=lon, lat=lat, accuracy=4.0))
+    assert r.status_code == 200, r.text
+    assert [x["time"] for x in _stored(conn, device["id"])] == [t]
+    assert day in {p["name"] for p in positions.partitions(conn)}

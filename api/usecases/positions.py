@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gis import fixes as fx
 from gis.errors import FixesRefused, InvalidInput, Unauthenticated
@@ -26,6 +26,7 @@ from layers import devices, patrols, positions
 from layers.db import Conn
 
 MAX_BATCH = 1000
+T = TypeVar("T")
 
 
 class PatrolSettings(Protocol):
@@ -37,6 +38,16 @@ class PatrolSettings(Protocol):
     max_accuracy_m: float
     future_s: float
     area_buffer_m: float
+
+
+def _with_partitions(conn: Conn, settings: PatrolSettings, unit: Callable[[], T]) -> T:
+    """Run ``unit`` (one transaction); if a fix found no partition for its day, make the
+    partitions and run it once more."""
+    try:
+        return unit()
+    except positions.MissingPartition:
+        positions.maintain(conn, retention_days=settings.retention_days, days_back=1)
+        return unit()
 
 
 def rules(conn: Conn, settings: PatrolSettings) -> fx.Rules:
@@ -88,17 +99,22 @@ def live(
         out["dropped"] = reason
         return out
     assert fix is not None
-    with conn.transaction():
-        prev = positions.previous_good(conn, device=dev["id"], before=fix.time)
-        (flagged,) = fx.flag([fix], previous=prev, rules=the_rules)
-        got = positions.store(
-            conn,
-            device=dev,
-            fixes=[flagged],
-            source=source,
-            gap_s=settings.session_gap_s,
-            retention_days=settings.retention_days,
-        )
+
+    def unit() -> tuple[fx.Fix, dict[str, int]]:
+        with conn.transaction():
+            prev = positions.previous_good(conn, device=dev["id"], before=fix.time)
+            (flagged,) = fx.flag([fix], previous=prev, rules=the_rules)
+            got = positions.store(
+                conn,
+                device=dev,
+                fixes=[flagged],
+                source=source,
+                gap_s=settings.session_gap_s,
+                retention_days=settings.retention_days,
+            )
+        return flagged, got
+
+    flagged, got = _with_partitions(conn, settings, unit)
     out["stored"] = got["stored"]
     out["flags"] = list(flagged.flags)
     return out
@@ -156,18 +172,23 @@ def batch(
             {"device": dev["id"], "refused": refused},
         )
     index = {f.time: i for i, f in read}
-    with conn.transaction():
-        first = min(f.time for _, f in read)
-        prev = positions.previous_good(conn, device=dev["id"], before=first)
-        flagged = fx.flag([f for _, f in read], previous=prev, rules=the_rules)
-        got = positions.store(
-            conn,
-            device=dev,
-            fixes=flagged,
-            source="batch",
-            gap_s=settings.session_gap_s,
-            retention_days=settings.retention_days,
-        )
+
+    def unit() -> tuple[list[fx.Fix], dict[str, int]]:
+        with conn.transaction():
+            first = min(f.time for _, f in read)
+            prev = positions.previous_good(conn, device=dev["id"], before=first)
+            flagged = fx.flag([f for _, f in read], previous=prev, rules=the_rules)
+            got = positions.store(
+                conn,
+                device=dev,
+                fixes=flagged,
+                source="batch",
+                gap_s=settings.session_gap_s,
+                retention_days=settings.retention_days,
+            )
+        return flagged, got
+
+    flagged, got = _with_partitions(conn, settings, unit)
     return {
         "device": dev["id"],
         "stored": got["stored"],

@@ -46,6 +46,12 @@ BEGIN
     FROM cells
     WHERE NOT ST_IsEmpty(m) AND ST_Area(m) > 1;
 
+    INSERT INTO coverage_cell_parts (cell_id, side, geom)
+    SELECT c.id, c.side, d.geom
+    FROM coverage_cells c
+    CROSS JOIN LATERAL ST_Subdivide(c.geom, 32) AS d(geom)
+    WHERE GeometryType(d.geom) = 'POLYGON';
+
     UPDATE coverage_cells c SET grid = (
         SELECT g.code FROM grids g
         WHERE ST_Intersects(g.geom, c.geom)

@@ -20,17 +20,24 @@ LANGUAGE sql STABLE AS $$
                lead(time) OVER w AS t1, lead(geom) OVER w AS g1
         FROM f WINDOW w AS (PARTITION BY session ORDER BY time)
     ), s AS (
-        SELECT team, side, t0, t1,
+        SELECT row_number() OVER () AS k, team, side, t0,
                CASE WHEN ST_Equals(g0, g1) THEN g0 ELSE ST_MakeLine(g0, g1) END AS piece,
-               extract(epoch FROM least(t1, p_until) - greatest(t0, p_since)) AS overlap_s,
-               extract(epoch FROM t1 - t0) AS dur_s
+               extract(epoch FROM least(t1, p_until) - greatest(t0, p_since)) AS overlap_s
         FROM seg
         WHERE t1 IS NOT NULL AND t1 > p_since AND t0 < p_until AND t1 > t0
+    ), hit AS (  -- each segment against the pieces of the cells near it
+        SELECT s.k, c.cell_id, c.side AS cell_side,
+               CASE WHEN GeometryType(s.piece) = 'POINT' THEN NULL
+                    ELSE ST_Length(ST_Intersection(c.geom, s.piece)::geography) END AS inside_m
+        FROM s JOIN coverage_cell_parts c ON ST_Intersects(c.geom, s.piece)
+    ), per_cell AS (  -- a standing device on the seam of two pieces counts once
+        SELECT k, cell_id, min(cell_side) AS cell_side, sum(inside_m) AS inside_m
+        FROM hit GROUP BY k, cell_id
     )
-    SELECT c.id, c.side, (greatest(s.t0, p_since) AT TIME ZONE 'Asia/Shanghai')::date, s.team, s.side,
+    SELECT h.cell_id, h.cell_side, (greatest(s.t0, p_since) AT TIME ZONE 'Asia/Shanghai')::date,
+           s.team, s.side,
            sum(s.overlap_s / 60.0 * CASE WHEN GeometryType(s.piece) = 'POINT' THEN 1.0
-               ELSE ST_Length(ST_Intersection(c.geom, s.piece)::geography)
-                    / NULLIF(ST_Length(s.piece::geography), 0) END)
-    FROM s JOIN coverage_cells c ON ST_Intersects(c.geom, s.piece)
+               ELSE h.inside_m / NULLIF(ST_Length(s.piece::geography), 0) END)
+    FROM per_cell h JOIN s ON s.k = h.k
     GROUP BY 1, 2, 3, 4, 5
 $$;

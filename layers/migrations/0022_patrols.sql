@@ -56,6 +56,17 @@ CREATE TABLE coverage_cells (
 CREATE INDEX coverage_cells_geom_gix ON coverage_cells USING gist (geom);
 CREATE INDEX coverage_cells_side_idx ON coverage_cells (side, seq);
 
+-- The cells cut into small pieces (ST_Subdivide): a cell follows a district boundary of
+-- thousands of vertices, and a track segment is tested and clipped against the few pieces
+-- near it instead of the whole cell. The pieces of a cell are a partition of it.
+CREATE TABLE coverage_cell_parts (
+    cell_id text NOT NULL REFERENCES coverage_cells (id) ON DELETE CASCADE,
+    side    text NOT NULL,
+    geom    geometry(Polygon, 4326) NOT NULL
+);
+CREATE INDEX coverage_cell_parts_geom_gix ON coverage_cell_parts USING gist (geom);
+CREATE INDEX coverage_cell_parts_cell_idx ON coverage_cell_parts (cell_id);
+
 CREATE TABLE coverage_state (
     id     boolean PRIMARY KEY DEFAULT true CHECK (id),
     stale  boolean NOT NULL DEFAULT true,
