@@ -9,9 +9,10 @@
 --
 -- `positions` is partitioned by range of the fix's own time, one partition a day, made and
 -- dropped by `positions_maintain()` (our own ~40 lines instead of pg_partman: no extension to
--- install on every machine and managed database, no background worker; the server calls it at
--- start and whenever a fix finds no partition). Old fixes leave by dropping a whole
--- partition, never by a DELETE. Every row carries the device's side (the distribution column,
+-- install on every machine and managed database, no background worker). It makes partitions
+-- two days ahead; `jointgrid positions-maintain` runs it (daily, from cron), and the intake
+-- runs it itself whenever a fix finds no partition for its day. Old fixes leave by dropping a
+-- whole partition, never by a DELETE. Every row carries the device's side (the distribution column,
 -- docs/scaling.md), and the primary key (device, time) makes a retried fix land once.
 
 CREATE TABLE members (
