@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 
 from layers import devices
 from tests.geo import ANJU, point_inside
-from tests.test_browser import DESKTOP, auth, browser, new_page, view_hash, wait_js  # noqa: F401
+from tests.test_browser import DESKTOP, auth, new_page, view_hash, wait_js  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -56,7 +56,7 @@ def patrol_now(db_url: str, base: str) -> dict[str, Any]:
 def test_team_positions_refresh_by_themselves_and_coverage_marks_the_gaps(
     live_server: str,
     db_url: str,
-    browser: Any,  # noqa: F811
+    browser: Any,
     auth: dict[str, str],  # noqa: F811
 ) -> None:
     p = patrol_now(db_url, live_server)

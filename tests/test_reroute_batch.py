@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-import shapely
 
 from api.usecases.cases import decision_view
 from api.usecases.reroute import reroute, signature
@@ -144,4 +143,3 @@ def test_batch_reroute_writes_changes_set_wise(conn, client, catalogue):
     ).fetchone()
     assert chain["n"] == 0
     assert reroute(conn, catalogue).changed == 0
-    assert shapely  # the geometry library is what the batch uses

@@ -18,7 +18,7 @@ from api.pages.cases import locale_of
 from api.settings import patrol
 from gis.errors import NotFound
 from gis.fixes import parse_time
-from layers import patrols, positions
+from layers import patrols, positions, teams
 
 router = APIRouter(tags=["patrols"])
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -40,7 +40,7 @@ def team_popup(code: str, request: Request, conn: Conn, who: CommandCentre) -> H
     loc = locale_of(request)
     now = datetime.now(UTC)
     team = next((t for t in positions.latest_by_team(conn) if t["team"] == code), None)
-    row = conn.execute("SELECT code, name FROM teams WHERE code = %s", (code,)).fetchone()
+    row = next((t for t in teams.names(conn) if t["code"] == code), None)
     if row is None:
         raise NotFound("no such team", {"team": code[:40]})
     day = now.astimezone(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -2,7 +2,7 @@
 
 Called by every face alike (``/osmand``, ``/owntracks``, ``POST /api/v1/positions``, the CLI
 and the benchmark). The device's key is checked first: an unknown or revoked device, or a wrong
-key, is ``Unauthenticated`` whatever else the request says.
+key, is ``UnknownDevice`` (401) whatever else the request says.
 
 - A live fix (``live``) that breaks a rule (too far ahead, older than the retention, outside
   the service area, no location) is dropped and counted, and the call still succeeds: Traccar
@@ -21,12 +21,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from gis import fixes as fx
-from gis.errors import FixesRefused, InvalidInput, Unauthenticated
+from gis.errors import DomainError, FixesRefused, InvalidInput
 from layers import devices, patrols, positions
 from layers.db import Conn
 
 MAX_BATCH = 1000
 T = TypeVar("T")
+
+
+class UnknownDevice(DomainError):
+    """Unknown or revoked device, or a wrong key (the faces answer 401, as for bad credentials)."""
+
+    code = "unauthenticated"
 
 
 class PatrolSettings(Protocol):
@@ -62,10 +68,10 @@ def rules(conn: Conn, settings: PatrolSettings) -> fx.Rules:
 
 
 def device_for(conn: Conn, device_id: str | None, key: str | None) -> dict[str, Any]:
-    """The live device whose key this is; ``Unauthenticated`` otherwise."""
+    """The live device whose key this is; ``UnknownDevice`` otherwise."""
     dev = devices.verify(conn, device_id or "", key)
     if dev is None:
-        raise Unauthenticated(
+        raise UnknownDevice(
             "unknown or revoked device, or a wrong key: give the device id and its key",
             {
                 "hint": "the key comes as the `key` query parameter (OsmAnd), the HTTP Basic "
