@@ -259,7 +259,17 @@ def create_app(pool: ServerPool | None = None, *, database: Database | None = No
     app.add_middleware(LastResort)
 
     from api.routes import catalogue as catalogue_routes
-    from api.routes import health, incidents, locate, media, ogc, open311, pages, webhooks
+    from api.routes import (
+        health,
+        incidents,
+        locate,
+        media,
+        ogc,
+        open311,
+        pages,
+        positions,
+        webhooks,
+    )
 
     app.include_router(health.router)
     app.include_router(locate.router)
@@ -267,6 +277,7 @@ def create_app(pool: ServerPool | None = None, *, database: Database | None = No
     app.include_router(catalogue_routes.router)
     app.include_router(media.router)
     app.include_router(webhooks.router)
+    positions.install(app)
     ogc.install(app)
     open311.install(app)
     pages.install(app)

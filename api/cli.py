@@ -602,5 +602,165 @@ main.add_command(notify)
 main.add_command(deliver_cmd)
 
 
+# -- patrols: devices, partitions, coverage -------------------------------------------------
+
+
+@main.group("device")
+def device() -> None:
+    """Tracker devices of team members (Traccar Client, OwnTracks, the batch API)."""
+
+
+@device.command("add")
+@click.option("--team", required=True, help="the team code")
+@click.option("--member", required=True, help="the member's name or id (created if new)")
+@click.option("--id", "device_id", default=None, help="the device id (default: 8 random digits)")
+@click.option("--crs", default="wgs84", type=click.Choice(list(SUPPORTED_CRS)))
+@click.option("--phone", default="", help="a new member's phone")
+@click.option("--role", default="member", help="a new member's role in the team")
+@click.option("--side", default=None, help="a new member's side (default: the team's)")
+def device_add(
+    team: str,
+    member: str,
+    device_id: str | None,
+    crs: str,
+    phone: str,
+    role: str,
+    side: str | None,
+) -> None:
+    """Bind a device to a member: prints the device id and, on its own line, its key."""
+    from layers import devices
+
+    with _conn() as conn:
+        conn.autocommit = True
+        key, rec = devices.add_device(
+            conn,
+            team=team,
+            member_name=member,
+            device_id=device_id,
+            crs=crs,
+            phone=phone,
+            role=role,
+            side=side,
+        )
+    click.echo(rec["id"])
+    click.echo(key)
+    click.echo(
+        f"(member {rec['member']} of team {rec['team']}; the key may only post positions "
+        "and cannot be shown again. Traccar Client: server URL "
+        f"https://<host>/osmand?key={key}, device identifier {rec['id']})",
+        err=True,
+    )
+
+
+@device.command("list")
+@click.option("--team", default=None)
+def device_list(team: str | None) -> None:
+    """List devices with their member and last fix (never their keys)."""
+    from layers import devices
+
+    with _conn() as conn:
+        for d in devices.list_devices(conn, team=team):
+            state = f"revoked {d['revoked_at']:%Y-%m-%d}" if d["revoked_at"] else "live"
+            click.echo(
+                f"{d['id']}  {d['team']:6} {d['side']} {state:18} {d['member']}"
+                f"  last fix {d['last_fix'] or '-'}"
+            )
+
+
+@device.command("revoke")
+@click.argument("device_id")
+def device_revoke(device_id: str) -> None:
+    """Revoke a device: its key stops working at once."""
+    from layers import devices
+
+    with _conn() as conn:
+        conn.autocommit = True
+        devices.revoke(conn, device_id)
+    click.echo(f"revoked {device_id}")
+
+
+@main.command("positions-maintain")
+@click.option(
+    "--retention-days", type=int, default=None, help="default: JOINTGRID_PATROL_RETENTION_DAYS"
+)
+def positions_maintain(retention_days: int | None) -> None:
+    """Make the day partitions of positions ahead, and drop those past the retention."""
+    from layers import positions
+
+    days = retention_days or settings.patrol().retention_days
+    with _conn() as conn:
+        conn.autocommit = True
+        _out(positions.maintain(conn, retention_days=days))
+
+
+def _shanghai(value: str | None, default: Any) -> Any:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if value is None:
+        return default
+    t = datetime.fromisoformat(value)
+    return t if t.tzinfo else t.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+@main.command("coverage")
+@click.option(
+    "--since",
+    default=None,
+    help="ISO date or time (Asia/Shanghai unless given); default: this week",
+)
+@click.option("--until", default=None, help="ISO date or time; default: now")
+@click.option("--gap-days", type=float, default=None, help="default: JOINTGRID_PATROL_GAP_DAYS")
+@click.option("--json", "as_json", is_flag=True, help="print JSON rows instead of the table")
+def coverage(since: str | None, until: str | None, gap_days: float | None, as_json: bool) -> None:
+    """Border patrol coverage per cell: minutes patrolled in the window (per patrolling side),
+    when last patrolled and by whom, and the gaps (cells unvisited for --gap-days)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from layers import patrols
+
+    tz = ZoneInfo("Asia/Shanghai")
+    now = datetime.now(tz)
+    p = settings.patrol()
+    t0 = _shanghai(since, patrols.week_start(now))
+    t1 = _shanghai(until, now)
+    with _conn() as conn:
+        conn.autocommit = True
+        patrols.ensure_cells(conn)
+        rows = patrols.coverage_table(
+            conn,
+            since=t0,
+            until=t1,
+            gap_s=p.session_gap_s,
+            gap_days=gap_days or p.gap_days,
+            now=now,
+        )
+    if as_json:
+        _out(rows)
+        return
+    click.echo(f"coverage {t0:%Y-%m-%d %H:%M} .. {t1:%Y-%m-%d %H:%M} (Asia/Shanghai)")
+    click.echo(
+        f"{'cell':18} {'side':6} {'grid':15} {'minutes':>8}  {'by side':24} {'last patrolled':16} {'team':6} gap"
+    )
+    gaps: dict[str, int] = {}
+    for r in rows:
+        last = (
+            r["last_patrolled_at"].astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            if r["last_patrolled_at"]
+            else "never"
+        )
+        by_side = " ".join(f"{k}:{v}" for k, v in sorted(r["minutes_by_side"].items()))
+        click.echo(
+            f"{r['id']:18} {r['side']:6} {r['grid'] or '-':15} {r['minutes']:8.1f}  {by_side:24} "
+            f"{last:16} {r['last_team'] or '-':6} {'GAP' if r['gap'] else ''}"
+        )
+        if r["gap"]:
+            gaps[r["side"]] = gaps.get(r["side"], 0) + 1
+    for side in sorted({r["side"] for r in rows}):
+        n = sum(1 for r in rows if r["side"] == side)
+        click.echo(f"side {side}: {gaps.get(side, 0)} of {n} cells are gaps")
+
+
 if __name__ == "__main__":
     main()

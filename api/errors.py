@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import i18n
 from api.usecases.policy import Forbidden
+from api.usecases.positions import UnknownDevice
 from gis import errors as e
 from gis.errors import DomainError
 from layers.errors import Unavailable
@@ -72,6 +73,7 @@ STATUS: dict[type[e.DomainError], int] = {
     e.Conflict: 409,
     Unavailable: 503,
     Unauthenticated: 401,
+    UnknownDevice: 401,
     Forbidden: 403,
     PayloadTooLarge: 413,
     e.UnsupportedMediaType: 415,

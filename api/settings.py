@@ -291,3 +291,28 @@ class PushSettings(BaseSettings):
 @cache
 def push() -> PushSettings:
     return PushSettings()
+
+
+class PatrolSettings(BaseSettings):
+    """Positions and patrols (JOINTGRID_PATROL_…): what a fix must meet, and how tracks split."""
+
+    model_config = SettingsConfigDict(env_prefix="JOINTGRID_PATROL_", extra="ignore")
+
+    # positions older than this leave (a partition a day)
+    retention_days: int = Field(default=90, ge=1, le=3650)
+    session_gap_s: float = Field(
+        default=600, gt=0
+    )  # a silence longer than this ends a patrol session
+    gap_days: float = Field(default=7, gt=0)  # a cell unvisited this long is a gap
+    max_speed_kmh: float = Field(
+        default=200, gt=0
+    )  # faster than this from the previous fix: flagged
+    max_accuracy_m: float = Field(default=100, gt=0)  # worse than this: flagged
+    future_s: float = Field(default=300, ge=0)  # further ahead than this: refused
+    area_buffer_m: float = Field(default=5000, ge=0)  # the service area's box grown by this
+    fresh_fix_s: float = Field(default=600, gt=0)  # routing uses a member's fix no older than this
+
+
+@cache
+def patrol() -> PatrolSettings:
+    return PatrolSettings()

@@ -44,6 +44,13 @@ class UnknownSide(InvalidInput):
     code = "unknown_side"
 
 
+class FixesRefused(InvalidInput):
+    """A batch of position fixes with some that break a rule; ``detail.refused`` names each by
+    its index, with a code and a message."""
+
+    code = "fixes_refused"
+
+
 class OutsideServiceArea(DomainError):
     code = "outside_service_area"
 

@@ -3,4 +3,14 @@
 Importing the package registers every layer in ``layers.registry.REGISTRY``.
 """
 
-from layers import areas, border, chiefs, grids, incidents, police_grids, teams  # noqa: F401
+from layers import (  # noqa: F401
+    areas,
+    border,
+    chiefs,
+    grids,
+    incidents,
+    patrols,
+    police_grids,
+    positions,
+    teams,
+)

@@ -100,6 +100,17 @@ _VIEWS: dict[str, tuple[MapView, ...]] = {
     ),
     "chiefs": (MapView("chiefs", "chiefs", by_bbox=False),),
     "incidents": (),  # drawn by the incident layer, not as a plain view
+    "team_positions": (MapView("team_positions", "team_positions", by_bbox=False, point=True),),
+    "patrol_tracks": (
+        MapView(
+            "patrol_tracks_today",
+            "patrol_tracks",
+            # sessions that ran today, Asia/Shanghai
+            where="ended_at >= (date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai')"
+            " AT TIME ZONE 'Asia/Shanghai')",
+        ),
+    ),
+    "patrol_coverage": (MapView("patrol_coverage", "patrol_coverage", by_bbox=False),),
 }
 
 

@@ -31,6 +31,8 @@ class LayerSpec:
     import_rules: ImportRules | None = None
     extra_columns: dict[str, str] = field(default_factory=dict)  # column -> SQL type, for import
     linked: tuple[str, ...] = ()  # public properties built from other tables (never filtered)
+    # never open to anonymous callers, even with JOINTGRID_PUBLIC_FEEDS=true (live positions)
+    keyed: bool = False
 
     @property
     def importable(self) -> bool:
@@ -45,6 +47,11 @@ def register(spec: LayerSpec) -> LayerSpec:
         raise ValueError(f"layer {spec.id!r} is registered twice")
     REGISTRY[spec.id] = spec
     return spec
+
+
+def keyed() -> frozenset[str]:
+    """The layers that need credentials whatever the feed settings say."""
+    return frozenset(s.id for s in REGISTRY.values() if s.keyed)
 
 
 def get(layer_id: str) -> LayerSpec:

@@ -141,8 +141,11 @@ def cases_with_key(db_url: str, key: str) -> list[dict[str, Any]]:
 
 
 def test_the_map_draws_every_layer_and_asks_nothing_from_outside(
-    live_server: str, browser: Any, auth: dict[str, str]
+    live_server: str, db_url: str, browser: Any, auth: dict[str, str]
 ) -> None:
+    from tests.test_patrol_browser import patrol_now
+
+    patrol_now(db_url, live_server)  # live positions and today's tracks have something to draw
     lon, lat = point_inside(ANJU, 400, 0.418)
     for k in range(3):
         make_case(live_server, auth, lon + 0.001 * k, lat, "river_pollution")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,22 @@ def _codes() -> set[str]:
     }
     found |= {code for code, _ in HTTP_CODES.values()}
     return found | {"invalid_request", "internal_error", "http_error"}
+
+
+@pytest.mark.parametrize("locale", ["zh_CN", "en"])
+def test_each_catalogue_entry_has_one_msgid_and_one_msgstr(locale: str) -> None:
+    # A merge once left a second msgstr under three keys; Babel's reader quietly kept the
+    # first, as gettext's msgfmt would not. Each entry: one msgid, then one msgstr.
+    path = Path(i18n.__file__).parent / "locales" / locale / "LC_MESSAGES" / "messages.po"
+    last = ""
+    bad = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        word = line.split(" ", 1)[0]
+        if word in ("msgid", "msgstr"):
+            if word == last:
+                bad.append(n)
+            last = word
+    assert bad == [], f"{path.name}: a second {last} at lines {bad}"
 
 
 def test_both_languages_have_the_same_keys() -> None:

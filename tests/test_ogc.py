@@ -169,9 +169,13 @@ def test_collections_come_from_the_registry_with_extents(client, db, feed_incide
         rels = {ln["rel"] for ln in c["links"]}
         assert {"self", "alternate", "items"} <= rels
         assert c["crs"][0] == CRS84
-        w, s, e, n = c["extent"]["spatial"]["bbox"][0]
-        assert 104 < w <= e < 107 and 29 < s <= n < 31, (cid, c["extent"])
         spec = REGISTRY[cid]
+        rows = db.execute(f'SELECT count(*) AS n FROM "{spec.table}"').fetchone()["n"]
+        if rows == 0:  # a collection with no features yet (live positions) has no box
+            assert "spatial" not in c["extent"], (cid, c["extent"])
+        else:
+            w, s, e, n = c["extent"]["spatial"]["bbox"][0]
+            assert 104 < w <= e < 107 and 29 < s <= n < 31, (cid, c["extent"])
         t0, t1 = c["extent"]["temporal"]["interval"][0]
         row = db.execute(
             f'SELECT min("{spec.temporal}") AS a, max("{spec.temporal}") AS b FROM "{spec.table}"'

@@ -22,6 +22,7 @@ from gis.crs import from_wgs84
 from layers import mapdata
 from layers.registry import REGISTRY
 from tests.geo import ANJU, TONGNAN, point_inside
+from tests.test_patrol_feeds import patrolling  # noqa: F401  (a fixture)
 
 WHOLE = "105.0,29.7,106.1,30.7"
 
@@ -102,8 +103,12 @@ def test_filters_and_layers_from_the_url_are_selected_in_the_page(client: Any) -
 
 
 @pytest.mark.parametrize("view", [v.id for v in mapdata.views()])
-def test_every_map_layer_is_geojson_built_by_the_database(client: Any, view: str) -> None:
+def test_every_map_layer_is_geojson_built_by_the_database(
+    client: Any, view: str, request: pytest.FixtureRequest
+) -> None:
     v = mapdata.view(view)
+    if v.layer in ("team_positions", "patrol_tracks", "patrol_coverage"):
+        request.getfixturevalue("patrolling")  # a team on patrol, so the live layers have data
     r = client.get(
         f"/map/data/layers/{view}", params={"z": 14, "bbox": "105.55,30.20,105.75,30.35"}
     )

@@ -28,6 +28,12 @@ LARGE_TABLES = (
     "chiefs",
     "incidents",
     "incident_events",
+    "members",
+    "devices",
+    "positions",
+    "device_latest",
+    "patrol_sessions",
+    "coverage_cells",
     "side_parts",
     "media",
 )

@@ -11,6 +11,7 @@ import csv
 import io
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -21,10 +22,11 @@ from api.access import Principal, allow
 from api.deps import CatalogueDep, Conn, ReadConn
 from api.pages import charts, config
 from api.pages.filters import WINDOWS, Filters, as_query, parse_filters, scoped
+from api.settings import patrol
 from gis.catalogue import Catalogue
 from gis.errors import InvalidInput
 from gis.workflow import STATUSES
-from layers import mapdata
+from layers import mapdata, patrols
 
 router = APIRouter(tags=["stats"])
 
@@ -177,6 +179,8 @@ def dashboard(
     if format == "csv":
         return _csv(doc, table)
     choropleth = mapdata.grid_choropleth(conn, filters=filters.query)
+    week = patrols.week_start(now.astimezone(ZoneInfo("Asia/Shanghai")))
+    patrol_doc = patrols.shares(conn, since=week, until=now, gap_s=patrol().session_gap_s)
     html = (
         config.templates()
         .get_template("dashboard.html")
@@ -198,6 +202,7 @@ def dashboard(
             tables=TABLES,
             now=now,
             wall=layout == "wall",
+            patrol=patrol_doc,
             top_grids=TOP_ROWS[layout == "wall"][0],
             top_overdue=TOP_ROWS[layout == "wall"][1],
             few=FEW_CASES,

@@ -26,6 +26,9 @@ class Look:
     show: bool = True
     style: Mapping[str, Any] = field(default_factory=dict)
     label: str | None = None  # the property shown as the tooltip
+    refresh_s: float = 0  # reloaded this often by the page (live layers); 0: on pan and zoom
+    colour_by: Mapping[str, Any] | None = None  # {"property", "stops": [[below, colour]...], "gap"}
+    popup: str | None = None  # a URL prefix: the popup is that page + the feature's id
 
 
 LOOKS: dict[str, Look] = {
@@ -62,6 +65,26 @@ LOOKS: dict[str, Look] = {
         label="name",
     ),
     "chiefs": Look("Chiefs' rivers, roads, forests 河长林长路长", show=False, label="feature_name"),
+    "team_positions": Look(
+        "Team positions 队伍实时位置",
+        style={"color": "#08306b", "fillColor": "#2171b5", "radius": 8, "fillOpacity": 0.95},
+        label="name",
+        refresh_s=15,
+        popup="/map/team/",
+    ),
+    "patrol_tracks_today": Look("Today's patrol tracks 今日巡逻轨迹", label="team", refresh_s=60),
+    "patrol_coverage": Look(
+        "Border patrol coverage 边界巡防覆盖",
+        show=False,
+        label="id",
+        refresh_s=300,
+        # days since the last patrol; a cell never patrolled, or not for the gap days, is a gap
+        colour_by={
+            "property": "days_since_patrol",
+            "stops": [[1, "#1a9850"], [3, "#91cf60"], [5, "#fee08b"], [7, "#fc8d59"]],
+            "gap": "#d73027",
+        },
+    ),
 }
 
 

@@ -38,7 +38,7 @@ from api.pages.filters import (
     scoped,
 )
 from api.security import add_nonce, nonce_of
-from api.settings import MapSettings
+from api.settings import MapSettings, patrol
 from api.usecases import media
 from gis.catalogue import Catalogue
 from gis.errors import InvalidInput, NotFound
@@ -135,6 +135,9 @@ class ServerLayer(JSCSSMixin, Layer):
             "point": view.is_point,
             "label": maplook.look(view).label,
             "title": title,
+            "refresh_s": maplook.look(view).refresh_s,
+            "colour_by": maplook.look(view).colour_by,
+            "popup_url": maplook.look(view).popup,
             **extra,
         }
 
@@ -229,6 +232,9 @@ def build_map(
                 "side_colours": colours,
                 "side_labels": {c: i18n.side_name(c, loc, "label") for c in sides},
             }
+        colour_by = maplook.look(v).colour_by
+        if colour_by:  # the gap threshold is a setting (JOINTGRID_PATROL_GAP_DAYS)
+            extra = {"colour_by": {**colour_by, "gap_days": patrol().gap_days}}
         layer = ServerLayer(v, show=v.id in visible, title=layer_title(v, loc), extra=extra)
         layer.add_to(m)
         layer_vars[v.id] = layer.get_name()
@@ -459,8 +465,9 @@ def layer_data(
     box = bbox_to_wgs84(params.parse_bbox(bbox), crs)
     side = who.side if field and view_id in FIELD_SIDE_VIEWS else None
     text = mapdata.view_geojson(conn, v, bbox=box, zoom=parse_zoom(z), out_crs=crs, side=side)
-    # private: a grid worker's grids are its own side's (FIELD_SIDE_VIEWS)
-    return Response(text, media_type=GEOJSON, headers={"Cache-Control": "private, max-age=60"})
+    # private: a grid worker's grids are its own side's (FIELD_SIDE_VIEWS); live layers never stale
+    cache = NO_STORE if maplook.look(v).refresh_s else {"Cache-Control": "private, max-age=60"}
+    return Response(text, media_type=GEOJSON, headers=cache)
 
 
 @router.get(

@@ -123,8 +123,19 @@
       this.cfg = cfg;
       var style = cfg.style || {};
       var sideColours = cfg.side_colours || null;
+      var colourBy = cfg.colour_by || null;
       L.GeoJSON.prototype.initialize.call(this, null, {
         style: function (feature) {
+          // a value scale (coverage: days since the last patrol; none, or past the gap days, is a gap)
+          if (colourBy && feature) {
+            var v = feature.properties[colourBy.property];
+            if (v === null || v === undefined || v >= colourBy.gap_days) {
+              return L.extend({}, style, { color: colourBy.gap, fillColor: colourBy.gap, fillOpacity: 0.5, dashArray: "4 3" });
+            }
+            var stop = colourBy.stops.filter(function (s) { return v < s[0]; })[0];
+            var col = stop ? stop[1] : colourBy.stops[colourBy.stops.length - 1][1];
+            return L.extend({}, style, { color: col, fillColor: col });
+          }
           // districts: coloured by their side
           var c = sideColours && feature && sideColours[feature.properties.side];
           return c ? L.extend({}, style, { color: c, fillColor: c, fillOpacity: 0.07 }) : style;
@@ -140,6 +151,19 @@
             // each district carries its side's name, e.g. 安居区（四川）
             layer.bindTooltip(esc(sideLabel), { permanent: true, direction: "center", className: "jg-district-label jg-side-" + esc(p.side) });
           } else if (label) layer.bindTooltip(esc(label), { sticky: true });
+          if (cfg.popup_url) {
+            // a popup the server renders (a team's members on duty, last fix, distance, cases)
+            layer.bindPopup('<div class="jg-popup jg-loading">' + esc(label || "") + "</div>", { maxWidth: 360 });
+            layer.on("popupopen", function (e) {
+              fetch(cfg.popup_url + encodeURIComponent(feature.id), { credentials: "same-origin" })
+                .then(function (r) { return r.text().then(function (t) { return { ok: r.ok, text: t }; }); })
+                .then(function (res) {
+                  e.popup.setContent(res.ok ? res.text : propsTable(cfg.title + (label ? ": " + label : ""), p));
+                })
+                .catch(function () { e.popup.setContent(propsTable(cfg.title + (label ? ": " + label : ""), p)); });
+            });
+            return;
+          }
           layer.bindPopup(function () { return propsTable(cfg.title + (label ? ": " + label : ""), p); }, { maxWidth: 360 });
         }
       });
@@ -154,9 +178,21 @@
       map.on("moveend", this.reload, this);
       JG.status.layers[this.cfg.id].state = "pending";
       this.reload();
+      if (this.cfg.refresh_s > 0) {
+        // a live layer (team positions) reloads by itself, unless one of its popups is open
+        var self = this;
+        this._refresh = setInterval(function () {
+          var open = false;
+          self.eachLayer(function (l) { if (l.isPopupOpen && l.isPopupOpen()) open = true; });
+          if (open) return;
+          self._loaded = null;
+          self.reload();
+        }, this.cfg.refresh_s * 1000);
+      }
     },
 
     onRemove: function (map) {
+      if (this._refresh) { clearInterval(this._refresh); this._refresh = null; }
       map.off("moveend", this.reload, this);
       if (this._abort) this._abort.abort();
       this.clearLayers();
@@ -197,6 +233,7 @@
         self._loaded = { z: z, bounds: bounds };
         st.state = "loaded";
         st.features = fc.features.length;
+        st.loads = (st.loads || 0) + 1;
         checkReady();
       }).catch(function (err) {
         if (err && err.name === "AbortError") return;

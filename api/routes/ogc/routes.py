@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from api import params
-from api.access import ALL_ROLES, allow
+from api.access import ALL_ROLES, SESSION_COOKIE, allow
 from api.deps import database, get_catalogue, get_read_conn
 from api.routes.ogc import pages
 from api.routes.ogc import parameters as p
@@ -79,6 +79,14 @@ def _landing_links(base: str) -> list[dict[str, str]]:
     ]
 
 
+def _shown(request: Request) -> list[LayerSpec]:
+    """The collections this caller may know of: those that need a key (live positions) only
+    with credentials (checked by the router's rule; ``api.routes.positions.KeyedFeeds``
+    refuses anonymous requests for them)."""
+    anonymous = not request.headers.get("authorization") and SESSION_COOKIE not in request.cookies
+    return [s for s in REGISTRY.values() if not (anonymous and s.keyed)]
+
+
 @router.get("")
 @router.get("/")
 def landing(request: Request) -> Response:
@@ -98,7 +106,7 @@ def landing(request: Request) -> Response:
             links,
             description=doc["description"],
             base=base,
-            collections=list(REGISTRY.values()),
+            collections=_shown(request),
         )
     return json_response(doc)
 
@@ -123,7 +131,7 @@ def api_document(
 ) -> Response:
     q = check_params(request, DOC_PARAMS)
     base = base_url(request)
-    colls = [features.describe(conn, s) for s in REGISTRY.values()]
+    colls = [features.describe(conn, s) for s in _shown(request)]
     doc = openapi_document(base, colls)
     if wants_html(request, q.get("f")):
         return pages.api_page(doc, _landing_links(base))
@@ -181,8 +189,7 @@ def collections(
     base = base_url(request)
     sensitive = sensitive_of(catalogue)
     docs = [
-        _collection_doc(base, features.describe(conn, s), conn, sensitive)
-        for s in REGISTRY.values()
+        _collection_doc(base, features.describe(conn, s), conn, sensitive) for s in _shown(request)
     ]
     links = [
         link(f"{base}/collections", "self", JSON, "this document"),

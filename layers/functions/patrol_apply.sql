@@ -1,0 +1,130 @@
+-- Bring the sessions of `p_device` up to date with its fixes from `p_from` on; `p_gap_s` is
+-- the silence that ends a session. Returns how many fixes it placed.
+--
+-- The loop only places fixes in sessions (a silence or a mark starts a new one) and appends
+-- their points to the tracks; the geometry work on the pieces of track placed (lengths on the
+-- ellipsoid, the border cells touched and their "last patrolled", the length inside them) is
+-- one set-wise statement at the end, so a batch of fixes costs a few statements, not a few
+-- per fix.
+CREATE OR REPLACE FUNCTION patrol_apply(p_device text, p_from timestamptz, p_gap_s double precision)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    s         patrol_sessions%ROWTYPE;
+    has_s     boolean;
+    resume    timestamptz := p_from;
+    f         record;
+    mk        record;
+    has_marks boolean;
+    has_mk    boolean;
+    n         integer := 0;
+    pts       geometry[] := '{}';  -- points appended to the current session, not yet written
+    seg_sid   bigint[] := '{}';
+    seg_t     timestamptz[] := '{}';
+    seg_team  text[] := '{}';
+    seg_side  text[] := '{}';
+    seg_a     geometry[] := '{}';
+    seg_b     geometry[] := '{}';
+BEGIN
+    PERFORM coverage_cells_ready();
+    SELECT * INTO s FROM patrol_sessions
+    WHERE device = p_device AND started_at < p_from ORDER BY started_at DESC LIMIT 1;
+    has_s := FOUND;
+    IF has_s AND s.ended_at >= p_from THEN
+        -- a fix inside a stored session: that session and those after it are built again
+        resume := s.started_at;
+        DELETE FROM patrol_sessions WHERE device = p_device AND started_at >= s.started_at;
+        has_s := false;
+    ELSE
+        DELETE FROM patrol_sessions WHERE device = p_device AND started_at >= p_from;
+    END IF;
+    has_marks := EXISTS (SELECT 1 FROM patrol_marks WHERE device = p_device);
+    SELECT NULL::text AS kind, NULL::timestamptz AS at INTO mk;  -- assigned, for the tests below
+
+    FOR f IN
+        SELECT p.time, p.geom, p.team, p.side, p.member_id FROM positions p
+        WHERE p.device = p_device AND p.time >= resume AND p.flags = '{}'
+        ORDER BY p.time
+    LOOP
+        has_mk := false;
+        IF has_marks THEN
+            SELECT m.kind, m.at INTO mk FROM patrol_marks m
+            WHERE m.device = p_device AND m.at <= f.time ORDER BY m.at DESC LIMIT 1;
+            has_mk := FOUND;
+        END IF;
+        IF has_mk AND mk.kind = 'stop' THEN
+            CONTINUE;  -- stopped: the fix is kept, but is on no patrol
+        END IF;
+        IF has_s AND extract(epoch FROM f.time - s.ended_at) <= p_gap_s
+           AND NOT (has_mk AND mk.at > s.ended_at) THEN
+            seg_sid := seg_sid || s.id;
+            seg_t := seg_t || f.time;
+            seg_team := seg_team || f.team;
+            seg_side := seg_side || f.side;
+            seg_a := seg_a || s.last_geom;
+            seg_b := seg_b || f.geom;
+            pts := pts || f.geom;
+            s.ended_at := f.time;
+            s.fixes := s.fixes + 1;
+            s.last_geom := f.geom;
+            s.team := f.team;
+        ELSE
+            IF has_s AND cardinality(pts) > 0 THEN
+                UPDATE patrol_sessions SET ended_at = s.ended_at, fixes = s.fixes,
+                    track = ST_MakeLine(ARRAY[track] || pts), last_geom = s.last_geom, team = s.team
+                WHERE id = s.id;
+            END IF;
+            pts := '{}';
+            INSERT INTO patrol_sessions (device, side, team, member_id, started_at, ended_at,
+                                         fixes, track, last_geom, explicit)
+            VALUES (p_device, f.side, f.team, f.member_id, f.time, f.time, 1, f.geom, f.geom,
+                    has_mk AND mk.kind = 'start' AND mk.at > COALESCE(s.ended_at, '-infinity'))
+            RETURNING * INTO s;
+            has_s := true;
+            -- a session's first fix marks the cell it stands in as patrolled
+            seg_sid := seg_sid || s.id;
+            seg_t := seg_t || f.time;
+            seg_team := seg_team || f.team;
+            seg_side := seg_side || f.side;
+            seg_a := seg_a || f.geom;
+            seg_b := seg_b || f.geom;
+        END IF;
+        n := n + 1;
+    END LOOP;
+    IF has_s AND cardinality(pts) > 0 THEN
+        UPDATE patrol_sessions SET ended_at = s.ended_at, fixes = s.fixes,
+            track = ST_MakeLine(ARRAY[track] || pts), last_geom = s.last_geom, team = s.team
+        WHERE id = s.id;
+    END IF;
+    IF cardinality(seg_sid) = 0 THEN
+        RETURN n;
+    END IF;
+
+    WITH seg AS (
+        SELECT u.sid, u.t, u.team, u.side,
+               CASE WHEN ST_Equals(u.a, u.b) THEN u.a ELSE ST_MakeLine(u.a, u.b) END AS piece
+        FROM unnest(seg_sid, seg_t, seg_team, seg_side, seg_a, seg_b) AS u(sid, t, team, side, a, b)
+    ), hit AS (
+        SELECT c.cell_id AS id, sg.sid, sg.t, sg.team, sg.side, sg.piece, c.geom
+        FROM seg sg JOIN coverage_cell_parts c ON ST_Intersects(c.geom, sg.piece)
+    ), cell_last AS (
+        SELECT DISTINCT ON (id) id, t, team, side FROM hit ORDER BY id, t DESC
+    ), touched AS (
+        UPDATE coverage_cells c SET last_patrolled_at = l.t, last_team = l.team, last_side = l.side
+        FROM cell_last l
+        WHERE c.id = l.id AND (c.last_patrolled_at IS NULL OR c.last_patrolled_at < l.t)
+        RETURNING 1
+    ), inside AS (
+        SELECT sid, sum(ST_Length(ST_Intersection(geom, piece)::geography)) AS m
+        FROM hit WHERE GeometryType(piece) = 'LINESTRING' GROUP BY sid
+    ), walked AS (
+        SELECT sid, sum(CASE WHEN GeometryType(piece) = 'LINESTRING'
+                             THEN ST_Length(piece::geography) ELSE 0 END) AS m
+        FROM seg GROUP BY sid
+    )
+    UPDATE patrol_sessions p
+    SET length_m = p.length_m + w.m, border_m = p.border_m + COALESCE(i.m, 0)
+    FROM walked w LEFT JOIN inside i ON i.sid = w.sid
+    WHERE p.id = w.sid;
+    RETURN n;
+END;
+$$;

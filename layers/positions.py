@@ -1,0 +1,263 @@
+"""Positions of team members' devices: the time-partitioned ``positions`` table, the latest fix
+of each device and team, and the team positions layer (``team_positions``).
+
+Every write here runs in the caller's transaction: the fixes, the latest fix of the device and
+of its team, and the patrol sessions (``patrol_apply``, migration 0022) commit together.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from psycopg import errors as pgerr
+
+from gis.fixes import Fix
+from layers.db import Conn, translate_errors
+from layers.registry import LayerSpec, register
+
+SPEC = register(
+    LayerSpec(
+        id="team_positions",
+        title="Team positions (latest)",
+        description="The latest good position of each joint team, at team level only. Needs a key.",
+        table="team_positions",
+        geometry_column="geom",
+        geometry_type="Point",
+        id_column="team",
+        public=("team", "name", "side", "time"),
+        temporal="time",
+        style={"color": "#08519c", "radius": 7, "fillOpacity": 0.9},
+        keyed=True,  # live positions of police and patrol teams
+    )
+)
+
+_BOUNDS: dict[str, Any] = {}
+_BOUNDS_LOCK = threading.Lock()
+BOUNDS_TTL_S = 300.0
+
+
+def maintain(conn: Conn, *, retention_days: int, days_back: int | None = None) -> dict[str, Any]:
+    """Make the day partitions from ``days_back`` (default: the retention) days ago to two days
+    ahead, and drop those wholly older than the retention; return what was created and dropped."""
+    with translate_errors(), conn.transaction():
+        row = conn.execute(
+            "SELECT positions_maintain(%s, %s) AS r", (retention_days, days_back)
+        ).fetchone()
+    return dict(row["r"])  # type: ignore[index]
+
+
+def partitions(conn: Conn) -> list[dict[str, Any]]:
+    """The partitions of ``positions``, oldest first, with their bounds and row counts."""
+    with translate_errors():
+        return conn.execute(
+            "SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound,"
+            " (SELECT count(*) FROM positions p WHERE p.tableoid = c.oid) AS rows"
+            " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'positions'::regclass ORDER BY c.relname"
+        ).fetchall()
+
+
+def service_box(conn: Conn) -> tuple[float, float, float, float] | None:
+    """The lon/lat box of the loaded districts (cached a few minutes), or None if none."""
+    with _BOUNDS_LOCK:
+        hit = _BOUNDS.get("box")
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+    with translate_errors():
+        row = conn.execute(
+            "SELECT ST_XMin(e) AS x0, ST_YMin(e) AS y0, ST_XMax(e) AS x1, ST_YMax(e) AS y1"
+            " FROM (SELECT ST_Extent(geom) AS e FROM areas WHERE level = 'district') s"
+        ).fetchone()
+    box = None if row is None or row["x0"] is None else (row["x0"], row["y0"], row["x1"], row["y1"])
+    with _BOUNDS_LOCK:
+        _BOUNDS["box"] = (time.monotonic() + BOUNDS_TTL_S, box)
+    return box
+
+
+def previous_good(conn: Conn, *, device: str, before: datetime) -> Fix | None:
+    """The device's last good (unflagged) fix before ``before``: the latest fix when it is
+    older (the live case, one key look-up), else the stored fix just before."""
+    with translate_errors():
+        row = conn.execute(
+            "SELECT time, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM device_latest"
+            " WHERE device = %s AND time < %s",
+            (device, before),
+        ).fetchone()
+        if row is None:
+            row = conn.execute(
+                "SELECT time, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM positions"
+                " WHERE device = %s AND time < %s AND flags = '{}' ORDER BY time DESC LIMIT 1",
+                (device, before),
+            ).fetchone()
+    return None if row is None else Fix(lon=row["lon"], lat=row["lat"], time=row["time"])
+
+
+INSERT = """
+INSERT INTO positions (device, time, side, team, member_id, geom, accuracy_m, speed_mps,
+                       bearing, altitude_m, battery, flags, source)
+SELECT %(device)s, u.t, %(side)s, %(team)s, %(member)s, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326),
+       u.a, u.s, u.b, u.alt, u.bat,
+       CASE WHEN u.fl = '' THEN '{}'::text[] ELSE string_to_array(u.fl, ',') END, %(source)s
+FROM unnest(%(t)s::timestamptz[], %(x)s::float8[], %(y)s::float8[], %(a)s::float4[],
+            %(s)s::float4[], %(b)s::float4[], %(alt)s::float4[], %(bat)s::float4[],
+            %(fl)s::text[]) AS u(t, x, y, a, s, b, alt, bat, fl)
+ON CONFLICT (device, time) DO NOTHING
+RETURNING time, flags = '{}' AS good
+"""
+
+LATEST = """
+WITH d AS (
+    INSERT INTO device_latest AS l (device, side, team, member_id, time, geom, accuracy_m,
+                                    speed_mps, seen_at)
+    VALUES (%(device)s, %(side)s, %(team)s, %(member)s, %(t)s,
+            ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326), %(a)s, %(s)s, %(seen)s)
+    ON CONFLICT (device) DO UPDATE SET
+        time = greatest(l.time, EXCLUDED.time),
+        geom = CASE WHEN EXCLUDED.time > l.time THEN EXCLUDED.geom ELSE l.geom END,
+        accuracy_m = CASE WHEN EXCLUDED.time > l.time THEN EXCLUDED.accuracy_m ELSE l.accuracy_m END,
+        speed_mps = CASE WHEN EXCLUDED.time > l.time THEN EXCLUDED.speed_mps ELSE l.speed_mps END,
+        team = EXCLUDED.team, member_id = EXCLUDED.member_id,
+        seen_at = greatest(l.seen_at, EXCLUDED.seen_at), updated_at = now()
+    RETURNING 1
+)
+INSERT INTO team_latest AS tl (team, side, time, geom)
+VALUES (%(team)s, %(side)s, %(t)s, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326))
+ON CONFLICT (team) DO UPDATE SET time = EXCLUDED.time, geom = EXCLUDED.geom, updated_at = now()
+WHERE tl.time < EXCLUDED.time
+"""
+
+
+class MissingPartition(Exception):
+    """A fix's day has no partition yet: run ``maintain`` and the transaction again."""
+
+
+def store(
+    conn: Conn,
+    *,
+    device: dict[str, Any],
+    fixes: list[Fix],
+    source: str,
+    gap_s: float,
+    retention_days: int,
+) -> dict[str, int]:
+    """Store a device's fixes (already checked and flagged), once each per (device, time); move
+    the device's and team's latest fix; bring the device's patrol sessions up to date. Returns
+    ``{"stored", "duplicates"}``. Runs in the caller's transaction."""
+    if not fixes:
+        return {"stored": 0, "duplicates": 0}
+    params = {
+        "device": device["id"],
+        "side": device["side"],
+        "team": device["team"],
+        "member": device["member_id"],
+        "source": source,
+        "t": [f.time for f in fixes],
+        "x": [f.lon for f in fixes],
+        "y": [f.lat for f in fixes],
+        "a": [f.accuracy_m for f in fixes],
+        "s": [f.speed_mps for f in fixes],
+        "b": [f.bearing for f in fixes],
+        "alt": [f.altitude_m for f in fixes],
+        "bat": [f.battery for f in fixes],
+        "fl": [",".join(f.flags) for f in fixes],
+    }
+    with translate_errors():
+        try:
+            rows = conn.execute(INSERT, params).fetchall()
+        except pgerr.CheckViolation as exc:
+            # no partition for a fix's day (a server that ran past the partitions made ahead):
+            # the caller makes them (``maintain``) and runs its transaction once more
+            if "no partition" not in str(exc):
+                raise
+            raise MissingPartition(retention_days) from exc
+        stored = {r["time"]: r["good"] for r in rows}
+        good = [f for f in fixes if stored.get(f.time)]
+        if good:
+            last = max(good, key=lambda f: f.time)
+            conn.execute(
+                LATEST,
+                {
+                    "device": device["id"],
+                    "side": device["side"],
+                    "team": device["team"],
+                    "member": device["member_id"],
+                    "t": last.time,
+                    "x": last.lon,
+                    "y": last.lat,
+                    "a": last.accuracy_m,
+                    "s": last.speed_mps,
+                    "seen": max(stored),
+                },
+            )
+            conn.execute(
+                "SELECT patrol_apply(%s, %s, %s)",
+                (device["id"], min(f.time for f in good), gap_s),
+            )
+        elif stored:
+            conn.execute(
+                "UPDATE device_latest SET seen_at = greatest(seen_at, %s) WHERE device = %s",
+                (max(stored), device["id"]),
+            )
+    return {"stored": len(stored), "duplicates": len(fixes) - len(stored)}
+
+
+def count_dropped(conn: Conn, *, device: dict[str, Any], reason: str, day: datetime) -> None:
+    """Count a fix that was answered 200 but not stored (``/osmand``, ``/owntracks``)."""
+    with translate_errors(), conn.transaction():
+        conn.execute(
+            "INSERT INTO positions_dropped AS d (device, side, day, reason, n)"
+            " VALUES (%s, %s, %s, %s, 1)"
+            " ON CONFLICT (device, day, reason) DO UPDATE SET n = d.n + 1",
+            (device["id"], device["side"], day.date(), reason),
+        )
+
+
+def dropped(conn: Conn, *, device: str) -> dict[str, int]:
+    with translate_errors():
+        rows = conn.execute(
+            "SELECT reason, sum(n)::bigint AS n FROM positions_dropped WHERE device = %s"
+            " GROUP BY reason",
+            (device,),
+        ).fetchall()
+    return {r["reason"]: int(r["n"]) for r in rows}
+
+
+def track(conn: Conn, *, device: str, since: datetime | None = None) -> list[dict[str, Any]]:
+    """The device's stored fixes in time order (lon, lat WGS84, time, flags)."""
+    with translate_errors():
+        return conn.execute(
+            "SELECT time, ST_X(geom) AS lon, ST_Y(geom) AS lat, accuracy_m, speed_mps, flags, source"
+            " FROM positions WHERE device = %s AND (%s::timestamptz IS NULL OR time >= %s)"
+            " ORDER BY time",
+            (device, since, since),
+        ).fetchall()
+
+
+def latest_by_team(conn: Conn, *, side: str | None = None) -> list[dict[str, Any]]:
+    """The latest good fix of every team (team level: no device, no member), by team."""
+    with translate_errors():
+        return conn.execute(
+            "SELECT team, side, name, time, ST_X(geom) AS lon, ST_Y(geom) AS lat"
+            " FROM team_positions WHERE %(side)s::text IS NULL OR side = %(side)s ORDER BY team",
+            {"side": side},
+        ).fetchall()
+
+
+def fresh_member_fixes(conn: Conn, *, max_age_s: float, now: datetime) -> list[dict[str, Any]]:
+    """For routing by where a team is now: the latest good fix of each member on a live device,
+    no older than ``max_age_s``, with the member's team and side (lon, lat WGS84). The caller
+    keeps those of teams on duty (the roster) and picks, per team, the member nearest the point.
+    """
+    with translate_errors():
+        return conn.execute(
+            "SELECT DISTINCT ON (l.member_id) l.member_id, l.team, m.side, l.device, l.time,"
+            " ST_X(l.geom) AS lon, ST_Y(l.geom) AS lat"
+            " FROM device_latest l JOIN members m ON m.id = l.member_id"
+            " JOIN devices d ON d.id = l.device AND d.revoked_at IS NULL"
+            " WHERE l.time >= %(now)s - make_interval(secs => %(age)s) AND l.time <= %(now)s + interval '5 minutes'"
+            " ORDER BY l.member_id, l.time DESC",
+            {"now": now, "age": max_age_s},
+        ).fetchall()
