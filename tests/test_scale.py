@@ -34,6 +34,10 @@ LARGE_TABLES = (
     "device_latest",
     "patrol_sessions",
     "coverage_cells",
+    "coverage_cell_parts",
+    "patrol_marks",
+    "positions_dropped",
+    "team_latest",
     "side_parts",
     "media",
 )
@@ -47,6 +51,7 @@ SMALL_TABLES = (
     "api_keys",
     "audit_checkpoints",
     "border",
+    "coverage_state",
     "layer_changes",
     "notify_channels",
     "notify_rules",
