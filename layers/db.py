@@ -157,10 +157,71 @@ def sql(name: str) -> str:
     return (resources.files("layers") / "sql" / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def migrate(conn: Conn) -> list[str]:
-    """Apply the numbered SQL files under ``layers/migrations`` not yet recorded; return them.
+# -- schema: numbered migrations and function source files --------------------------------
+#
+# Numbered migrations (layers/migrations/NNNN_*.sql) carry schema changes only, each applied
+# once and recorded in schema_migrations. Every SQL function's current text lives in one
+# file of its own, layers/functions/<name>.sql (CREATE OR REPLACE, idempotent), and every
+# migrate applies all of them after the migrations, as pgstac keeps its functions: a
+# function exists once in the tree, and changing it means editing its file.
+#
+# Ordering rule. A migration that uses one of these functions while it runs (a trigger, an
+# index or a generated column over it, a DO block calling it) names it in a header line
+#     -- needs: name, other_name
+# and the migrator applies those files first, in the migration's own transaction, with
+# check_function_bodies off (a body may name tables or columns of a later migration: it is
+# checked when the final pass applies it again over the whole schema). The final pass
+# applies every file in name order. A function whose arguments or result type change is a
+# schema change: a numbered migration drops the old signature (DROP FUNCTION IF EXISTS), and
+# the file creates the new one. An IMMUTABLE function behind an index or a generated column
+# whose result changes needs a migration that rebuilds them.
 
-    Each file runs in its own transaction, and an advisory lock keeps two migrators apart.
+_NEEDS = re.compile(r"^--\s*needs:\s*(.+)$", re.MULTILINE)
+
+
+def _sql_files(folder: str) -> dict[str, str]:
+    """``{file name: text}`` of the ``.sql`` files of ``layers/<folder>``, in name order."""
+    base = resources.files("layers") / folder
+    names = sorted(p.name for p in base.iterdir() if p.name.endswith(".sql"))
+    return {n: (base / n).read_text(encoding="utf-8") for n in names}
+
+
+def function_names() -> list[str]:
+    """The functions kept as source files (``layers/functions/<name>.sql``)."""
+    return [n.removesuffix(".sql") for n in _sql_files("functions")]
+
+
+def migration_needs(text: str) -> list[str]:
+    """The function files a migration's ``-- needs:`` header lines name, in order."""
+    known = set(function_names())
+    names = [n.strip() for line in _NEEDS.findall(text) for n in line.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise RuntimeError(f"a migration needs functions with no file: {', '.join(unknown)}")
+    return names
+
+
+def apply_functions(conn: Conn, names: list[str] | None = None, *, check: bool = True) -> None:
+    """Apply the function files ``names`` (all of them by default) in the current transaction.
+
+    ``check=False`` sets check_function_bodies off for the transaction (a migration's needs).
+    """
+    files = _sql_files("functions")
+    row = conn.execute("SELECT current_setting('check_function_bodies') AS v").fetchone()
+    before = str(row["v"]) if row else "on"
+    conn.execute(
+        "SELECT set_config('check_function_bodies', %s, true)", ("on" if check else "off",)
+    )
+    for name in names if names is not None else function_names():
+        conn.execute(files[f"{name}.sql"])
+    conn.execute("SELECT set_config('check_function_bodies', %s, true)", (before,))
+
+
+def migrate(conn: Conn) -> list[str]:
+    """Apply the numbered migrations not yet recorded, then every function file; return the former.
+
+    Each migration runs in its own transaction (after the function files it needs), the
+    function files in one more, and an advisory lock keeps two migrators apart.
     """
     applied: list[str] = []
     with translate_errors():
@@ -174,19 +235,20 @@ def migrate(conn: Conn) -> list[str]:
                 )
             done = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
             default_grants(conn)  # new tables reach the server's role (layers/roles.py)
-            folder = resources.files("layers") / "migrations"
-            for name in sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql")):
+            for name, text in _sql_files("migrations").items():
                 version = name.split("_", 1)[0]
                 if version in done:
                     continue
-                text = (folder / name).read_text(encoding="utf-8")
                 with conn.transaction():
+                    apply_functions(conn, migration_needs(text), check=False)
                     conn.execute(text)
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                         (version, name),
                     )
                 applied.append(name)
+            with conn.transaction():
+                apply_functions(conn)
             default_grants(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
@@ -202,8 +264,7 @@ def postgis_version(conn: Conn) -> str:
 
 def pending_migrations(conn: Conn) -> list[str]:
     """The migration files not yet applied to this database (empty when up to date)."""
-    folder = resources.files("layers") / "migrations"
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    names = list(_sql_files("migrations"))
     with translate_errors():
         exists = conn.execute(
             "SELECT to_regclass('schema_migrations') IS NOT NULL AS ok"

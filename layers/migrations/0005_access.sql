@@ -1,3 +1,4 @@
+-- needs: incident_event_digest, incident_events_chain
 -- Access: API keys (stored only as hashes), page sessions, a hash chain over each case's
 -- events, and an application role that may only append to the audit trail.
 
@@ -27,22 +28,9 @@ CREATE INDEX sessions_key_idx ON sessions (key_id);
 -- Every append happens under a row lock on its case, so a case's chain never forks.
 ALTER TABLE incident_events ADD COLUMN prev_hash bytea, ADD COLUMN hash bytea;
 
-CREATE FUNCTION incident_event_digest(prev bytea, e incident_events) RETURNS bytea
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT sha256(coalesce(prev, '\x'::bytea) || convert_to(concat_ws('|',
-        e.incident_id::text, e.seq::text, e.side, e.action, coalesce(e.from_status, ''), e.to_status,
-        e.actor::jsonb::text, coalesce(e.actor_side, ''), coalesce(e.note, ''), e.payload::jsonb::text,
-        to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')), 'UTF8'))
-$$;
+-- incident_event_digest(): layers/functions/incident_event_digest.sql
 
-CREATE FUNCTION incident_events_chain() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    SELECT hash INTO NEW.prev_hash FROM incident_events
-    WHERE incident_id = NEW.incident_id ORDER BY seq DESC LIMIT 1;
-    NEW.hash := incident_event_digest(NEW.prev_hash, NEW);
-    RETURN NEW;
-END;
-$$;
+-- incident_events_chain(): layers/functions/incident_events_chain.sql
 CREATE TRIGGER incident_events_chain BEFORE INSERT ON incident_events
     FOR EACH ROW EXECUTE FUNCTION incident_events_chain();
 

@@ -1,3 +1,4 @@
+-- needs: audit_append_only
 -- Signed checkpoints of the audit trail (gis/checkpoint.py, gis/merkle.py): this
 -- installation's own (origin 'local') and those imported from another side (origin = that
 -- side's code). The signed statement is kept as the exact text that was signed.
@@ -34,14 +35,7 @@ CREATE TABLE audit_checkpoint_heads (
 );
 CREATE INDEX audit_checkpoint_heads_case_idx ON audit_checkpoint_heads (incident_id, checkpoint_id);
 
--- Append-only, like the trail itself (a superuser can still get round it: that is what the
--- signature and the copies outside the database are for).
-CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
-        USING ERRCODE = 'insufficient_privilege';
-END;
-$$;
+-- audit_append_only(): layers/functions/audit_append_only.sql
 CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE OR DELETE ON audit_checkpoints
     FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
