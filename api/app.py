@@ -97,7 +97,7 @@ def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> Connec
 
 async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
     """Escalate overdue cases every ``interval_s`` seconds; a database outage only delays it."""
-    from api.cases import escalate_overdue
+    from api.usecases.cases import escalate_overdue
 
     while True:
         await asyncio.sleep(interval_s)
@@ -123,7 +123,7 @@ def media_body_rule(service: settings.ServiceSettings) -> BodyRule:
 
 async def _checkpoint_loop(app: FastAPI, interval_s: float) -> None:
     """Sign a checkpoint of the audit trail every ``interval_s`` seconds (api/trail.py)."""
-    from api.trail import load_key, make_checkpoint
+    from api.usecases.trail import load_key, make_checkpoint
 
     audit = settings.AuditSettings()
 
@@ -149,7 +149,7 @@ def _start_delivery(app: FastAPI, conninfo: Callable[[], str], idle_s: float) ->
     own: a round holds its transaction while it sends, which must not take a pool slot."""
     import threading
 
-    from api.deliver import from_settings
+    from api.usecases.deliver import from_settings
     from layers.db import connect
 
     stop = threading.Event()

@@ -105,7 +105,7 @@ def migrate_cmd() -> None:
 @main.command("seed")
 def seed_cmd() -> None:
     """Load boundary_data/ (real districts and the synthetic demo). Re-running changes nothing."""
-    from api.loading import seed
+    from api.usecases.loading import seed
 
     cat = load_catalogue(settings.data().catalogue)
     with _conn() as conn:
@@ -130,7 +130,7 @@ def load_cmd(
     path: Path, layer: str, crs: str, side: str | None, skip_invalid: bool, as_json: bool
 ) -> None:
     """Import a GeoJSON, GeoPackage or Shapefile into a layer (upsert by code)."""
-    from api.loading import load_file
+    from api.usecases.loading import load_file
 
     cat = load_catalogue(settings.data().catalogue)
     with _conn() as conn:
@@ -178,7 +178,7 @@ def derive_border_cmd(width_m: float | None) -> None:
 )
 def audit_cmd(fmt: str, min_area_m2: float) -> None:
     """Coverage audit: gaps, overlaps, grids leaving their village, police-grid mismatches."""
-    from api.loading import audit
+    from api.usecases.loading import audit
     from gis.coverage import metric_transformer, to_feature_collection
 
     with _conn() as conn:
@@ -214,7 +214,7 @@ def audit_cmd(fmt: str, min_area_m2: float) -> None:
 @main.command("escalate-overdue")
 def escalate_overdue_cmd() -> None:
     """Escalate every overdue open case one rung (for cron; the server also does it)."""
-    from api.cases import escalate_overdue
+    from api.usecases.cases import escalate_overdue
 
     cat = load_catalogue(settings.data().catalogue)
     with _conn() as conn:
@@ -238,7 +238,7 @@ def reroute_cmd(open_only: bool, dry_run: bool, full: bool, as_json: bool) -> No
     By default only the cases that the layer changes logged since the last re-route can
     reach; a full pass the first time, after the catalogue changes, after a layer is
     truncated or most of it changed, or with --full."""
-    from api.reroute import reroute
+    from api.usecases.reroute import reroute
 
     cat = load_catalogue(settings.data().catalogue)
     with _conn() as conn:
@@ -370,7 +370,7 @@ def _when(value: str | None) -> Any:
 def audit_trail_verify(against: str, public_key: Path | None, as_json: bool) -> None:
     """Check the hash chain, every case against its trail, and every case against the latest
     checkpoint covering it; exit 1 when anything is found."""
-    from api.trail import CANNOT_PROVE, verify
+    from api.usecases.trail import CANNOT_PROVE, verify
 
     with _conn() as conn:
         rep = verify(
@@ -412,7 +412,7 @@ def audit_trail_verify(against: str, public_key: Path | None, as_json: bool) -> 
 @click.option("--json", "as_json", is_flag=True, help="print the checkpoint as JSON")
 def audit_trail_checkpoint(as_json: bool) -> None:
     """Sign a checkpoint now: the Merkle root over every case's chain head."""
-    from api.trail import load_key, make_checkpoint
+    from api.usecases.trail import load_key, make_checkpoint
 
     a = settings.AuditSettings()
     key = load_key(a.key_file)
@@ -433,7 +433,7 @@ def audit_trail_checkpoint(as_json: bool) -> None:
 @audit_trail.command("public-key")
 def audit_trail_public_key() -> None:
     """Print this installation's checkpoint public key (PEM), for the other side."""
-    from api.trail import load_key
+    from api.usecases.trail import load_key
     from gis.checkpoint import public_pem
 
     click.echo(public_pem(load_key(settings.AuditSettings().key_file).public_key()), nl=False)
@@ -450,7 +450,7 @@ def audit_trail_public_key() -> None:
 )
 def audit_trail_export(since: str | None, out: Path | None) -> None:
     """Write this installation's checkpoints as signed files, for the other side to hold."""
-    from api.trail import export_checkpoints
+    from api.usecases.trail import export_checkpoints
 
     folder = out or settings.AuditSettings().checkpoint_dir
     with _conn() as conn:
@@ -465,7 +465,7 @@ def audit_trail_export(since: str | None, out: Path | None) -> None:
 @click.option("--against", default="local", show_default=True, help="local, or a side code")
 def audit_trail_prove(case: str, against: str) -> None:
     """Print one case's Merkle inclusion proof in the latest checkpoint (JSON)."""
-    from api.trail import prove
+    from api.usecases.trail import prove
 
     with _conn() as conn:
         _out(prove(conn, case, against=against))
@@ -482,7 +482,7 @@ def audit_trail_prove(case: str, against: str) -> None:
 )
 def audit_trail_check_proof(file: Path, public_key: Path) -> None:
     """Check an inclusion proof offline: the signature, and the case's head under the root."""
-    from api.trail import check_proof
+    from api.usecases.trail import check_proof
 
     doc = json.loads(file.read_text(encoding="utf-8"))
     problems = check_proof(doc, public_key.read_bytes())
@@ -509,7 +509,7 @@ def audit_trail_check_proof(file: Path, public_key: Path) -> None:
 def audit_trail_import(files: tuple[Path, ...], side: str, public_key: Path) -> None:
     """Store another side's checkpoints after checking their signatures; refuse forged ones
     and ones signed by another key."""
-    from api.trail import import_checkpoints
+    from api.usecases.trail import import_checkpoints
 
     with _conn() as conn:
         done = import_checkpoints(conn, files, side=side, public_pem=public_key.read_bytes())
@@ -523,7 +523,7 @@ def audit_trail_import(files: tuple[Path, ...], side: str, public_key: Path) -> 
 def _verify_media_files(*, to_stderr: bool = False) -> int:
     """Every photo on record must still be stored with its SHA-256; return how many are not.
     (``to_stderr``: beside a JSON report on standard output.)"""
-    from api.media import stores
+    from api.usecases.media import stores
     from layers.media import verify_files
 
     with _conn() as conn:
@@ -550,7 +550,7 @@ def _verify_media_files(*, to_stderr: bool = False) -> int:
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def demo_cmd(scale: str, cases: int | None, open_cases: int | None, as_json: bool) -> None:
     """Load demo data at a scale; COPY-based, and re-running loads nothing twice."""
-    from api import demo
+    from api.usecases import demo
 
     cat = load_catalogue(settings.data().catalogue)
     with _conn() as conn:
@@ -654,7 +654,7 @@ def webhook_add(
     name: str,
 ) -> None:
     """Add a subscription: prints its id and, on its own line, its whsec_ secret."""
-    from api import webhooks
+    from api.usecases import webhooks
 
     cat = load_catalogue(settings.data().catalogue)
     with _conn() as conn:
@@ -714,7 +714,7 @@ def webhook_rotate(sub_id: str) -> None:
     """A new secret (printed); the old one still signs beside it for the grace period."""
     from datetime import timedelta
 
-    from api import webhooks
+    from api.usecases import webhooks
 
     grace = timedelta(hours=settings.push().rotation_grace_hours)
     with _conn() as conn:
@@ -757,7 +757,7 @@ def notify() -> None:
 @click.option("--name", default="", help="what the channel is")
 def notify_add(url: str, team: str | None, side: str | None, role: str | None, name: str) -> None:
     """Add a channel; the catalogue's `notifications` says which events reach it."""
-    from api import webhooks
+    from api.usecases import webhooks
 
     with _conn() as conn:
         conn.autocommit = True
@@ -768,7 +768,7 @@ def notify_add(url: str, team: str | None, side: str | None, role: str | None, n
 @notify.command("list")
 def notify_list() -> None:
     """List channels (their URLs masked)."""
-    from api import webhooks
+    from api.usecases import webhooks
     from layers import outbox
 
     with _conn() as conn:
@@ -801,7 +801,7 @@ def deliver_cmd(once: bool) -> None:
     import signal
     import threading
 
-    from api.deliver import from_settings
+    from api.usecases.deliver import from_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cat = load_catalogue(settings.data().catalogue)

@@ -53,7 +53,7 @@ def create_db(name: str, *, seed: bool = True) -> str:
 
     from api import settings
     from api.catalogue import load_catalogue
-    from api.loading import seed as seed_data
+    from api.usecases.loading import seed as seed_data
     from layers.db import connect, migrate
 
     assert name.startswith("jointgrid_bench_"), "benchmarks only touch their own databases"

@@ -17,7 +17,7 @@ from bench._common import PROVINCE_DB, create_db, table, write_section
 def main() -> None:
     from api import settings
     from api.catalogue import load_catalogue
-    from api.demo import run
+    from api.usecases.demo import run
     from layers.db import connect
 
     n_cases = int(os.environ.get("JOINTGRID_BENCH_CASES", "2000000"))

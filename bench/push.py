@@ -45,8 +45,8 @@ _POINTS: list[tuple[float, float]] = []
 
 
 def _cases(conn: Any, catalogue: Any, n: int) -> list[dict[str, Any]]:
-    from api.cases import report
-    from api.schemas import ReportIn
+    from api.usecases.cases import report
+    from api.usecases.schemas import ReportIn
     from tests.geo import ANJU, TONGNAN, point_inside
 
     if not _POINTS:  # made once, outside the timed loops; spread, so few are near duplicates
@@ -74,8 +74,8 @@ def deliveries(url: str, catalogue: Any) -> dict[str, Any]:
     import psycopg
     from psycopg.rows import dict_row
 
-    from api import webhooks
-    from api.deliver import Deliverer, signature
+    from api.usecases import webhooks
+    from api.usecases.deliver import Deliverer, signature
 
     port = free_port()
     with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
@@ -162,7 +162,7 @@ def ingestion(url: str, catalogue: Any) -> dict[str, Any]:
     import psycopg
     from psycopg.rows import dict_row
 
-    from api import webhooks
+    from api.usecases import webhooks
 
     with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
         conn.execute("DELETE FROM outbox")
@@ -219,7 +219,7 @@ def reroute(url: str) -> dict[str, Any]:
     import psycopg
     from psycopg.rows import dict_row
 
-    from api import webhooks
+    from api.usecases import webhooks
 
     out: dict[str, Any] = {"cases": REROUTE}
     with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:

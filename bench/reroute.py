@@ -45,7 +45,7 @@ def boundary_change(conn) -> dict[str, object]:  # type: ignore[no-untyped-def]
 def main() -> None:
     from api import settings
     from api.catalogue import load_catalogue
-    from api.reroute import reroute
+    from api.usecases.reroute import reroute
     from layers.db import connect
 
     cat = load_catalogue(settings.data().catalogue)

@@ -394,7 +394,7 @@ def _pick_teams(
 
 # -- What is stored of a decision, and what a re-route compares ---------------------------------
 #
-# Defined once, here: the report path (``api.cases``) and the batch re-route (``api.reroute``)
+# Defined once, here: the report path (``api.usecases.cases``) and the batch re-route (``api.usecases.reroute``)
 # both store ``routing_record`` and compare ``signature``.
 
 SIG_KEYS = ("mechanism", "sides", "teams", "contacts")

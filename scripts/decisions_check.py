@@ -1,6 +1,6 @@
 """Stored decisions against a full pass of the current engine, on a database of your choice.
 
-``populate``: report cases through the report path (``api.cases.report``) at points chosen to
+``populate``: report cases through the report path (``api.usecases.cases.report``) at points chosen to
 probe the rules on the demo layers: on the line, about 30, 900, 1,990, 2,000 and 2,600 m from
 it on both sides, in the joint grids, in gaps and outside, and with parties from the other
 side. ``compare``: decide every open case again (a full dry-run re-route) and list each case
@@ -67,9 +67,9 @@ def _points(conn: Any) -> list[tuple[float, float, tuple[str, ...]]]:
 
 def populate() -> None:
     from api import settings
-    from api.cases import report
     from api.catalogue import load_catalogue
-    from api.schemas import ReportIn
+    from api.usecases.cases import report
+    from api.usecases.schemas import ReportIn
     from gis.errors import DomainError
     from layers.db import connect
 
@@ -93,7 +93,7 @@ def populate() -> None:
 def compare(out: str | None) -> None:
     from api import settings
     from api.catalogue import load_catalogue
-    from api.reroute import reroute
+    from api.usecases.reroute import reroute
     from layers.db import connect
 
     cat = load_catalogue(settings.data().catalogue)

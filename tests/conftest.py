@@ -73,7 +73,7 @@ def db_url() -> Iterator[str]:
     try:
         from api import settings
         from api.catalogue import load_catalogue
-        from api.loading import seed
+        from api.usecases.loading import seed
         from layers.db import connect, migrate
 
         with connect(url) as conn:

@@ -258,7 +258,7 @@ def migrate_and_seed(url: str) -> None:
     """Apply the migrations and load boundary_data/ into the database at ``url``."""
     from api import settings
     from api.catalogue import load_catalogue
-    from api.loading import seed
+    from api.usecases.loading import seed
     from layers.db import connect, migrate
     from tests.conftest import server_login
 

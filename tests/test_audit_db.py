@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api.loading import audit
+from api.usecases.loading import audit
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api import trail
+from api.usecases import trail
 from gis import checkpoint as cp
 from gis.workflow import ladder_of
 from tests.geo import ANJU, TONGNAN, point_inside
@@ -355,8 +355,8 @@ def test_the_synthetic_provinces_trails_replay_to_its_cases(conn: Any, catalogue
     so verify finds nothing in it; a status changed with no event there is still found."""
     from datetime import UTC, datetime
 
-    from api.demo import load_cases, load_province_layers
-    from api.reroute import bulk_decisions
+    from api.usecases.demo import load_cases, load_province_layers
+    from api.usecases.reroute import bulk_decisions
     from gis import province as prov
     from tests.test_scale import SMALL, _real_sides
 

@@ -476,7 +476,7 @@ def bench_server(
     """A server on its own database with the demo data and 50,000 open cases (plus 8,000
     finished ones), and an admin key's header for it; dropped afterwards."""
     from api import settings
-    from api.loading import seed
+    from api.usecases.loading import seed
     from layers import keys
     from layers.db import connect, migrate
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from api.cases import escalate_overdue
-from api.reroute import reroute
+from api.usecases.cases import escalate_overdue
+from api.usecases.reroute import reroute
 from tests.geo import ANJU, TONGNAN, point_inside
 
 

@@ -345,7 +345,7 @@ def test_the_dashboard_refreshes_itself_and_fits_a_wall_screen(
 def test_a_list_narrowed_to_some_fields_carries_only_those(
     server: Server, api_keys: dict[str, str]
 ) -> None:
-    from api.cases import CASE_FIELDS
+    from api.usecases.cases import CASE_FIELDS
 
     worker = {"Authorization": f"Bearer {api_keys['grid_worker:510904']}"}
     lon, lat = point_inside(ANJU, 800, 0.61)

@@ -235,9 +235,9 @@ def test_the_views_copy_records_as_asdict_does(conn, catalogue):
     from dataclasses import asdict
     from datetime import UTC, datetime
 
-    from api import cases
-    from api.schemas import ReportIn
-    from api.views import flat
+    from api.usecases import cases
+    from api.usecases.schemas import ReportIn
+    from api.usecases.views import flat
     from layers import locate
 
     now = datetime.now(UTC)

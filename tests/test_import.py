@@ -12,7 +12,7 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import Polygon, box, mapping
 
-from api.loading import load_file
+from api.usecases.loading import load_file
 from gis.crs import from_wgs84
 from gis.errors import ImportRejected, InvalidInput
 
@@ -143,7 +143,7 @@ def test_reloading_the_same_file_changes_nothing(conn, tmp_path, catalogue):
 
 def test_the_seed_is_idempotent(conn, catalogue):
     from api import settings
-    from api.loading import seed
+    from api.usecases.loading import seed
 
     reports = seed(conn, settings.data().boundary_dir, catalogue=catalogue)
     assert all(r.counts["inserted"] == 0 and r.counts["updated"] == 0 for r in reports)

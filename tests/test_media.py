@@ -246,7 +246,7 @@ def test_the_teams_photo_during_handling_is_the_resolution(client, api_keys):
 
 
 def test_each_photo_is_in_the_audit_trail_and_verify_checks_the_files(client, conn, media_dir):
-    from api.media import stores
+    from api.usecases.media import stores
     from layers.incidents import verify_chain
     from layers.media import verify_files
 
@@ -303,7 +303,7 @@ def test_a_cached_copy_is_made_again_from_the_original(client, media_dir):
 def test_concurrent_first_views_make_the_copies_once(client, media_dir, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
-    from api import media
+    from api.usecases import media
     from gis import photos
 
     case = send_report(client, report_json(), [jpeg(1200, 900, seed=21)]).json()
@@ -391,8 +391,8 @@ def test_json_reports_still_work_and_refuse_as_before(client):
 
 
 def test_the_gallery_partial_and_the_map_popup_show_the_photos(client, conn):
-    from api import media
     from api.pages import config
+    from api.usecases import media
     from layers import incidents
 
     body = report_json()

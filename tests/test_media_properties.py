@@ -230,8 +230,8 @@ def test_the_api_answers_a_photo_or_a_coded_refusal(
 
 
 def test_too_many_is_its_own_refusal() -> None:
-    from api.media import check_all
     from api.settings import MediaSettings
+    from api.usecases.media import check_all
 
     with pytest.raises(TooManyMedia):
         check_all([b""] * 10, MediaSettings(max_count=9))

@@ -18,10 +18,10 @@ import pytest
 from psycopg import sql as q
 from psycopg.rows import dict_row
 
-from api import webhooks
-from api.cases import escalate_overdue, report, transition
-from api.deliver import SCHEDULE, Deliverer
-from api.schemas import ReportIn, TransitionIn
+from api.usecases import webhooks
+from api.usecases.cases import escalate_overdue, report, transition
+from api.usecases.deliver import SCHEDULE, Deliverer
+from api.usecases.schemas import ReportIn, TransitionIn
 from gis.errors import InvalidInput
 from layers import outbox
 from tests.conftest import _server_url, _with_db
@@ -35,7 +35,7 @@ ACTOR = {"kind": "key", "key_id": None, "role": "admin", "side": None, "team": N
 def push_db() -> Iterator[str]:
     from api import settings
     from api.catalogue import load_catalogue
-    from api.loading import seed
+    from api.usecases.loading import seed
     from layers.db import connect, migrate
 
     server = _server_url()
@@ -399,7 +399,7 @@ def test_one_destination_failing_never_marks_another_done(
 def test_unsafe_addresses_are_refused_before_any_attempt(
     db: Any, catalogue: Any, receiver: Receiver, address: str, allow: bool, refused: str
 ) -> None:
-    from api.deliver import Refused, pin
+    from api.usecases.deliver import Refused, pin
 
     with pytest.raises(Refused, match=refused):
         pin("https://hooks.example/x", allow_private=allow, resolver=lambda h, p: [address])
@@ -418,7 +418,7 @@ def test_unsafe_addresses_are_refused_before_any_attempt(
 def test_a_pinned_request_keeps_the_name_in_host(
     db: Any, catalogue: Any, receiver: Receiver
 ) -> None:
-    from api.deliver import pin
+    from api.usecases.deliver import pin
 
     t = pin(
         f"http://hooks.example:{receiver.port}/p?q=1",
@@ -842,7 +842,7 @@ def test_the_server_delivers_in_a_thread_of_its_own(
 def test_a_reroute_writes_its_deliveries_with_its_events(
     push_db: str, db: Any, catalogue: Any, receiver: Receiver
 ) -> None:
-    from api.reroute import reroute
+    from api.usecases.reroute import reroute
     from tests.geo import hand_strip_to_anju
 
     sub = subscribe(db, receiver, events="rerouted")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 import shapely
 
-from api.reroute import reroute
+from api.usecases.reroute import reroute
 from gis.errors import DomainError
 from gis.routing import Report, decide, decision_view, signature
 from layers import locate

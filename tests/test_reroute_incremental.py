@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from api.reroute import reroute
+from api.usecases.reroute import reroute
 from gis.errors import Conflict
 from layers import changes
 from tests.geo import ANJU, TONGNAN, hand_strip_to_anju, point_inside
@@ -189,7 +189,7 @@ def test_full_pass_when_no_run_or_another_catalogue(conn, client, catalogue, mon
     other = reroute(conn, wider, now=NOW, dry_run=True)
     assert (other.mode, other.why) == ("full", "the catalogue changed since the last re-route")
     assert other.changed >= 1  # a wider zone makes more cases cross-boundary
-    monkeypatch.setattr("api.reroute.FULL_PASS_AFTER_CHANGES", 10)
+    monkeypatch.setattr("api.usecases.reroute.FULL_PASS_AFTER_CHANGES", 10)
     conn.execute("UPDATE grids SET chief_name = chief_name || '.'")  # a whole layer re-imported
     many = reroute(conn, catalogue, now=NOW, dry_run=True)
     assert many.mode == "full" and "a full pass is cheaper" in many.why

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from api.reroute import reroute
+from api.usecases.reroute import reroute
 from gis.duty import DutyMemo, on_duty
 from gis.errors import DomainError
 from gis.routing import SIG_KEYS, Report, contacts_digest, decide, signature

@@ -145,8 +145,8 @@ def test_province_generator_is_deterministic_and_nests():
 
 
 def test_province_loads_with_copy_and_routes_like_the_single_path(conn, catalogue):
-    from api.demo import load_cases, load_province_layers
-    from api.reroute import bulk_decisions
+    from api.usecases.demo import load_cases, load_province_layers
+    from api.usecases.reroute import bulk_decisions
     from gis.routing import Report, contacts_digest, decide, signature
     from layers import locate
 

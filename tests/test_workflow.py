@@ -595,7 +595,7 @@ def test_domain_errors_share_a_base() -> None:
 def test_the_api_offers_exactly_the_workflow_actions():
     from typing import get_args
 
-    from api.schemas import TransitionAction
+    from api.usecases.schemas import TransitionAction
     from gis.workflow import ACTIONS
 
     assert set(get_args(TransitionAction)) == set(ACTIONS)

@@ -25,15 +25,16 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
-from api import cases, i18n, media, params
+from api import i18n, params
 from api.access import Principal, allow, case_scope, check_transition, may_see_reporter, visible
 from api.deps import CatalogueDep, Conn
 from api.errors import body as error_body
 from api.errors import status_for
 from api.i18n import trace as trace_text
 from api.pages import config
-from api.schemas import TransitionIn
 from api.settings import MapSettings
+from api.usecases import cases, media
+from api.usecases.schemas import TransitionIn
 from gis import workflow
 from gis.catalogue import Catalogue
 from gis.crs import from_wgs84

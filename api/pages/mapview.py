@@ -23,7 +23,7 @@ from folium.plugins import HeatMap, Realtime
 from folium.template import Template
 from folium.utilities import JsCode
 
-from api import i18n, media, params
+from api import i18n, params
 from api.access import Principal, allow, can_see
 from api.deps import CatalogueDep, Conn
 from api.i18n import trace as trace_text
@@ -39,6 +39,7 @@ from api.pages.filters import (
 )
 from api.security import add_nonce, nonce_of
 from api.settings import MapSettings
+from api.usecases import media
 from gis.catalogue import Catalogue
 from gis.errors import InvalidInput, NotFound
 from gis.workflow import STATUSES

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from api import cases, limits, params
+from api import limits, params
 from api.access import (
     CASE_ROLES,
     Principal,
@@ -23,7 +23,8 @@ from api.access import (
 )
 from api.access import case_scope as access_scope
 from api.deps import CatalogueDep, Conn, database
-from api.schemas import ReportIn, TransitionIn
+from api.usecases import cases
+from api.usecases.schemas import ReportIn, TransitionIn
 from gis import workflow
 from gis.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
 from layers import incidents

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import database
-from api.views import locate_view
+from api.usecases.views import locate_view
 from gis.crs import parse_crs, to_wgs84
 from gis.location import check_lonlat, place
 from layers import locate

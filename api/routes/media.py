@@ -16,10 +16,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from api import media, settings
+from api import settings
 from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn, Db, app_limiter
 from api.routes.incidents import _visible
+from api.usecases import media
 from gis.errors import Forbidden, InvalidInput, MediaTooLarge, NotFound, UnsupportedMediaType
 from gis.photos import Checked
 from layers import media as media_layer

@@ -39,11 +39,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import cases, errors, params
+from api import errors, params
 from api.access import ALL_ROLES, CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn
-from api.media import public_url
-from api.schemas import Reporter, ReportIn
+from api.usecases import cases
+from api.usecases.media import public_url
+from api.usecases.schemas import Reporter, ReportIn
 from gis import redaction
 from gis.catalogue import Catalogue
 from gis.errors import DomainError, InvalidInput, NotFound

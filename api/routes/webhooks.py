@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api import settings
-from api import webhooks as use
 from api.access import Principal, allow
 from api.deps import CatalogueDep, Conn
+from api.usecases import webhooks as use
 from layers import outbox
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["push"])

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from api.deliver import Refused, pin
-from api.push_text import EVENT_TITLES
+from api.usecases.deliver import Refused, pin
+from api.usecases.push_text import EVENT_TITLES
 from gis.catalogue import Catalogue
 from gis.errors import InvalidInput
 from layers import outbox

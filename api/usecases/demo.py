@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import shapely
 
-from api.loading import seed
+from api.usecases.loading import seed
 from gis import province as prov
 from gis.catalogue import Catalogue
 from layers import bulk
@@ -365,7 +365,7 @@ def run(
     say: Callable[[str], None] = lambda _m: None,
 ) -> DemoReport:
     """Load the demo at ``scale`` ("demo" or "province"); re-running loads nothing twice."""
-    from api.reroute import bulk_decisions
+    from api.usecases.reroute import bulk_decisions
 
     report = DemoReport(scale)
     clock = _Clock(report, say)

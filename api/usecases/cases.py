@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api import trail
-from api.schemas import ReportIn, TransitionIn
+from api.usecases import trail
+from api.usecases.schemas import ReportIn, TransitionIn
 from gis.catalogue import Catalogue
 from gis.crs import geometry_to_wgs84, parse_crs, to_wgs84
 from gis.errors import IdempotencyConflict, InvalidInput, NotFound, UnknownSeverity

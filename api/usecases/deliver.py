@@ -39,9 +39,9 @@ import httpx
 import orjson
 from standardwebhooks.webhooks import Webhook
 
-from api import push_text
 from api.access import Principal, may_see_reporter
-from api.cases import case_view
+from api.usecases import push_text
+from api.usecases.cases import case_view
 from gis.catalogue import Catalogue
 from gis.netsafety import refusal
 from layers import outbox

@@ -28,10 +28,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from api import cases
-from api.schemas import ReportIn
 from api.settings import MediaSettings
 from api.settings import media as media_settings
+from api.usecases import cases
+from api.usecases.schemas import ReportIn
 from gis import photos
 from gis.catalogue import Catalogue
 from gis.errors import Conflict, DomainError, Forbidden, NotFound, TooManyMedia

@@ -37,7 +37,7 @@ import orjson
 import shapely
 from psycopg.pq import TransactionStatus
 
-from api.cases import now_utc
+from api.usecases.cases import now_utc
 from gis.catalogue import Catalogue
 from gis.duty import DutyMemo
 from gis.errors import Conflict, DomainError
