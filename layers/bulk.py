@@ -154,10 +154,12 @@ def reroute_cases(
     candidates: bool = False,
     ids: Sequence[str] | None = None,
     far: bool = False,
+    half: int | None = None,
 ) -> Any:
     """The cases to re-route with their facts, as a pandas DataFrame (COPY out, parsed in C):
     with ``candidates``, only those staged in ``_reroute_candidates`` (``layers.changes``);
-    with ``ids``, only those. ``mechanisms``: each category's."""
+    with ``ids``, only those; with ``half`` (0 or 1), one of two disjoint halves of them.
+    ``mechanisms``: each category's."""
     import io
 
     import pandas as pd
@@ -170,6 +172,8 @@ def reroute_cases(
         only += "  AND i.id IN (SELECT c.id FROM _reroute_candidates c)\n"
     if ids is not None:
         only += "  AND i.id = ANY (%(ids)s::uuid[])\n"
+    if half is not None:
+        only += f"  AND (hashtext(i.id::text) & 1) = {int(half)}\n"
     cats = sorted(mechanisms)
     params = {"open_only": open_only, "radius_m": radius_m, "far": far, "categories": cats,
               "mechanisms": [mechanisms[c] for c in cats], "ids": list(ids or ())}  # fmt: skip

@@ -138,11 +138,23 @@ def _facts_by_key(df: Any) -> dict[str, LocationFacts]:
 
 def _read(conn: Conn, catalogue: Catalogue, *, open_only: bool, candidates: bool,
           far: bool = False, ids: list[str] | None = None) -> Any:  # fmt: skip
+    """The cases and their facts. A full read runs as two halves on two connections at once
+    (the engine's statement uses one core); the staged candidates live in a temp table of
+    ``conn``, and a connection inside a transaction has no sibling: then one statement."""
+    import pandas as pd
+
     mech = {c: catalogue.mechanism_for(c) for c in catalogue.categories}
-    return bulk.reroute_cases(
-        conn, open_only=open_only, candidates=candidates, ids=ids, far=far,
-        radius_m=catalogue.border_zone_m, mechanisms=mech,
-    )  # fmt: skip
+    kw = {"open_only": open_only, "candidates": candidates, "ids": ids, "far": far,
+          "radius_m": catalogue.border_zone_m, "mechanisms": mech}  # fmt: skip
+    other = None if candidates or ids is not None else bulk.sibling(conn)
+    if other is None:
+        return bulk.reroute_cases(conn, **kw)  # type: ignore[arg-type]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with other, ThreadPoolExecutor(max_workers=1) as pool:
+        second = pool.submit(bulk.reroute_cases, other, **kw, half=1)  # type: ignore[arg-type]
+        first = bulk.reroute_cases(conn, **kw, half=0)  # type: ignore[arg-type]
+        return pd.concat([first, second.result()], ignore_index=True)
 
 
 def catalogue_digest(catalogue: Catalogue) -> str:
