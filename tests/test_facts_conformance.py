@@ -275,4 +275,6 @@ def test_open_statuses_are_defined_once(conn):
     plan = conn.execute(
         "EXPLAIN SELECT id FROM incidents WHERE jointgrid_is_open(status) AND due_at < now()"
     ).fetchall()
-    assert "incidents_due_open_idx" in " ".join(str(r) for r in plan)
+    text = " ".join(str(r) for r in plan)
+    # a partial index over open cases serves it: its predicate matched the query's
+    assert any(d["indexname"] in text for d in defs), text
