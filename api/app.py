@@ -5,18 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
-from psycopg.rows import dict_row
-from psycopg.types.json import set_json_loads
-from psycopg_pool import ConnectionPool
 
 from api import cursors, settings
 from api.catalogue import load_catalogue
@@ -24,75 +19,21 @@ from api.errors import LastResort, add_exception_handlers
 from api.limits import RULES, BodyLimit, BodyRule, JsonBodies
 from api.security import SecurityHeaders
 from layers.db import Database
+from layers.pools import ServerPool, server_pool, work_as_app_role
 
 log = logging.getLogger("jointgrid")
 
 
-def _as_app_role(conn: Any) -> None:
-    """Work as `jointgrid_app` where it exists: it may only append to the audit trail.
-
-    Also reads JSON columns with orjson: the same values as the standard library's parser,
-    in a fraction of the time (a report reads back its facts and its stored case as JSON).
-    """
-    set_json_loads(orjson.loads, conn)
-    row = conn.execute(
-        "SELECT 1 FROM pg_roles WHERE rolname = 'jointgrid_app'"
-        " AND pg_has_role(current_user, 'jointgrid_app', 'MEMBER')"
-    ).fetchone()
-    if row:
-        conn.execute("SET ROLE jointgrid_app")
-
-
-# A pooled connection idle for longer than this is checked (one round trip) before it is
-# handed out; one used more recently is not. Under load every checkout skips the check; after
-# a database restart, a connection that was in use just before fails its next statement
-# (a 503, and the pool replaces it), any older one is weeded out by the check.
-CHECK_AFTER_IDLE_S = 1.0
-
-
-class Pool(ConnectionPool[Any]):
-    """The connection pool, remembering when each connection was last given back."""
-
-    def putconn(self, conn: Any) -> None:
-        conn._jg_idle_since = time.monotonic()
-        super().putconn(conn)
-
-
-def check_if_idled(conn: Any) -> None:
-    """The pool's check: a round trip only for a connection that idled (or was never used)."""
-    since = getattr(conn, "_jg_idle_since", None)
-    if since is None or time.monotonic() - since > CHECK_AFTER_IDLE_S:
-        ConnectionPool.check_connection(conn)
-
-
-def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> ConnectionPool[Any]:
-    """A connection pool that opens without waiting, so the server starts while the database is down."""
-    pool: ConnectionPool[Any] = Pool(
-        # A function, not a string: the pool asks it for every new connection, so the server
-        # logs in as its own role (never the owner) and finds a database that came back on
-        # another address (the private cluster's recorded URL is read afresh).
+def make_pool(db: settings.DatabaseSettings, *, open_now: bool = True) -> ServerPool:
+    """The server's connection pool, as the settings size it (``layers.pools``)."""
+    return server_pool(
         db.server_conninfo,
         min_size=db.pool_min,
         max_size=db.pool_max,
-        kwargs={
-            "row_factory": dict_row,
-            "connect_timeout": max(1, int(db.connect_timeout_s)),
-            "options": f"-c statement_timeout={db.statement_timeout_ms}",
-            # Every unit of work is an explicit `conn.transaction()` that commits when it ends,
-            # so an acknowledged report is durable before the response leaves.
-            "autocommit": True,
-        },
-        open=False,
-        name="jointgrid",
-        # No long background reconnection loop during an outage: each request that needs a
-        # connection tries afresh, so the server recovers as soon as the database is back.
-        reconnect_timeout=0,
-        check=check_if_idled,
-        configure=_as_app_role,
+        connect_timeout_s=db.connect_timeout_s,
+        statement_timeout_ms=db.statement_timeout_ms,
+        open_now=open_now,
     )
-    if open_now:
-        pool.open(wait=False)
-    return pool
 
 
 async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
@@ -112,7 +53,7 @@ async def _escalation_loop(app: FastAPI, interval_s: float) -> None:
 def media_body_rule(service: settings.ServiceSettings) -> BodyRule:
     """Photo uploads may carry a case's full count of photos at the largest size, plus the
     report's JSON (and the multipart framing); a JSON report keeps the default limit, checked
-    where its body is read (``api.media``)."""
+    where its body is read (``api.usecases.media``)."""
     m = settings.media()
     return BodyRule(
         ("POST",),
@@ -122,7 +63,7 @@ def media_body_rule(service: settings.ServiceSettings) -> BodyRule:
 
 
 async def _checkpoint_loop(app: FastAPI, interval_s: float) -> None:
-    """Sign a checkpoint of the audit trail every ``interval_s`` seconds (api/trail.py)."""
+    """Sign a checkpoint of the audit trail every ``interval_s`` seconds (api/usecases/trail.py)."""
     from api.usecases.trail import load_key, make_checkpoint
 
     audit = settings.AuditSettings()
@@ -158,7 +99,7 @@ def _start_delivery(app: FastAPI, conninfo: Callable[[], str], idle_s: float) ->
     def connect_() -> Any:
         # The server's own least-privileged login, found again after the database moves.
         conn = connect(conninfo(), autocommit=True)
-        _as_app_role(conn)
+        work_as_app_role(conn)
         return conn
 
     thread = threading.Thread(
@@ -178,9 +119,7 @@ def _start_delivery(app: FastAPI, conninfo: Callable[[], str], idle_s: float) ->
     return finish
 
 
-def create_app(
-    pool: ConnectionPool[Any] | None = None, *, database: Database | None = None
-) -> FastAPI:
+def create_app(pool: ServerPool | None = None, *, database: Database | None = None) -> FastAPI:
     """Build the app. Tests pass their own pool (or a whole ``Database``); the server makes
     one from ``DATABASE_URL`` when it starts.
 

@@ -14,13 +14,13 @@ never on a thread (see ``layers.db``):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
-import psycopg
 from fastapi import Depends, Request
 
 from gis.catalogue import Catalogue
+from layers.db import Conn as DbConn
 from layers.db import Database
 
 
@@ -34,7 +34,7 @@ def Db(request: Request) -> Database:
     return database(request)
 
 
-async def get_conn(request: Request) -> AsyncIterator[psycopg.Connection[Any]]:
+async def get_conn(request: Request) -> AsyncIterator[DbConn]:
     """A connection on the write pool for the handler's unit of work.
 
     Connections are autocommit: a handler that changes data does so in ``conn.transaction()``,
@@ -49,7 +49,7 @@ async def get_conn(request: Request) -> AsyncIterator[psycopg.Connection[Any]]:
             request.state.conn = None
 
 
-async def get_read_conn(request: Request) -> AsyncIterator[psycopg.Connection[Any]]:
+async def get_read_conn(request: Request) -> AsyncIterator[DbConn]:
     """A connection on the read pool (a standby once there is one), for read-only handlers."""
     async with database(request).read.lease() as lease:
         request.state.conn = lease.conn
@@ -63,8 +63,8 @@ async def get_catalogue(request: Request) -> Catalogue:
     return request.app.state.catalogue
 
 
-Conn = Annotated[psycopg.Connection[Any], Depends(get_conn)]
-ReadConn = Annotated[psycopg.Connection[Any], Depends(get_read_conn)]
+Conn = Annotated[DbConn, Depends(get_conn)]
+ReadConn = Annotated[DbConn, Depends(get_read_conn)]
 CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 DatabaseDep = Annotated[Database, Depends(database)]
 

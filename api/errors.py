@@ -31,7 +31,23 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import i18n
+from api.usecases.policy import Forbidden
 from gis import errors as e
+from gis.errors import DomainError
+from layers.errors import Unavailable
+
+# The errors of the faces themselves (credentials, request size).
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or credentials that are unknown, revoked or expired."""
+
+    code = "unauthenticated"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+
 
 log = logging.getLogger("jointgrid")
 
@@ -54,10 +70,10 @@ STATUS: dict[type[e.DomainError], int] = {
     e.IdempotencyConflict: 409,
     e.TransitionNotAllowed: 409,
     e.Conflict: 409,
-    e.Unavailable: 503,
-    e.Unauthenticated: 401,
-    e.Forbidden: 403,
-    e.PayloadTooLarge: 413,
+    Unavailable: 503,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    PayloadTooLarge: 413,
     e.UnsupportedMediaType: 415,
     e.MediaTooLarge: 413,
     e.TooManyMedia: 422,
@@ -309,7 +325,7 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(e.DomainError)
     async def _domain(request: Request, exc: e.DomainError) -> Response:
-        if isinstance(exc, e.Unauthenticated) and _wants_page(request):
+        if isinstance(exc, Unauthenticated) and _wants_page(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
         return render_domain(exc, request.url.path, wanted_locale(request))

@@ -5,13 +5,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from functools import cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from layers.roles import conninfo_as
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,15 +86,12 @@ class DatabaseSettings(BaseSettings):
         """
         if self.server_url:
             return self.server_url
-        from layers.roles import conninfo_as
 
         return conninfo_as(self.require_url(), self.server_user, self.server_password())
 
 
 def server_password() -> str:
     """Read, or make once, the server login's password in ``var/`` (mode 0600)."""
-    import os
-    import secrets
 
     path = SERVER_PASSWORD_FILE
     try:
@@ -187,7 +189,6 @@ class AccessSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _absolute_base(self) -> AccessSettings:
-        from urllib.parse import urlsplit
 
         if self.public_base_url:
             parts = urlsplit(self.public_base_url)

@@ -51,10 +51,8 @@ def create_db(name: str, *, seed: bool = True) -> str:
     """A fresh database ``name`` (dropped first if left over), migrated and seeded."""
     import psycopg
 
-    from api import settings
-    from api.catalogue import load_catalogue
-    from api.usecases.loading import seed as seed_data
-    from layers.db import connect, migrate
+    from api.usecases.loading import migrate_and_seed
+    from layers.db import connect
 
     assert name.startswith("jointgrid_bench_"), "benchmarks only touch their own databases"
     with psycopg.connect(with_db(server_url(), "postgres"), autocommit=True) as admin:
@@ -62,16 +60,7 @@ def create_db(name: str, *, seed: bool = True) -> str:
         admin.execute(f'CREATE DATABASE "{name}"')
     url = with_db(server_url(), name)
     with connect(url) as conn:
-        conn.autocommit = True
-        migrate(conn)
-        conn.autocommit = False
-        if seed:
-            seed_data(
-                conn,
-                settings.data().boundary_dir,
-                catalogue=load_catalogue(settings.data().catalogue),
-            )
-            conn.commit()
+        migrate_and_seed(conn, load=seed)
     return url
 
 

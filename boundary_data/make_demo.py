@@ -32,6 +32,7 @@ from geojson_io import (
     to_metric,
     write_collection,
 )
+from rosters import roster  # the scripts import their neighbours by name
 from shapely.geometry import LineString, Point, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import substring
@@ -756,20 +757,6 @@ def check_border_zone(teams: list[dict[str, Any]], sides: dict[str, SideLayers])
             stray = shapely.difference(shapely.intersection(t["geom"], s.district), others)
             if stray.area > 1.0:
                 raise RuntimeError(f"{t['props']['code']} reaches beyond the border zone")
-
-
-def roster(rota: str) -> dict[str, Any]:
-    """Shift pattern; days are ISO weekdays (1 = Monday), times local (Asia/Shanghai)."""
-    every_day = [1, 2, 3, 4, 5, 6, 7]
-    day = {"name": "day", "days": every_day, "start": "08:00", "end": "20:00"}
-    night = {"name": "night", "days": every_day, "start": "20:00", "end": "08:00"}
-    if rota == "office":
-        shifts = [{"name": "day", "days": [1, 2, 3, 4, 5], "start": "08:30", "end": "17:30"}]
-    elif rota == "weekend_nights":
-        shifts = [day, {**night, "days": [5, 6, 7]}]
-    else:
-        shifts = [day, night]
-    return {"timezone": "Asia/Shanghai", "shifts": shifts}
 
 
 def random_crossing_line(

@@ -76,45 +76,8 @@ class TransitionNotAllowed(Conflict):
     code = "transition_not_allowed"
 
 
-class Unavailable(DomainError):
-    """A dependency (the database) is down; the caller may retry later."""
-
-    code = "service_unavailable"
-    retry_after_s = 5  # the Retry-After of the 503
-
-
-class DatabaseUnavailable(Unavailable):
-    """The database cannot be reached: connecting failed, or the connection broke."""
-
-    code = "database_unavailable"
-
-
-class Overloaded(Unavailable):
-    """The database answers, but every connection stayed busy for the whole wait: too many
-    requests at once. Not an outage; retrying shortly usually succeeds."""
-
-    code = "overloaded"
-    retry_after_s = 2
-
-
 class UnknownSeverity(InvalidInput):
     code = "unknown_severity"
-
-
-class Unauthenticated(DomainError):
-    """No credentials, or credentials that are unknown, revoked or expired."""
-
-    code = "unauthenticated"
-
-
-class Forbidden(DomainError):
-    """Known credentials that may not do this."""
-
-    code = "forbidden"
-
-
-class PayloadTooLarge(DomainError):
-    code = "payload_too_large"
 
 
 class UnsupportedMediaType(DomainError):

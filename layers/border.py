@@ -24,6 +24,13 @@ SPEC = register(
 )
 
 
+def derived(conn: Conn) -> bool:
+    """Whether the border has been derived (any line or zone is stored)."""
+    with translate_errors():
+        row = conn.execute("SELECT EXISTS (SELECT FROM border) AS x").fetchone()
+    return bool(row and row["x"])
+
+
 def derive(conn: Conn, *, width_m: float) -> list[dict[str, Any]]:
     """Re-derive the line and zones from the districts (zone width in metres); return a summary."""
     with translate_errors(), conn.transaction():

@@ -25,19 +25,16 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gis.errors import (
     Conflict,
-    DatabaseUnavailable,
     InvalidGeometry,
     InvalidInput,
     NotFound,
-    Overloaded,
-    Unavailable,
 )
+from layers.errors import DatabaseUnavailable, Overloaded, Unavailable
 from layers.roles import default_grants
 
 Conn = psycopg.Connection[Any]
+DriverError = psycopg.Error  # what escapes translate_errors(): the CLI's last resort names it
 T = TypeVar("T")
-log = logging.getLogger("jointgrid")
-
 log = logging.getLogger("jointgrid")
 
 MIGRATION_LOCK = 7_311_001  # advisory lock key: one migrator at a time
@@ -253,6 +250,13 @@ def migrate(conn: Conn) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied
+
+
+def try_xact_lock(conn: Conn, key: int) -> bool:
+    """Take the transaction-level advisory lock ``key`` if it is free; whether it was taken."""
+    with translate_errors():
+        row = conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (key,)).fetchone()
+    return bool(row and row["ok"])
 
 
 def postgis_version(conn: Conn) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import select
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -685,8 +686,6 @@ def feature(
     idcol = coll.spec.id_column
     typ = coll.pg_types[idcol]
     if typ == "uuid":
-        import uuid
-
         try:
             fid = str(uuid.UUID(fid))
         except ValueError:

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,11 +37,6 @@ BBox = tuple[float, float, float, float]  # west, south, east, north in degrees
 
 # Overdue is counted exactly as the escalation pass does (layers.incidents.overdue).
 OPEN = sorted(OPEN_STATUSES, key=STATUSES.index)
-CELL_PX = 72  # side of an aggregation cell, in screen pixels
-DETAIL_ZOOM = 14  # from this zoom on, single incidents are sent when few enough
-DETAIL_MAX = 1500  # ... and at most this many
-HEAT_PX = 10  # side of a heat-map cell, in screen pixels
-HEAT_DAYS = 30
 
 
 def degrees_per_pixel(zoom: float) -> float:
@@ -56,22 +51,18 @@ def digits_for(zoom: float) -> int:
 
 @dataclass(frozen=True)
 class MapView:
-    """One entry of the map's layer control, drawn from a registered layer.
+    """One drawable subset of a registered layer: which rows, through which geometry.
 
     ``where`` is a fixed predicate written here (never user input); ``geometry`` names another
-    geometry column of the same table (a team's base, say).
+    geometry column of the same table (a team's base, say); ``by_bbox`` false loads the whole
+    subset at once (a few large features) instead of the part in view.
     """
 
     id: str
     layer: str
-    title: str
     where: str = "true"
     geometry: str | None = None
-    min_zoom: int = 0
-    show: bool = True
     by_bbox: bool = True
-    style: Mapping[str, Any] = field(default_factory=dict)
-    label: str | None = None  # the property shown as the tooltip
     point: bool = False  # the geometry column holds points (markers, not outlines)
 
     @property
@@ -86,106 +77,29 @@ class MapView:
     def is_point(self) -> bool:
         return self.point or (self.geometry is None and self.spec.geometry_type == "Point")
 
-    def map_style(self) -> dict[str, Any]:
-        return {**self.spec.style, **self.style}
 
-
-# How the registry's layers appear on the map, in drawing order. A layer not named here gets one
-# view of its own with its spec's style (so a new layer module shows up without touching this).
+# The map's views of the registry's layers, in drawing order: which rows and which geometry
+# each draws. A layer not named here gets one view of its own (so a new layer module shows
+# up without touching this). How each looks (title, zoom, style) is the faces' business
+# (api/pages/maplook.py).
 _VIEWS: dict[str, tuple[MapView, ...]] = {
     "areas": (
-        MapView(
-            "districts",
-            "areas",
-            "District outlines 区县",
-            where="level = 'district'",
-            by_bbox=False,
-            style={"color": "#222222", "weight": 3, "fillOpacity": 0.0},
-            label="name",
-        ),
-        MapView(
-            "towns",
-            "areas",
-            "Towns 镇街",
-            where="level = 'town'",
-            by_bbox=False,
-            style={"color": "#555555", "weight": 1.5, "fillOpacity": 0.0},
-            label="name",
-        ),
-        MapView(
-            "villages",
-            "areas",
-            "Villages 村社区 (zoom ≥ 11)",
-            where="level = 'village'",
-            min_zoom=11,
-            style={"color": "#8c8c8c", "weight": 0.8, "dashArray": "2 3", "fillOpacity": 0.0},
-            label="name",
-        ),
+        MapView("districts", "areas", where="level = 'district'", by_bbox=False),
+        MapView("towns", "areas", where="level = 'town'", by_bbox=False),
+        MapView("villages", "areas", where="level = 'village'"),
     ),
     "border": (
-        MapView(
-            "border_zone",
-            "border",
-            "Border zone 边界带",
-            where="kind = 'zone'",
-            by_bbox=False,
-            style={"color": "#fb9a99", "weight": 0.5, "fillColor": "#fb9a99", "fillOpacity": 0.15},
-            label="id",
-        ),
-        MapView(
-            "border_line",
-            "border",
-            "Border line 边界线",
-            where="kind = 'line'",
-            by_bbox=False,
-            style={"color": "#e31a1c", "weight": 3, "fillOpacity": 0.0},
-            label="id",
-        ),
+        MapView("border_zone", "border", where="kind = 'zone'", by_bbox=False),
+        MapView("border_line", "border", where="kind = 'line'", by_bbox=False),
     ),
-    "grids": (
-        MapView(
-            "grids",
-            "grids",
-            "Grids 网格 (zoom ≥ 13)",
-            min_zoom=13,
-            show=False,
-            label="name",
-        ),
-    ),
-    "police_grids": (
-        MapView(
-            "police_grids",
-            "police_grids",
-            "Police grids 警格 (zoom ≥ 12)",
-            min_zoom=12,
-            show=False,
-            label="name",
-        ),
-    ),
+    "grids": (MapView("grids", "grids"),),
+    "police_grids": (MapView("police_grids", "police_grids"),),
     "teams": (
-        MapView("team_areas", "teams", "Team patrol areas 巡防区", by_bbox=False, label="name"),
-        MapView(
-            "team_bases",
-            "teams",
-            "Team bases 驻点",
-            geometry="base",
-            point=True,
-            by_bbox=False,
-            style={"color": "#7f2704", "fillColor": "#fd8d3c", "radius": 6, "fillOpacity": 0.9},
-            label="name",
-        ),
+        MapView("team_areas", "teams", by_bbox=False),
+        MapView("team_bases", "teams", geometry="base", point=True, by_bbox=False),
     ),
-    "chiefs": (
-        MapView(
-            "chiefs",
-            "chiefs",
-            "Chiefs' rivers, roads, forests 河长林长路长",
-            show=False,
-            by_bbox=False,
-            label="feature_name",
-        ),
-    ),
-    "incidents": (),  # drawn by the incident layer below, not as a plain view
+    "chiefs": (MapView("chiefs", "chiefs", by_bbox=False),),
+    "incidents": (),  # drawn by the incident layer, not as a plain view
 }
 
 
@@ -197,7 +111,7 @@ def views() -> list[MapView]:
             out.extend(_VIEWS[layer_id])
         else:
             spec = REGISTRY[layer_id]
-            out.append(MapView(spec.id, spec.id, spec.title, show=False, label=None))
+            out.append(MapView(spec.id, spec.id))
     return sorted(out, key=lambda v: v.is_point)
 
 
@@ -394,10 +308,12 @@ def incidents_geojson(
     filters: CaseFilter,
     now: datetime,
     out_crs: str = "wgs84",
-    detail_zoom: int = DETAIL_ZOOM,
-    detail_max: int = DETAIL_MAX,
+    detail_zoom: int,
+    detail_max: int,
+    cell_px: float,
 ) -> str:
-    """Incidents in ``bbox``: single features when zoomed in and few enough, else counted cells.
+    """Incidents in ``bbox``: single features from ``detail_zoom`` on when at most
+    ``detail_max``, else counts in square cells of about ``cell_px`` screen pixels.
 
     ``meta.mode`` says which: ``incidents`` (properties for the marker; the popup is fetched
     when opened) or ``cells`` (count, overdue, escalated and the count per mechanism).
@@ -406,7 +322,9 @@ def incidents_geojson(
     env, eparams = _envelope(bbox)
     params = {**fparams, **eparams, "open": OPEN, "now": now}
     with _short_queries(conn):
-        return _incidents(conn, where, env, params, zoom, out_crs, now, detail_zoom, detail_max)
+        return _incidents(
+            conn, where, env, params, zoom, out_crs, now, detail_zoom, detail_max, cell_px
+        )
 
 
 def _incidents(
@@ -419,6 +337,7 @@ def _incidents(
     now: datetime,
     detail_zoom: int,
     detail_max: int,
+    cell_px: float,
 ) -> str:
     mode = "cells"
     count = None
@@ -439,7 +358,7 @@ def _incidents(
         meta: dict[str, Any] = {"mode": mode, "count": count}
         digits = 6
     else:
-        cell = degrees_per_pixel(zoom) * CELL_PX
+        cell = degrees_per_pixel(zoom) * cell_px
         params["cell"] = cell
         features = q.SQL(sql("map_incident_cells")).format(env=env, where=where)
         meta = {"mode": mode, "cell_deg": cell}
@@ -456,11 +375,12 @@ def heat_json(
     filters: CaseFilter,
     now: datetime,
     out_crs: str = "wgs84",
-    days: int = HEAT_DAYS,
+    days: int,
+    cell_px: float,
 ) -> str:
     """Heat-map points ``[lat, lon, count]`` of the cases reported in the last ``days`` days.
 
-    Cases are counted in cells of about ``HEAT_PX`` pixels, so the browser draws at most a few
+    Cases are counted in cells of about ``cell_px`` screen pixels, so the browser draws at most a few
     thousand weighted points.
     """
     start = now - timedelta(days=days)
@@ -476,7 +396,7 @@ def heat_json(
     )
     where, fparams = cut.where()
     env, eparams = _envelope(bbox)
-    cell = degrees_per_pixel(zoom) * HEAT_PX
+    cell = degrees_per_pixel(zoom) * cell_px
     query = q.SQL(sql("map_heat")).format(env=env, where=where)
     crs = parse_crs(out_crs)
     qparams = {**fparams, **eparams, "cell": cell}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -24,6 +25,19 @@ from layers.db import Source
 
 # The test client names its server "testserver": trust it as the server's own Host for links.
 os.environ.setdefault("JOINTGRID_TRUSTED_HOSTS", "localhost,127.0.0.1,::1,testserver")
+
+# Debian's chromium, driven by Playwright (pages load nothing from outside).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 POSTGIS_FIXTURES = {"db_url", "conn", "client", "live_client", "live_server", "api_keys"}
 
@@ -71,22 +85,11 @@ def db_url() -> Iterator[str]:
     admin.execute(q.SQL("CREATE DATABASE {}").format(q.Identifier(name)))
     url = _with_db(server, name)
     try:
-        from api import settings
-        from api.catalogue import load_catalogue
-        from api.usecases.loading import seed
-        from layers.db import connect, migrate
+        from api.usecases.loading import migrate_and_seed
+        from layers.db import connect
 
         with connect(url) as conn:
-            conn.autocommit = True
-            migrate(conn)
-            server_login(conn)
-            conn.autocommit = False
-            seed(
-                conn,
-                settings.data().boundary_dir,
-                catalogue=load_catalogue(settings.data().catalogue),
-            )
-            conn.commit()
+            migrate_and_seed(conn, login=server_login)
         yield url
     finally:
         admin.execute(q.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(q.Identifier(name)))
@@ -233,34 +236,67 @@ def wait_healthy(base: str, proc: Any, timeout: float = 60.0) -> None:
     raise RuntimeError("the server did not become healthy in time")
 
 
-@pytest.fixture(scope="session")
-def live_server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn server on 127.0.0.1 and a free port, on the test database."""
+@contextmanager
+def serving(
+    db_url: str,
+    *,
+    env: dict[str, str] | None = None,
+    log: Any = None,
+    timeout: float = 120.0,
+) -> Iterator[tuple[str, Any]]:
+    """``jointgrid serve`` on a free port of 127.0.0.1 against ``db_url``, with ``env`` over
+    the test's environment (no escalation loop unless asked), its output in ``log`` (a path)
+    or discarded; yields (base URL, process) once /healthz answers, and stops it afterwards."""
     import subprocess
     import sys
 
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {
+    full = {
         **os.environ,
         "DATABASE_URL": db_url,
         "JOINTGRID_ESCALATION_INTERVAL_S": "0",
-        "JOINTGRID_PUBLIC_FEEDS": "true",  # the feeds' client tests read them anonymously
+        **(env or {}),
     }
-    with open(log, "wb") as out:
+    out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-            env=env,
+            env=full,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    finally:
+        if log is not None:
+            out.close()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(base, proc)
-        yield base
+        wait_healthy(base, proc, timeout=timeout)
+        yield base, proc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn server on 127.0.0.1 and a free port, on the test database."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    # the feeds' client tests read them anonymously
+    with serving(db_url, env={"JOINTGRID_PUBLIC_FEEDS": "true"}, log=log) as (base, _proc):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless chromium for a test module (Playwright with ``executable_path``)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -256,23 +256,12 @@ class ScratchCluster:
 
 def migrate_and_seed(url: str) -> None:
     """Apply the migrations and load boundary_data/ into the database at ``url``."""
-    from api import settings
-    from api.catalogue import load_catalogue
-    from api.usecases.loading import seed
-    from layers.db import connect, migrate
+    from api.usecases.loading import migrate_and_seed as prepare
+    from layers.db import connect
     from tests.conftest import server_login
 
     with connect(url) as conn:
-        conn.autocommit = True
-        migrate(conn)
-        server_login(conn)
-        conn.autocommit = False
-        seed(
-            conn,
-            settings.data().boundary_dir,
-            catalogue=load_catalogue(settings.data().catalogue),
-        )
-        conn.commit()
+        prepare(conn, login=server_login)
 
 
 def create_database(server_url: str, name: str, *, template: str | None = None) -> str:

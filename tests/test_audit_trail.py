@@ -355,9 +355,9 @@ def test_the_synthetic_provinces_trails_replay_to_its_cases(conn: Any, catalogue
     so verify finds nothing in it; a status changed with no event there is still found."""
     from datetime import UTC, datetime
 
-    from api.usecases.demo import load_cases, load_province_layers
     from api.usecases.reroute import bulk_decisions
-    from gis import province as prov
+    from boundary_data import province as prov
+    from layers.demo import load_cases, load_province_layers
     from tests.test_scale import SMALL, _real_sides
 
     real = _real_sides()

@@ -7,9 +7,6 @@ by ``scripts/setup.sh test``). Screenshots land in var/test-artifacts/.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,43 +19,21 @@ import psycopg
 import pytest
 from psycopg import sql as q
 
+from api.pages import maplook
 from api.pages.mapview import layer_title
 from gis.crs import from_wgs84
 from layers import mapdata
-from tests.conftest import _server_url, _with_db, free_port, wait_healthy
+from tests.conftest import _server_url, _with_db, serving
 from tests.geo import ANJU, TONGNAN, point_inside
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "var" / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
 BENCH_OPEN = 50_000
 FIRST_RENDER_LIMIT_MS = 3000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
@@ -485,7 +460,6 @@ def bench_server(
     admin = psycopg.connect(_with_db(server, "postgres"), autocommit=True)
     admin.execute(q.SQL("CREATE DATABASE {}").format(q.Identifier(name)))
     url = _with_db(server, name)
-    proc = None
     try:
         started = time.monotonic()
         with connect(url) as conn:
@@ -527,26 +501,10 @@ def bench_server(
         print(
             f"\nbench database: {n_open:,} open cases loaded in {time.monotonic() - started:.1f} s"
         )
-        port = free_port()
         log = tmp_path_factory.mktemp("bench") / "server.log"
-        env = {**os.environ, "DATABASE_URL": url, "JOINTGRID_ESCALATION_INTERVAL_S": "0"}
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        base = f"http://127.0.0.1:{port}"
-        wait_healthy(base, proc)
-        yield base, {"Authorization": f"Bearer {token}"}
+        with serving(url, log=log) as (base, _proc):
+            yield base, {"Authorization": f"Bearer {token}"}
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         admin.execute(q.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(q.Identifier(name)))
         admin.close()
 
@@ -600,7 +558,7 @@ def test_the_dashboard_and_the_heat_map_with_50000_open_incidents(
         assert "50,000" in page.inner_text(".tiles")
         page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
         print(f"\ndashboard with {BENCH_OPEN:,} open incidents loaded in {took:.2f} s")
-        views = ",".join(v.id for v in mapdata.views() if v.show)
+        views = ",".join(v.id for v in mapdata.views() if maplook.look(v).show)
         page.set_viewport_size(DESKTOP)
         page.goto(f"{bench_server}/map?layers={views},heat")
         wait_ready(page)

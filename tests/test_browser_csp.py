@@ -16,7 +16,6 @@ from tests.test_browser import (  # noqa: F401  (fixtures)
     PHONE,
     artifacts,
     auth,
-    browser,
     make_case,
     new_page,
     view_hash,
@@ -51,7 +50,7 @@ def _violations(page: Any, console: list[str]) -> list[str]:
 
 def test_the_map_works_under_its_policy_with_no_violation(
     live_server: str,
-    browser: Any,  # noqa: F811
+    browser: Any,
     auth: dict[str, str],  # noqa: F811
     artifacts: Path,  # noqa: F811
 ) -> None:
@@ -94,7 +93,7 @@ def test_the_map_works_under_its_policy_with_no_violation(
 @pytest.mark.parametrize("path", ["/report", "/dashboard", "/login", "/ogc/collections?f=html"])
 def test_the_other_pages_work_under_their_policy_with_no_violation(
     live_server: str,
-    browser: Any,  # noqa: F811
+    browser: Any,
     auth: dict[str, str],  # noqa: F811
     path: str,
 ) -> None:
@@ -130,7 +129,7 @@ def test_the_other_pages_work_under_their_policy_with_no_violation(
 @pytest.mark.parametrize("path", ["/map", "/report", "/dashboard"])
 def test_every_signed_in_page_signs_out_and_the_old_cookie_is_refused(
     live_server: str,
-    browser: Any,  # noqa: F811
+    browser: Any,
     api_keys: dict[str, str],
     path: str,
 ) -> None:
@@ -157,7 +156,7 @@ def test_every_signed_in_page_signs_out_and_the_old_cookie_is_refused(
 
 def test_the_api_document_page_works_from_this_server_under_its_policy(
     live_server: str,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     context, page, seen, console = _watched(browser, {}, viewport=DESKTOP)
     try:

@@ -9,7 +9,6 @@ var/test-artifacts/.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -20,24 +19,12 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import bearer
 from tests.geo import ANJU, TONGNAN, point_inside
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, Requests, wait_js
+from tests.test_browser import Requests, wait_js
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
 VIEWPORT = {"width": 1600, "height": 1000}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Desk:

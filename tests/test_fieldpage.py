@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import free_port, wait_healthy
 from tests.geo import ANJU, point_inside
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, cases_with_key, wait_js
+from tests.test_browser import ARTIFACTS, cases_with_key, wait_js
 
 pytestmark = pytest.mark.browser
 
@@ -75,18 +75,6 @@ def server(db_url: str, tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def phone(browser: Any, lon: float, lat: float) -> Any:

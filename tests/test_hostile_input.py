@@ -26,8 +26,9 @@ import pytest
 from fastapi import Request
 
 from api import cursors
-from gis.errors import Conflict, InvalidInput, Unavailable
+from gis.errors import Conflict, InvalidInput
 from layers.db import translate_errors
+from layers.errors import Unavailable
 from layers.registry import REGISTRY
 from tests.geo import ANJU, point_inside
 

@@ -162,7 +162,7 @@ def test_errors_on_the_hot_routes_say_what_was_wrong(small_pool_app, api_keys):
 
 
 def test_a_recently_used_connection_is_not_checked_an_idle_one_is(db_url):
-    from api import app as app_module
+    from layers import pools as app_module
 
     checks: list[int] = []
     real = app_module.ConnectionPool.check_connection
@@ -231,7 +231,7 @@ def test_a_broken_connection_is_a_503_then_replaced(db_url, api_keys):
 
 def test_the_views_copy_records_as_asdict_does(conn, catalogue):
     """The case and locate views copy teams, contacts, areas, grids and police grids field by
-    field (``api.views.flat``): the same dicts as ``dataclasses.asdict``."""
+    field (``api.usecases.views.flat``): the same dicts as ``dataclasses.asdict``."""
     from dataclasses import asdict
     from datetime import UTC, datetime
 

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,24 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import bearer, free_port, wait_healthy
+from tests.conftest import bearer, serving
 from tests.geo import ANJU, point_inside
 from tests.mediagen import jpeg
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, cases_with_key, new_page, wait_js
+from tests.test_browser import PHONE, cases_with_key, new_page, wait_js
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")
@@ -42,31 +27,9 @@ def media_server(
 ) -> Iterator[tuple[str, Path]]:
     """A live server whose photos go to a folder of this module's own."""
     media_dir = tmp_path_factory.mktemp("media")
-    port = free_port()
     log = media_dir.parent / "media-server.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "JOINTGRID_ESCALATION_INTERVAL_S": "0",
-        "JOINTGRID_MEDIA_DIR": str(media_dir),
-    }
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base, proc)
+    with serving(db_url, env={"JOINTGRID_MEDIA_DIR": str(media_dir)}, log=log) as (base, _proc):
         yield base, media_dir
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 IDB_COUNT = """() => new Promise((resolve, reject) => {

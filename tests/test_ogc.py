@@ -329,7 +329,7 @@ def test_keyset_paging_is_stable_while_rows_are_inserted(client, db, feed_incide
 
 
 def test_limit_is_clamped_to_the_maximum_not_refused(client, monkeypatch):
-    from api.routes import ogc
+    from api.routes.ogc import parameters as ogc
 
     monkeypatch.setattr(ogc, "LIMIT_MAX", 5)
     r = client.get("/ogc/collections/grids/items", params={"limit": 50})

@@ -10,7 +10,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from api import errors as api_errors
+from api.usecases import policy
 from gis import errors
+from layers import errors as storage_errors
 from tests.geo import ANJU, TONGNAN, point_inside
 
 V2 = "/open311/v2"
@@ -407,9 +410,9 @@ def test_unknown_things_are_404_arrays(client):
 @pytest.mark.parametrize(
     ("error", "status"),
     [
-        (errors.Unauthenticated("send a key"), 403),  # GeoReport v2 has no 401
-        (errors.Forbidden("not this key"), 403),
-        (errors.Unavailable("the database is not reachable"), 503),
+        (api_errors.Unauthenticated("send a key"), 403),  # GeoReport v2 has no 401
+        (policy.Forbidden("not this key"), 403),
+        (storage_errors.Unavailable("the database is not reachable"), 503),
         (errors.IdempotencyConflict("key reused"), 409),
         (errors.UnknownCategory("unknown category"), 400),
         (RuntimeError("a bug"), 500),

@@ -17,7 +17,7 @@ import folium
 import pytest
 from folium.plugins import HeatMap, MarkerCluster, Realtime
 
-from api.pages import config
+from api.pages import config, maplook
 from gis.crs import from_wgs84
 from layers import mapdata
 from layers.registry import REGISTRY
@@ -167,7 +167,7 @@ def test_incidents_are_counted_in_cells_at_low_zoom_and_single_when_zoomed_in(
         zoom=16,
         filters=mapdata.CaseFilter(),
         now=datetime.now(UTC),
-        detail_max=1,
+        **{**maplook.incident_sizes(), "detail_max": 1},
     )
     assert json.loads(capped)["meta"]["mode"] == "cells"
 

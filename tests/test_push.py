@@ -24,7 +24,7 @@ from api.usecases.deliver import SCHEDULE, Deliverer
 from api.usecases.schemas import ReportIn, TransitionIn
 from gis.errors import InvalidInput
 from layers import outbox
-from tests.conftest import _server_url, _with_db
+from tests.conftest import _server_url, _with_db, serving
 from tests.geo import ANJU, TONGNAN, point_inside
 from tests.push_receiver import Receiver
 
@@ -803,35 +803,14 @@ def test_events_outside_the_trail_are_emitted_in_the_callers_transaction(
 def test_the_server_delivers_in_a_thread_of_its_own(
     push_db: str, db: Any, catalogue: Any, receiver: Receiver
 ) -> None:
-    import subprocess
-    import sys
     import time
 
-    from tests.conftest import free_port, wait_healthy
-
     sub = subscribe(db, receiver, events="reported")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": push_db,
-        "JOINTGRID_ESCALATION_INTERVAL_S": "0",
-        "JOINTGRID_PUSH_INTERVAL_S": "0.2",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc)
+    with serving(push_db, env={"JOINTGRID_PUSH_INTERVAL_S": "0.2"}) as (_base, proc):
         case = new_case(db, catalogue, fraction=0.48)
         deadline = time.monotonic() + 20
         while not receiver.accepted and time.monotonic() < deadline:
             time.sleep(0.1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
     (p,) = receiver.accepted.values()
     assert p["data"]["code"] == case["code"]
     assert proc.returncode in (0, -15)  # uvicorn ends with the signal it was given

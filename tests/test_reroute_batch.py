@@ -14,7 +14,6 @@ import contextlib
 from datetime import UTC, datetime
 
 import numpy as np
-import shapely
 
 from api.usecases.reroute import reroute
 from gis.errors import DomainError
@@ -140,4 +139,3 @@ def test_batch_reroute_writes_changes_set_wise(conn, client, catalogue):
     ).fetchone()
     assert chain["n"] == 0
     assert reroute(conn, catalogue).changed == 0
-    assert shapely  # the geometry library is what the batch uses

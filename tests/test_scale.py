@@ -16,7 +16,7 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from gis import province as prov
+from boundary_data import province as prov
 from layers import incidents
 from tests.geo import ANJU, ROOT, point_inside
 
@@ -145,10 +145,10 @@ def test_province_generator_is_deterministic_and_nests():
 
 
 def test_province_loads_with_copy_and_routes_like_the_single_path(conn, catalogue):
-    from api.usecases.demo import load_cases, load_province_layers
     from api.usecases.reroute import bulk_decisions
     from gis.routing import Report, contacts_digest, decide, signature
     from layers import locate
+    from layers.demo import load_cases, load_province_layers
 
     real = _real_sides()
     p = prov.build(SMALL, real)

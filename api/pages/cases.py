@@ -34,11 +34,12 @@ from api.i18n import trace as trace_text
 from api.pages import config
 from api.settings import MapSettings
 from api.usecases import cases, media
+from api.usecases.policy import Forbidden
 from api.usecases.schemas import TransitionIn
 from gis import workflow
 from gis.catalogue import Catalogue
 from gis.crs import from_wgs84
-from gis.errors import DomainError, Forbidden, InvalidInput, NotFound
+from gis.errors import DomainError, InvalidInput, NotFound
 from layers import incidents, mapdata, teams
 
 router = APIRouter(tags=["cases"])

@@ -17,8 +17,8 @@ from api.access import SESSION_COOKIE, allow, app_cache
 from api.deps import database
 from api.pages import config
 from api.security import nonce_of
-from gis.errors import Unavailable
 from layers import keys
+from layers.errors import Unavailable
 
 router = APIRouter(tags=["pages"])
 LOGIN_CSRF = "jg_login_csrf"

@@ -27,7 +27,7 @@ from api import i18n, params
 from api.access import Principal, allow, can_see
 from api.deps import CatalogueDep, Conn
 from api.i18n import trace as trace_text
-from api.pages import config
+from api.pages import config, maplook
 from api.pages.cases import by_side, locale_of
 from api.pages.filters import (
     WINDOWS,
@@ -129,11 +129,11 @@ class ServerLayer(JSCSSMixin, Layer):
         self.config = {
             "id": view.id,
             "url": f"/map/data/layers/{view.id}",
-            "min_zoom": view.min_zoom,
+            "min_zoom": maplook.look(view).min_zoom,
             "by_bbox": view.by_bbox,
-            "style": view.map_style(),
+            "style": maplook.style(view),
             "point": view.is_point,
-            "label": view.label,
+            "label": maplook.look(view).label,
             "title": title,
             **extra,
         }
@@ -178,7 +178,7 @@ def _visible(args: dict[str, str], views: list[mapdata.MapView]) -> set[str]:
     names = {v.id for v in views} | {"incidents", "heat"}
     given = args.get("layers")
     if given is None:
-        return {v.id for v in views if v.show} | {"incidents"}
+        return {v.id for v in views if maplook.look(v).show} | {"incidents"}
     return set(params.parse_csv(given, name="layers", valid=names))
 
 
@@ -234,7 +234,7 @@ def build_map(
         layer_vars[v.id] = layer.get_name()
     heat = LocalHeatMap(
         [],
-        name=i18n.t("map.heat", loc, days=mapdata.HEAT_DAYS),
+        name=i18n.t("map.heat", loc, days=maplook.HEAT_DAYS),
         show="heat" in visible,
         radius=18,
         blur=14,
@@ -271,8 +271,8 @@ def build_map(
         "mechanism_colours": config.MECHANISM_COLOURS,
         "fallback_colour": config.FALLBACK_COLOUR,
         "status_shapes": config.STATUS_SHAPES,
-        "detail_zoom": mapdata.DETAIL_ZOOM,
-        "default_layers": sorted({v.id for v in views if v.show} | {"incidents"}),
+        "detail_zoom": maplook.DETAIL_ZOOM,
+        "default_layers": sorted({v.id for v in views if maplook.look(v).show} | {"incidents"}),
         "filter_keys": ["status", "mechanism", "side", "category", "window", "since", "until"],
         "urls_case": "/cases/",
         "locale": loc,
@@ -303,7 +303,8 @@ def build_map(
             shapes=list(dict.fromkeys(config.STATUS_SHAPES.values())),
             views=views,
             layer_title=lambda v: layer_title(v, loc),
-            heat_days=mapdata.HEAT_DAYS,
+            view_style=maplook.style,
+            heat_days=maplook.HEAT_DAYS,
             tiles=tiles,
             query=filters.raw,
             csrf=csrf,
@@ -330,7 +331,7 @@ MAP_MESSAGES = (
 def layer_title(v: mapdata.MapView, loc: str) -> str:
     """A map layer's name for people: from the catalogue, else the layer module's own title."""
     key = f"layer.{v.id}"
-    return i18n.t(key, loc) if i18n.has(key) else v.title
+    return i18n.t(key, loc) if i18n.has(key) else maplook.look(v).title
 
 
 def _sides(conn: Conn) -> dict[str, str]:
@@ -475,13 +476,15 @@ def incident_data(
     bbox: BBoxParam = None,
     z: ZoomParam = None,
 ) -> Response:
-    text = mapdata.incidents_geojson(conn, **_case_view(request, conn, catalogue, who, bbox, z))
+    text = mapdata.incidents_geojson(
+        conn, **_case_view(request, conn, catalogue, who, bbox, z), **maplook.incident_sizes()
+    )
     return Response(text, media_type=GEOJSON, headers=NO_STORE)
 
 
 @router.get(
     "/map/data/heat",
-    summary=f"Heat-map points of the cases reported in the last {mapdata.HEAT_DAYS} days",
+    summary=f"Heat-map points of the cases reported in the last {maplook.HEAT_DAYS} days",
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}},
 )
@@ -493,7 +496,9 @@ def heat_data(
     bbox: BBoxParam = None,
     z: ZoomParam = None,
 ) -> Response:
-    text = mapdata.heat_json(conn, **_case_view(request, conn, catalogue, who, bbox, z))
+    text = mapdata.heat_json(
+        conn, **_case_view(request, conn, catalogue, who, bbox, z), **maplook.heat_sizes()
+    )
     return Response(text, media_type="application/json", headers=NO_STORE)
 
 

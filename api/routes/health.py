@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 
 from api.access import allow
 from api.deps import database
-from gis.errors import Overloaded, Unavailable
 from layers.db import pending_migrations, postgis_version
+from layers.errors import Overloaded, Unavailable
 
 router = APIRouter(tags=["health"])
 

@@ -23,10 +23,11 @@ from api.access import (
 )
 from api.access import case_scope as access_scope
 from api.deps import CatalogueDep, Conn, database
+from api.errors import PayloadTooLarge
 from api.usecases import cases
 from api.usecases.schemas import ReportIn, TransitionIn
 from gis import workflow
-from gis.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
+from gis.errors import NotFound, UnsupportedMediaType
 from layers import incidents
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
@@ -91,7 +92,7 @@ async def post_incident(
 
     def work(conn: Any) -> tuple[dict[str, Any], bool]:
         case, created = cases.report(
-            conn, body, catalogue, idempotency_key=idempotency_key, actor=who.actor(), scope=who
+            conn, body, catalogue, idempotency_key=idempotency_key, actor=who.actor()
         )
         if case["possible_duplicate_of"] is not None:  # a case of another side stays unnamed
             hide_unseen_refs(conn, who, [case])

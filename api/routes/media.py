@@ -21,7 +21,8 @@ from api.access import CASE_ROLES, Principal, allow
 from api.deps import CatalogueDep, Conn, Db, app_limiter
 from api.routes.incidents import _visible
 from api.usecases import media
-from gis.errors import Forbidden, InvalidInput, MediaTooLarge, NotFound, UnsupportedMediaType
+from api.usecases.policy import Forbidden
+from gis.errors import InvalidInput, MediaTooLarge, NotFound, UnsupportedMediaType
 from gis.photos import Checked
 from layers import media as media_layer
 
@@ -281,7 +282,6 @@ async def post_report_with_media(
         checked,
         idempotency_key=idempotency_key,
         actor=who.actor(),
-        scope=who,
         limits=limits,
     )
     return case_response(case, created)

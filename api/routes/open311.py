@@ -1,7 +1,7 @@
 """Open311 GeoReport v2 (JSON) under ``/open311/v2``: the catalogue as services, cases as requests.
 
 A request posted here goes through the same case engine as ``POST /api/v1/incidents``
-(``api.cases.report``), so it is located, routed and stored exactly the same way.
+(``api.usecases.cases.report``), so it is located, routed and stored exactly the same way.
 
 Mappings (stable; clients may rely on them):
 
@@ -151,7 +151,7 @@ router = APIRouter(prefix=PREFIX, tags=["open311"], route_class=Open311Route)
 
 ApiKey = Annotated[
     str | None,
-    Query(description="Accepted and not checked yet (keys are checked by a later release)."),
+    Query(description="An API key, for clients that cannot send an Authorization header."),
 ]
 JurisdictionId = Annotated[
     str | None, Query(description="Accepted and ignored: this endpoint serves one jurisdiction.")

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shapely.geometry import Point
+
 from api.usecases import trail
 from api.usecases.schemas import ReportIn, TransitionIn
 from gis.catalogue import Catalogue
@@ -24,7 +26,7 @@ from gis.routing import Decision, Report, decide, decision_view, routing_record
 from gis.trail import TrailDrift
 from gis.workflow import CaseState, Transition, apply, auto_escalation, ladder_of
 from layers import incidents, locate, outbox
-from layers.db import Conn
+from layers.db import Conn, try_xact_lock
 
 FUTURE_SLACK = timedelta(minutes=10)  # phone clocks drift; a report may not come from later
 
@@ -146,14 +148,12 @@ def report(
     *,
     idempotency_key: str | None,
     actor: dict[str, Any],
-    scope: Any = None,
     media_hashes: Sequence[str] = (),
 ) -> tuple[dict[str, Any], bool]:
     """Store a report as a case; return (case, created). A retry returns the first case.
 
-    ``scope`` (the caller, ``api.access.Principal``) decides whether the reporter's identity is
-    shown in the answer; idempotency keys are per caller, so one key cannot reach another's case.
-    ``media_hashes`` are the SHA-256 of photos sent with the report (see ``api.media``).
+    Idempotency keys are per caller (``actor``), so one key cannot reach another's case.
+    ``media_hashes`` are the SHA-256 of photos sent with the report (see ``api.usecases.media``).
     """
     if idempotency_key and actor.get("key_id"):
         idempotency_key = f"{actor['key_id']}:{idempotency_key}"
@@ -219,7 +219,6 @@ def _replay(row: dict[str, Any], digest: str, key: str) -> tuple[dict[str, Any],
 
 
 def _point(lon: float, lat: float) -> Any:
-    from shapely.geometry import Point
 
     return Point(lon, lat)
 
@@ -421,10 +420,7 @@ def escalate_overdue(conn: Conn, catalogue: Catalogue, *, now: datetime | None =
     ladder = ladder_of(catalogue.escalation)
     done = 0
     with conn.transaction():
-        got = conn.execute(
-            "SELECT pg_try_advisory_xact_lock(%s) AS ok", (ESCALATION_LOCK,)
-        ).fetchone()
-        if not got or not got["ok"]:
+        if not try_xact_lock(conn, ESCALATION_LOCK):
             return 0
         for row in incidents.overdue(conn, now=now):
             # Logged when the case differs from its trail, but still escalated: an overdue

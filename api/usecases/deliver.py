@@ -39,9 +39,10 @@ import httpx
 import orjson
 from standardwebhooks.webhooks import Webhook
 
-from api.access import Principal, may_see_reporter
+from api import settings
 from api.usecases import push_text
 from api.usecases.cases import case_view
+from api.usecases.policy import Principal, may_see_reporter
 from gis.catalogue import Catalogue
 from gis.netsafety import refusal
 from layers import outbox
@@ -417,7 +418,6 @@ class Deliverer:
 
 
 def from_settings(catalogue: Catalogue | None) -> Deliverer:
-    from api import settings
 
     p = settings.push()
     return Deliverer(

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from api import settings
+from api.catalogue import load_catalogue
 from gis.catalogue import Catalogue
+from gis.coverage import DistrictLayer, GridLayer, PoliceLayer, VillageLayer, audit_coverage
 from gis.crs import Crs, parse_crs
 from gis.errors import ImportRejected, InvalidInput
 from gis.importing import check_rows
 from layers import border, importer, outbox, registry
-from layers.db import Conn
+from layers.audit import layers_for_audit
+from layers.db import Conn, migrate
 
 
 @dataclass
@@ -161,17 +166,38 @@ def seed(conn: Conn, folder: Path, *, catalogue: Catalogue) -> list[LoadReport]:
         path = folder / name
         if path.exists():
             reports.append(load_file(conn, path, layer=layer, catalogue=catalogue))
-    has_border = conn.execute("SELECT count(*) AS n FROM border").fetchone()
-    if has_border and has_border["n"] == 0:
+    if not border.derived(conn):
         border.derive(conn, width_m=catalogue.border_zone_m)
     outbox.set_notify_rules(conn, catalogue.notifications)
     return reports
 
 
+def seed_configured(conn: Conn) -> list[LoadReport]:
+    """``seed`` with the configured folder and catalogue (``JOINTGRID_BOUNDARY_DIR``, ...)."""
+    return seed(
+        conn, settings.data().boundary_dir, catalogue=load_catalogue(settings.data().catalogue)
+    )
+
+
+def migrate_and_seed(
+    conn: Conn, *, login: Callable[[Conn], None] | None = None, load: bool = True
+) -> list[str]:
+    """Set a database up: apply the migrations, make the server's login role (``login``),
+    then load boundary_data/ (unless ``load`` is false) and commit; return the migrations
+    applied. The one way the CLI (``jointgrid setup``), the tests and the bench do it."""
+    conn.autocommit = True
+    applied = migrate(conn)
+    if login is not None:
+        login(conn)
+    conn.autocommit = False
+    if load:
+        seed_configured(conn)
+        conn.commit()
+    return applied
+
+
 def audit(conn: Conn, *, min_area_m2: float = 1.0) -> Any:
     """The coverage audit of the stored layers (``gis.coverage``), areas in m² (EPSG:4544)."""
-    from gis.coverage import DistrictLayer, GridLayer, PoliceLayer, VillageLayer, audit_coverage
-    from layers.audit import layers_for_audit
 
     data = layers_for_audit(conn)
 

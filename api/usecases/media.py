@@ -31,10 +31,11 @@ from typing import Any
 from api.settings import MediaSettings
 from api.settings import media as media_settings
 from api.usecases import cases
+from api.usecases.policy import Forbidden
 from api.usecases.schemas import ReportIn
 from gis import photos
 from gis.catalogue import Catalogue
-from gis.errors import Conflict, DomainError, Forbidden, NotFound, TooManyMedia
+from gis.errors import Conflict, DomainError, NotFound, TooManyMedia
 from layers import incidents
 from layers import media as media_layer
 from layers.blobstore import BlobStore, FileStore
@@ -196,7 +197,6 @@ def report_with_media(
     *,
     idempotency_key: str | None,
     actor: dict[str, Any],
-    scope: Any,
     limits: MediaSettings,
 ) -> tuple[dict[str, Any], bool]:
     """A report and its photos as one case, atomically; a retry returns the first case.
@@ -210,7 +210,6 @@ def report_with_media(
             catalogue,
             idempotency_key=idempotency_key,
             actor=actor,
-            scope=scope,
             media_hashes=[p.sha256 for p in checked],
         )
         if created and checked:

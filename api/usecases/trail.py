@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from api import settings
+from api.settings import ROOT
 from gis import checkpoint as cp
 from gis import merkle
 from gis.errors import InvalidInput
@@ -79,7 +81,6 @@ def refuse_drift(conn: Conn, row: dict[str, Any], *, ladder: Ladder) -> None:
 
 
 def _cluster_data_dirs() -> list[Path]:
-    from api.settings import ROOT
 
     dirs = [ROOT / "var" / "pg"]
     if os.environ.get("PGDATA"):
@@ -543,8 +544,6 @@ def _against_checkpoint(
     if public_pem is not None:
         pin = cp.key_id(cp.raw_public(cp.load_public(public_pem)))
     elif against == LOCAL:
-        from api import settings
-
         try:
             pin = key_id_of(load_key(settings.AuditSettings().key_file, create=False))
         except InvalidInput:

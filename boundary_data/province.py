@@ -18,6 +18,8 @@ import numpy.typing as npt
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from boundary_data.rosters import ROTAS, roster
+
 Geoms = npt.NDArray[np.object_]
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -43,7 +45,6 @@ OPEN_STATUSES = ("reported", "accepted", "dispatched", "in_progress", "resolved"
 OPEN_WEIGHTS = (0.25, 0.2, 0.25, 0.2, 0.1)
 CLOSED_STATUSES = ("closed", "rejected", "duplicate")
 CLOSED_WEIGHTS = (0.93, 0.05, 0.02)
-ROTAS = ("full", "office", "weekend_nights")
 
 
 @dataclass(frozen=True)
@@ -116,19 +117,7 @@ def _multi(geoms: Geoms) -> Geoms:
 
 def build(spec: ProvinceSpec, real_sides: BaseGeometry) -> Province:
     """The synthetic province's layers, leaving a gap of ``spec.gap_deg`` around ``real_sides``."""
-    nx = spec.block_cols * spec.districts_x
-    ny = spec.block_rows * spec.districts_y
-    x0 = spec.centre[0] - nx * spec.cell_dlon / 2
-    y0 = spec.centre[1] - ny * spec.cell_dlat / 2
-    xs = np.round(x0 + np.arange(nx + 1) * spec.cell_dlon, 7)
-    ys = np.round(y0 + np.arange(ny + 1) * spec.cell_dlat, 7)
-    gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="xy")
-    ci, cj = gx.ravel(), gy.ravel()
-    bounds = np.column_stack([xs[ci], ys[cj], xs[ci + 1], ys[cj + 1]])
-    cells = shapely.box(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
-    shapely.prepare(real_sides)
-    keep = ~shapely.dwithin(real_sides, cells, spec.gap_deg)
-    ci, cj, bounds, cells = ci[keep], cj[keep], bounds[keep], cells[keep]
+    xs, ys, ci, cj, bounds, cells = _lattice(spec, real_sides)
 
     vc, vr = spec.village_cells
     tc, tr = spec.town_villages
@@ -138,7 +127,6 @@ def build(spec: ProvinceSpec, real_sides: BaseGeometry) -> Province:
     d_id = (spec.districts_y - 1 - dj) * spec.districts_x + di
     li, lj = ci % bc, (br - 1) - (cj % br)  # local column, local row from the north
     towns_x = bc // (vc * tc)
-    villages_x = bc // vc
     t_local = (lj // (vr * tr)) * towns_x + li // (vc * tc)
     v_local_in_town = ((lj // vr) % tr) * tc + (li // vc) % tc
     g_local_in_village = (lj % vr) * vc + li % vc
@@ -146,7 +134,6 @@ def build(spec: ProvinceSpec, real_sides: BaseGeometry) -> Province:
     villages_per_t = tc * tr
     v_id = (d_id * towns_per_d + t_local) * villages_per_t + v_local_in_town
     t_id = d_id * towns_per_d + t_local
-    del villages_x
 
     d_codes_all = np.array([f"99{n + 1:04d}" for n in range(spec.districts_x * spec.districts_y)])
 
@@ -182,20 +169,12 @@ def build(spec: ProvinceSpec, real_sides: BaseGeometry) -> Province:
     t_present, t_geom = layer_of(t_id, n_d * towns_per_d, vc * tc * vr * tr, t_box)
     v_present, v_geom = layer_of(v_id, n_d * towns_per_d * villages_per_t, vc * vr, v_box)
 
-    d_code = d_codes_all[d_present]
-    t_code = np.char.add(
-        d_codes_all[t_present // towns_per_d], (101 + t_present % towns_per_d).astype(str)
-    )
-    t_code_all = dict(zip(t_present.tolist(), t_code.tolist(), strict=True))
-    v_code = np.array(
-        [f"{t_code_all[v // villages_per_t]}{201 + v % villages_per_t}" for v in v_present.tolist()]
-    )
-    v_code_all = dict(zip(v_present.tolist(), v_code.tolist(), strict=True))
-    g_code = np.array(
-        [
-            f"{v_code_all[v]}{g + 1:03d}"
-            for v, g in zip(v_id.tolist(), g_local_in_village.tolist(), strict=True)
-        ]
+    d_code, t_code, v_code, g_code = _area_codes(
+        d_codes_all,
+        (d_present, t_present, v_present),
+        (v_id, g_local_in_village),
+        towns_per_d,
+        villages_per_t,
     )
     g_side = d_codes_all[d_id]
 
@@ -227,6 +206,81 @@ def build(spec: ProvinceSpec, real_sides: BaseGeometry) -> Province:
 
     teams = _teams(spec, rng, xs, ys, d_present, d_geom, d_codes_all)
 
+    return _assemble(
+        (d_code, d_geom),
+        (t_code, t_geom),
+        (v_code, v_geom),
+        (g_code, cells, g_side, chiefs, np.array([b_code_of_id[b] for b in b_id.tolist()])),
+        (b_code, b_geom, officers),
+        teams,
+        bounds,
+    )
+
+
+def _area_codes(
+    d_codes_all: Any,
+    present: tuple[Ints, Ints, Ints],
+    cells: tuple[Ints, Ints],
+    towns_per_d: int,
+    villages_per_t: int,
+) -> tuple[Any, Any, Any, Any]:
+    """The codes of the districts, towns, villages (of ids ``present``) and grids (each cell's
+    village id and its number in the village), nested as the real codes are."""
+    d_present, t_present, v_present = present
+    v_id, g_local_in_village = cells
+    d_code = d_codes_all[d_present]
+    t_code = np.char.add(
+        d_codes_all[t_present // towns_per_d], (101 + t_present % towns_per_d).astype(str)
+    )
+    t_code_all = dict(zip(t_present.tolist(), t_code.tolist(), strict=True))
+    v_code = np.array(
+        [f"{t_code_all[v // villages_per_t]}{201 + v % villages_per_t}" for v in v_present.tolist()]
+    )
+    v_code_all = dict(zip(v_present.tolist(), v_code.tolist(), strict=True))
+    g_code = np.array(
+        [
+            f"{v_code_all[v]}{g + 1:03d}"
+            for v, g in zip(v_id.tolist(), g_local_in_village.tolist(), strict=True)
+        ]
+    )
+    return d_code, t_code, v_code, g_code
+
+
+def _lattice(
+    spec: ProvinceSpec, real_sides: BaseGeometry
+) -> tuple[Floats, Floats, Ints, Ints, Floats, Geoms]:
+    """The lattice's edges (``xs``, ``ys``) and the cells kept (column, row, bounds, box):
+    every cell farther than ``spec.gap_deg`` from ``real_sides``."""
+    nx = spec.block_cols * spec.districts_x
+    ny = spec.block_rows * spec.districts_y
+    x0 = spec.centre[0] - nx * spec.cell_dlon / 2
+    y0 = spec.centre[1] - ny * spec.cell_dlat / 2
+    xs = np.round(x0 + np.arange(nx + 1) * spec.cell_dlon, 7)
+    ys = np.round(y0 + np.arange(ny + 1) * spec.cell_dlat, 7)
+    gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="xy")
+    ci, cj = gx.ravel(), gy.ravel()
+    bounds = np.column_stack([xs[ci], ys[cj], xs[ci + 1], ys[cj + 1]])
+    cells = shapely.box(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
+    shapely.prepare(real_sides)
+    keep = ~shapely.dwithin(real_sides, cells, spec.gap_deg)
+    return xs, ys, ci[keep], cj[keep], bounds[keep], cells[keep]
+
+
+def _assemble(
+    districts: tuple[Any, Geoms],
+    towns: tuple[Any, Geoms],
+    villages: tuple[Any, Geoms],
+    grids: tuple[Any, Geoms, Any, list[tuple[str, str]], Any],
+    police: tuple[Any, Geoms, list[tuple[str, str]]],
+    teams: Any,
+    bounds: Floats,
+) -> Province:
+    """The layers with their names and attributes."""
+    d_code, d_geom = districts
+    t_code, t_geom = towns
+    v_code, v_geom = villages
+    g_code, cells, g_side, chiefs, g_police = grids
+    b_code, b_geom, officers = police
     n_of = {"district": "示例省区", "town": "示例省镇", "village": "示例省村"}
     return Province(
         districts=Layer(
@@ -259,7 +313,7 @@ def build(spec: ProvinceSpec, real_sides: BaseGeometry) -> Province:
                 "side": g_side,
                 "chief_name": [p[0] for p in chiefs],
                 "chief_phone": [p[1] for p in chiefs],
-                "police": np.array([b_code_of_id[b] for b in b_id.tolist()]),
+                "police": g_police,
             },
         ),
         police=Layer(
@@ -279,20 +333,6 @@ def build(spec: ProvinceSpec, real_sides: BaseGeometry) -> Province:
         teams=teams,
         cell_bounds=bounds,
     )
-
-
-def roster(rota: str) -> dict[str, Any]:
-    """Shift pattern; days are ISO weekdays (1 = Monday), times local (Asia/Shanghai)."""
-    every_day = [1, 2, 3, 4, 5, 6, 7]
-    day = {"name": "day", "days": every_day, "start": "08:00", "end": "20:00"}
-    night = {"name": "night", "days": every_day, "start": "20:00", "end": "08:00"}
-    if rota == "office":
-        shifts = [{"name": "day", "days": [1, 2, 3, 4, 5], "start": "08:30", "end": "17:30"}]
-    elif rota == "weekend_nights":
-        shifts = [day, {**night, "days": [5, 6, 7]}]
-    else:
-        shifts = [day, night]
-    return {"timezone": "Asia/Shanghai", "shifts": shifts}
 
 
 MECHANISMS = (
