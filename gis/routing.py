@@ -6,8 +6,9 @@ and returns a ``Decision`` with an ordered, operator-readable trace. Distances a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -389,3 +390,144 @@ def _pick_teams(
         )
     )
     return tuple(chosen)
+
+
+# -- What is stored of a decision, and what a re-route compares ---------------------------------
+#
+# Defined once, here: the report path (``api.usecases.cases``) and the batch re-route (``api.usecases.reroute``)
+# both store ``routing_record`` and compare ``signature``.
+
+SIG_KEYS = ("mechanism", "sides", "teams", "contacts")
+SIG_SEP = "\x1d"  # between the signature's four fields, in the stored column ``routing_sig``
+
+
+def contacts_digest(contacts: list[tuple[str, str, str, str]]) -> str:
+    """md5 of the contacts' (side, role, unit_code, name), each joined by U+001F, sorted
+    bytewise and joined by U+001E."""
+    keys = sorted("\x1f".join(c) for c in contacts)
+    return hashlib.md5("\x1e".join(keys).encode()).hexdigest()
+
+
+def signature(d: Decision) -> tuple[str, str, str, str]:
+    """What a re-route compares: mechanism ('' for none), sides and team codes (comma-joined,
+    in order), and the contacts' digest."""
+    return (
+        d.mechanism or "",
+        ",".join(d.sides),
+        ",".join(t.code for t in d.teams),
+        contacts_digest([(c.side, c.role, c.unit_code, c.name or "") for c in d.contacts]),
+    )
+
+
+def signature_text(sig: tuple[str, str, str, str]) -> str:
+    """The signature as the column ``routing_sig`` stores it."""
+    return SIG_SEP.join(sig)
+
+
+def _flat(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def decision_view(d: Decision) -> dict[str, Any]:
+    """The routing decision as the API shows it (the same shape as a stored case's routing)."""
+    p = d.placement
+    return {
+        "side": p.side,
+        "sides": list(d.sides),
+        "distance_to_border_m": _m(p.distance_to_border_m),
+        "in_border_zone": p.in_border_zone,
+        "cross_boundary": d.cross_boundary,
+        "cross_boundary_reasons": list(d.reasons),
+        "mechanism": d.mechanism,
+        "lead_side": d.lead_side,
+        "teams": [{**_flat(t), "base_distance_m": round(t.base_distance_m, 1)} for t in d.teams],
+        "contacts": [{**_flat(c), "distance_m": round(c.distance_m, 1)} for c in d.contacts],
+        "grid": None
+        if d.grid is None
+        else {"code": d.grid.code, "name": d.grid.name, "side": d.grid.side, "joint": d.grid.joint},
+        "police_grid": None
+        if d.police_grid is None
+        else {
+            "code": d.police_grid.code,
+            "name": d.police_grid.name,
+            "side": d.police_grid.side,
+            "station": d.police_grid.station,
+        },
+        "due_at": d.due_at.isoformat(),
+        "possible_duplicate_of": d.possible_duplicate_of,
+        "routing": {
+            "chain": [_flat(a) for a in d.chain],
+            "trace": [s.as_dict() for s in d.trace],
+        },
+    }
+
+
+def routing_record(
+    d: Decision, decided_at: datetime, *, rerouted: bool = False, view: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The stored routing columns of a decision, as a report writes them and a re-route
+    rewrites them (``routing_sig`` among them). ``view``: ``decision_view(d)`` if at hand."""
+    view = decision_view(d) if view is None else view
+    routing = {
+        **view["routing"],
+        "grid": view["grid"],
+        "police_grid": view["police_grid"],
+        "in_border_zone": view["in_border_zone"],
+        "decided_at": decided_at.isoformat(),
+    }
+    if rerouted:
+        routing["rerouted"] = True
+    return {
+        "lead_side": view["lead_side"],
+        "sides": view["sides"],
+        "cross_boundary": view["cross_boundary"],
+        "reasons": view["cross_boundary_reasons"],
+        "mechanism": view["mechanism"],
+        "distance_to_border_m": view["distance_to_border_m"],
+        "grid_code": (view["grid"] or {}).get("code"),
+        "police_grid_code": (view["police_grid"] or {}).get("code"),
+        "teams": view["teams"],
+        "contacts": view["contacts"],
+        "routing": routing,
+        "routing_sig": signature_text(signature(d)),
+    }
+
+
+class DecisionMemo:
+    """``decide`` memoised for a batch, on what the decision's choices read.
+
+    The key: the facts (the key of their document, which the caller gives: equal documents,
+    equal facts), the category, the severity, and the duty answers of the facts' teams at the
+    report's time, which are all the report's time enters into. The report's position is only
+    quoted in the trace's first step. So every case with the same key gets the same sides,
+    mechanism, teams and contacts, and the memo returns the first such case's decision (its
+    trace quotes that case's position and time): for comparing signatures, not for storing.
+    Reports with parties or an extent are decided each on their own, as are errors.
+    """
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        *,
+        now: datetime,
+        duty: Callable[[dict[str, Any] | None, datetime], bool] | None = None,
+    ) -> None:
+        from gis.duty import DutyMemo
+
+        self.catalogue, self.now = catalogue, now
+        self.duty = duty or DutyMemo()
+        self._memo: dict[tuple[Any, ...], Decision] = {}
+        self.calls = self.hits = 0
+
+    def __call__(self, report: Report, facts: LocationFacts, key: str) -> Decision:
+        self.calls += 1
+        if report.extent is not None or report.parties_sides:
+            return decide(report, facts, self.catalogue, now=self.now, duty=self.duty)
+        at = report.occurred_at
+        k = (key, report.category, report.severity, *(self.duty(t.roster, at) for t in facts.teams))
+        hit = self._memo.get(k)
+        if hit is not None:
+            self.hits += 1
+            return hit
+        d = self._memo[k] = decide(report, facts, self.catalogue, now=self.now, duty=self.duty)
+        return d

@@ -6,7 +6,7 @@ Geometry goes in as hex EWKB with SRID 4326 and comes out as WKB, read by shapel
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -132,70 +132,6 @@ def chain_events(conn: Conn, stage: str) -> int:
     return n
 
 
-def reference(conn: Conn) -> Any:
-    """Every reference layer the routing facts are drawn from, as ``gis.bulkfacts.Reference``."""
-    from gis.bulkfacts import Layer, Reference
-
-    parts = fetch_layer(conn, "SELECT side, ST_AsBinary(geom) AS wkb FROM side_parts ORDER BY id")
-    with translate_errors():
-        areas = {
-            r["code"]: (r["name"], r["level"], r["parent_code"])
-            for r in conn.execute("SELECT code, name, level, parent_code FROM areas")
-        }
-    villages = fetch_layer(
-        conn,
-        "SELECT code, ST_AsBinary(geom) AS wkb FROM areas WHERE level = 'village' ORDER BY code",
-    )
-    grids = fetch_layer(
-        conn,
-        "SELECT g.code, g.name, g.side, g.village_code, g.joint, g.chief_name, g.chief_phone,"
-        " CASE WHEN g.joint THEN ARRAY(SELECT d.code FROM areas d WHERE d.level = 'district'"
-        "   AND ST_Intersects(d.geom, g.geom) AND NOT ST_Touches(d.geom, g.geom) ORDER BY d.code)"
-        " ELSE ARRAY[g.side] END AS spans, ST_AsBinary(g.geom) AS wkb FROM grids g ORDER BY g.code",
-    )
-    police = fetch_layer(
-        conn,
-        "SELECT code, name, side, station, officer_name, officer_phone, ST_AsBinary(geom) AS wkb"
-        " FROM police_grids ORDER BY code",
-    )
-    with translate_errors():
-        trows = conn.execute(
-            "SELECT code, name, kind, side, sides, mechanisms, roster,"
-            " ST_AsBinary(patrol_area) AS patrol, ST_AsBinary(base) AS base FROM teams ORDER BY code"
-        ).fetchall()
-    teams = [
-        {
-            **{k: r[k] for k in ("code", "name", "kind", "side", "sides", "mechanisms", "roster")},
-            "patrol": shapely.from_wkb(bytes(r["patrol"])),
-            "base": shapely.from_wkb(bytes(r["base"])),
-        }
-        for r in trows
-    ]
-    chiefs = fetch_layer(
-        conn,
-        "SELECT code, role, side, name, phone, feature_name, ST_AsBinary(geom) AS wkb FROM chiefs"
-        " ORDER BY code",
-    )
-
-    def layer(cols: dict[str, list[Any]], names: tuple[str, ...]) -> Layer:
-        geoms = cols.pop("geoms", [])
-        return Layer(np.asarray(geoms, dtype=object), {k: cols.get(k, []) for k in names})
-
-    return Reference(
-        side_parts=layer(parts, ("side",)),
-        districts={c: a[0] for c, a in areas.items() if a[1] == "district"},
-        areas=areas,
-        villages=layer(villages, ("code",)),
-        grids=layer(
-            grids,
-            ("code", "name", "side", "village_code", "joint", "chief_name", "chief_phone", "spans"),
-        ),
-        police=layer(police, ("code", "name", "side", "station", "officer_name", "officer_phone")),
-        teams=teams,
-        chiefs=layer(chiefs, ("code", "role", "side", "name", "phone", "feature_name")),
-    )
-
-
 def sibling(conn: Conn) -> Conn | None:
     """A second connection to ``conn``'s database (same user and credentials, autocommit),
     to read beside it; None when ``conn`` is inside a transaction, whose uncommitted changes a
@@ -209,9 +145,21 @@ def sibling(conn: Conn) -> Conn | None:
     return connect(conn.info.dsn, password=conn.info.password, autocommit=True)
 
 
-def reroute_cases(conn: Conn, *, open_only: bool, candidates: bool = False) -> Any:
-    """The cases to re-route as a pandas DataFrame (COPY out, parsed in C); with
-    ``candidates``, only those staged in ``_reroute_candidates`` (``layers.changes``)."""
+def reroute_cases(
+    conn: Conn,
+    *,
+    open_only: bool,
+    radius_m: float,
+    mechanisms: Mapping[str, str | None],
+    candidates: bool = False,
+    ids: Sequence[str] | None = None,
+    far: bool = False,
+    half: int | None = None,
+) -> Any:
+    """The cases to re-route with their facts, as a pandas DataFrame (COPY out, parsed in C):
+    with ``candidates``, only those staged in ``_reroute_candidates`` (``layers.changes``);
+    with ``ids``, only those; with ``half`` (0 or 1), one of two disjoint halves of them.
+    ``mechanisms``: each category's."""
     import io
 
     import pandas as pd
@@ -219,10 +167,17 @@ def reroute_cases(conn: Conn, *, open_only: bool, candidates: bool = False) -> A
     from layers.db import sql
 
     buf = io.BytesIO()
-    query = sql("reroute_cases")
+    only = ""
     if candidates:
-        query += "  AND i.id IN (SELECT c.id FROM _reroute_candidates c)\n"
-    stmt = ClientCursor(conn).mogrify(query, {"open_only": open_only})
+        only += "  AND i.id IN (SELECT c.id FROM _reroute_candidates c)\n"
+    if ids is not None:
+        only += "  AND i.id = ANY (%(ids)s::uuid[])\n"
+    if half is not None:
+        only += f"  AND (hashtext(i.id::text) & 1) = {int(half)}\n"
+    cats = sorted(mechanisms)
+    params = {"open_only": open_only, "radius_m": radius_m, "far": far, "categories": cats,
+              "mechanisms": [mechanisms[c] for c in cats], "ids": list(ids or ())}  # fmt: skip
+    stmt = ClientCursor(conn).mogrify(sql("reroute_cases").replace("{candidates}", only), params)
     with (
         translate_errors(),
         conn.cursor() as cur,
@@ -232,7 +187,8 @@ def reroute_cases(conn: Conn, *, open_only: bool, candidates: bool = False) -> A
             buf.write(block)
     buf.seek(0)
     names = ["id", "code", "status", "category", "severity", "occurred", "lon", "lat", "extent",
-             "parties", "old_mechanism", "old_sides", "old_teams", "old_contacts"]  # fmt: skip
+             "parties", "old_mechanism", "old_sides", "old_teams", "old_contacts", "key",
+             "facts"]  # fmt: skip
     return pd.read_csv(
         buf,
         sep="\t",
@@ -252,7 +208,8 @@ def write_reroute(
 ) -> int:
     """Stage re-routed cases with COPY, then one UPDATE and one INSERT of events; return how many
     cases were written. ``rows``: id, status, side, sides, cross_boundary, reasons, mechanism,
-    distance_to_border_m, grid_code, police_grid_code, teams, contacts, routing, diff."""
+    distance_to_border_m, grid_code, police_grid_code, teams, contacts, routing, routing_sig,
+    diff."""
     from layers.db import sql
 
     with translate_errors(), conn.transaction():
@@ -260,7 +217,7 @@ def write_reroute(
             "CREATE TEMP TABLE _reroute (id uuid PRIMARY KEY, status text, side text, sides text[],"
             " cross_boundary boolean, reasons text[], mechanism text,"
             " distance_to_border_m double precision, grid_code text, police_grid_code text,"
-            " teams jsonb, contacts jsonb, routing jsonb, diff jsonb) ON COMMIT DROP"
+            " teams jsonb, contacts jsonb, routing jsonb, routing_sig text, diff jsonb) ON COMMIT DROP"
         )
         copy_rows(
             conn,
@@ -279,6 +236,7 @@ def write_reroute(
                 "teams",
                 "contacts",
                 "routing",
+                "routing_sig",
                 "diff",
             ],
             rows,

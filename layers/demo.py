@@ -225,8 +225,8 @@ def load_cases(
         "id", "code", "side", "sides", "status", "category", "severity", "description",
         "occurred_at", "reported_at", "updated_at", "due_at", "cross_boundary", "reasons",
         "mechanism", "lead_side", "distance_to_border_m", "grid_code", "police_grid_code",
-        "teams", "contacts", "routing", "input", "reporter", "geom", "verified_sides",
-        "merged_into",
+        "teams", "contacts", "routing", "routing_sig", "input", "reporter", "geom",
+        "verified_sides", "merged_into",
     ]  # fmt: skip
     hours = {k: v.resolve_hours * 3600.0 for k, v in catalogue.severities.items()}
     limit = np.array([hours[s] for s in c.severity.tolist()])
@@ -290,6 +290,7 @@ def load_cases(
                             esc(r["teams"][k]),
                             esc(r["contacts"][k]),
                             esc(r["routing"][k]),
+                            esc(r["routing_sig"][k]),
                             inp,
                             rep,
                             f"SRID=4326;POINT({lon[k]!r} {lat[k]!r})",

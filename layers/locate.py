@@ -1,6 +1,8 @@
-"""Location facts: side, area chain, grids, police grids, teams and chiefs for a point.
+"""Location facts: side, area chain, grids, police grids, teams and chiefs for points.
 
-One SQL round trip (``sql/locate.sql``); the result is turned into ``gis.facts`` values.
+One facts engine, the SQL function ``jointgrid_facts()`` (migration 0018), for one point (a
+report, ``/locate``: ``sql/locate.sql``) as for a million (the batch re-route, the province
+loader: ``facts_of_points``); its JSON documents are turned into ``gis.facts`` values.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gis.facts import (
 from layers.db import Conn, sql, translate_errors
 
 _M_PER_DEG_LAT = 110_574.0
+PARTIES_SEP = "\x1f"  # joins the sides a point asks for (a report's parties), per point
 
 
 @dataclass(frozen=True)
@@ -68,16 +71,14 @@ def facts(
         "lon": lon,
         "lat": lat,
         "radius_m": radius_m,
-        "radius_deg": degrees_covering(radius_m, lat),
         "mechanism": mechanism,
         "extent": None
         if extent is None
         else shapely.to_wkb(shapely.set_srid(extent, 4326), include_srid=True),
         "category": dup.category if dup else None,
         "dup_radius_m": dup.radius_m if dup else None,
-        "dup_radius_deg": degrees_covering(dup.radius_m, lat) if dup else None,
         "dup_since": dup.since if dup else None,
-        "sides": list(sides) or None,
+        "sides": PARTIES_SEP.join(sides) or None,
         "teams_if_cross": teams_if_cross,
     }
     with translate_errors():
@@ -112,3 +113,57 @@ def to_facts(lon: float, lat: float, f: dict[str, Any]) -> LocationFacts:
         extent_sides=None if f.get("extent_sides") is None else tuple(f["extent_sides"]),
         duplicates=tuple(DuplicateRef(**d) for d in f.get("duplicates", []) or []),
     )
+
+
+@dataclass
+class ManyFacts:
+    """The facts of many points: per point the key (md5) of its facts document, and each
+    distinct document once, parsed."""
+
+    keys: list[str]
+    docs: dict[str, dict[str, Any]]
+
+
+def facts_of_points(
+    conn: Conn,
+    lon: Sequence[float],
+    lat: Sequence[float],
+    *,
+    radius_m: float,
+    mechanism: Sequence[str | None] | None = None,
+    sides: Sequence[Sequence[str]] | None = None,
+    far: bool = True,
+) -> ManyFacts:
+    """The facts of many points in one statement (teams only where a case can be
+    cross-boundary, as the report path asks). ``sides``: per point, the sides to report
+    however far (a report's parties). ``far``: the nearest other side however far
+    (its distance is a case's distance to the border); without it, plain facts repeat."""
+    import orjson
+
+    query = (
+        "WITH f AS (SELECT f.ord, f.facts::text AS t, md5(f.facts::text) AS key"
+        " FROM jointgrid_facts(%(lon)s::float8[], %(lat)s::float8[], %(radius_m)s::float8,"
+        " %(mechanism)s::text[], p_sides => %(sides)s::text[], p_teams_if_cross => true,"
+        " p_far => %(far)s) f)"
+        " SELECT ord, key, CASE WHEN row_number() OVER (PARTITION BY key ORDER BY ord) = 1"
+        " THEN t END AS facts FROM f ORDER BY ord"
+    )
+    params = {
+        "lon": [float(x) for x in lon],
+        "lat": [float(y) for y in lat],
+        "radius_m": radius_m,
+        "mechanism": None if mechanism is None else list(mechanism),
+        "sides": None if sides is None else [PARTIES_SEP.join(s) or None for s in sides],
+        "far": far,
+    }
+    keys: list[str] = []
+    docs: dict[str, dict[str, Any]] = {}
+    from psycopg.rows import tuple_row
+
+    with translate_errors(), conn.cursor(row_factory=tuple_row) as cur:
+        cur.execute(query, params)
+        for _ord, key, text in cur.fetchall():
+            keys.append(key)
+            if text is not None:
+                docs[key] = orjson.loads(text)
+    return ManyFacts(keys, docs)

@@ -3,7 +3,7 @@
 - ``gis.duty.DutyMemo`` answers exactly as ``on_duty`` (every minute of a week and the
   instants around shift boundaries, overnight shifts, ``24:00``, other time zones, rosters
   that share their content, malformed shifts);
-- the stored ``routing_sig`` (migration 0009) is what ``api.reroute.signature`` makes of the
+- the stored ``routing_sig`` is what ``gis.routing.signature`` makes of the
   decision stored with the case, for cases with teams, two sides and parties;
 - the batch reads a case's parties from the COPY and decides it as at report time: a dry run
   right after the reports changes nothing;
@@ -20,12 +20,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from api.usecases.reroute import SIG_KEYS, _points, contacts_digest, reroute, signature
-from gis.bulkfacts import BulkFacts
+from api.usecases.reroute import reroute
 from gis.duty import DutyMemo, on_duty
 from gis.errors import DomainError
-from gis.routing import Report, decide
-from layers import bulk
+from gis.routing import SIG_KEYS, Report, contacts_digest, decide, signature
+from layers import bulk, locate
 from tests.geo import ANJU, TONGNAN, hand_strip_to_anju, point_inside
 
 CATS = ("theft", "land_dispute", "traffic_accident", "river_pollution", "forest_fire_hazard")
@@ -116,8 +115,9 @@ def test_stored_signature_and_a_dry_run(conn, client, catalogue, mode):
 
 
 def test_batch_equals_deciding_every_case_in_full(conn, client, catalogue):
-    """After a boundary change, the batch (plain cases by template, the rest in full, duty
-    memoised) finds exactly the changes that deciding every open case in full finds."""
+    """After a boundary change, the batch (its facts without the far sides, decisions memoised
+    on their inputs) finds exactly the changes that deciding every open case one by one, with
+    the report path's facts, finds."""
     for k, f in enumerate(np.linspace(0.1, 0.9, 9)):
         for side, m in ((ANJU, 400.0), (ANJU, 2500.0), (TONGNAN, 900.0), (TONGNAN, 4000.0)):
             try:
@@ -130,16 +130,21 @@ def test_batch_equals_deciding_every_case_in_full(conn, client, catalogue):
     now = datetime(2026, 11, 27, 2, 30, tzinfo=UTC)
     batch = reroute(conn, catalogue, dry_run=True, now=now)
 
-    df = bulk.reroute_cases(conn, open_only=True)
-    bf = BulkFacts(bulk.reference(conn), _points(df, catalogue), radius_m=catalogue.border_zone_m)
+    mech = {c: catalogue.mechanism_for(c) for c in catalogue.categories}
+    df = bulk.reroute_cases(conn, open_only=True, radius_m=catalogue.border_zone_m, mechanisms=mech)
     changed, failed, by_change = 0, 0, Counter[str]()
     for i in range(len(df)):
+        x, y = float(df["lon"][i]), float(df["lat"][i])
         rep = Report(
-            float(df["lon"][i]), float(df["lat"][i]), df["category"][i], df["severity"][i],
+            x, y, df["category"][i], df["severity"][i],
             datetime.fromtimestamp(float(df["occurred"][i]), UTC),
         )  # fmt: skip
         try:
-            new = signature(decide(rep, bf.facts(i), catalogue, now=now))
+            one = locate.facts(
+                conn, lon=x, lat=y, radius_m=catalogue.border_zone_m,
+                mechanism=mech[df["category"][i]], teams_if_cross=True,
+            )  # fmt: skip
+            new = signature(decide(rep, one, catalogue, now=now))
         except DomainError:
             failed += 1
             continue

@@ -202,10 +202,9 @@ def test_province_generator_is_deterministic_and_nests():
 
 
 def test_province_loads_with_copy_and_routes_like_the_single_path(conn, catalogue):
-    from api.usecases.reroute import bulk_decisions, signature
-    from gis.bulkfacts import BulkFacts, Points
-    from gis.routing import Report, decide
-    from layers import bulk, locate
+    from api.usecases.reroute import bulk_decisions
+    from gis.routing import Report, contacts_digest, decide, signature
+    from layers import locate
     from layers.demo import load_cases, load_province_layers
 
     real = _real_sides()
@@ -243,7 +242,7 @@ def test_province_loads_with_copy_and_routes_like_the_single_path(conn, catalogu
     xs = b[:, 0] + (b[:, 2] - b[:, 0]) * rng.random(60)
     ys = b[:, 1] + (b[:, 3] - b[:, 1]) * rng.random(60)
     mech = [catalogue.mechanism_for("theft")] * 60
-    bf = BulkFacts(bulk.reference(conn), Points(xs, ys, mech), radius_m=catalogue.border_zone_m)
+    many = locate.facts_of_points(conn, xs, ys, radius_m=catalogue.border_zone_m, mechanism=mech)
     now = datetime(2026, 11, 27, 3, tzinfo=UTC)
     for i in range(60):
         rep = Report(float(xs[i]), float(ys[i]), "theft", "yellow", now)
@@ -253,7 +252,21 @@ def test_province_loads_with_copy_and_routes_like_the_single_path(conn, catalogu
             lat=float(ys[i]),
             radius_m=catalogue.border_zone_m,
             mechanism=mech[i],
+            teams_if_cross=True,
         )
+        batch = locate.to_facts(float(xs[i]), float(ys[i]), many.docs[many.keys[i]])
+        assert batch == one  # one engine: an array of one is a point of many
         assert signature(decide(rep, one, catalogue, now=now)) == signature(
-            decide(rep, bf.facts(i), catalogue, now=now)
+            decide(rep, batch, catalogue, now=now)
         )
+    # the stored routing of the loaded open cases is the decision's, signature and all
+    stored = conn.execute(
+        "SELECT routing_sig, mechanism, sides, teams, contacts FROM incidents"
+        " WHERE input->>'synthetic' = 'province' AND jointgrid_is_open(status)"
+    ).fetchall()
+    for row in stored:
+        mech_s, sides, teams, digest = row["routing_sig"].split("\x1d")
+        assert (mech_s or None, sides.split(",")) == (row["mechanism"], row["sides"])
+        assert teams == ",".join(t["code"] for t in row["teams"])
+        keys = [(c["side"], c["role"], c["unit_code"], c["name"] or "") for c in row["contacts"]]
+        assert digest == contacts_digest(keys)

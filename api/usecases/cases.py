@@ -17,13 +17,12 @@ from shapely.geometry import Point
 
 from api.usecases import trail
 from api.usecases.schemas import ReportIn, TransitionIn
-from api.usecases.views import flat
 from gis.catalogue import Catalogue
 from gis.crs import geometry_to_wgs84, parse_crs, to_wgs84
 from gis.errors import IdempotencyConflict, InvalidInput, NotFound, UnknownSeverity
 from gis.geojson import parse_geometry, point_lonlat
 from gis.location import check_lonlat
-from gis.routing import Decision, Report, decide
+from gis.routing import Decision, Report, decide, decision_view, routing_record
 from gis.trail import TrailDrift
 from gis.workflow import CaseState, Transition, apply, auto_escalation, ladder_of
 from layers import incidents, locate, outbox
@@ -128,42 +127,6 @@ def _decide(conn: Conn, report: Report, catalogue: Catalogue, *, now: datetime) 
     )
 
 
-def decision_view(d: Decision) -> dict[str, Any]:
-    """The routing decision as the API shows it (the same shape as a stored case's routing)."""
-    p = d.placement
-    return {
-        "side": p.side,
-        "sides": list(d.sides),
-        "distance_to_border_m": None
-        if p.distance_to_border_m is None
-        else round(p.distance_to_border_m, 1),
-        "in_border_zone": p.in_border_zone,
-        "cross_boundary": d.cross_boundary,
-        "cross_boundary_reasons": list(d.reasons),
-        "mechanism": d.mechanism,
-        "lead_side": d.lead_side,
-        "teams": [{**flat(t), "base_distance_m": round(t.base_distance_m, 1)} for t in d.teams],
-        "contacts": [{**flat(c), "distance_m": round(c.distance_m, 1)} for c in d.contacts],
-        "grid": None
-        if d.grid is None
-        else {"code": d.grid.code, "name": d.grid.name, "side": d.grid.side, "joint": d.grid.joint},
-        "police_grid": None
-        if d.police_grid is None
-        else {
-            "code": d.police_grid.code,
-            "name": d.police_grid.name,
-            "side": d.police_grid.side,
-            "station": d.police_grid.station,
-        },
-        "due_at": d.due_at.isoformat(),
-        "possible_duplicate_of": d.possible_duplicate_of,
-        "routing": {
-            "chain": [flat(a) for a in d.chain],
-            "trace": [s.as_dict() for s in d.trace],
-        },
-    }
-
-
 def route(conn: Conn, body: ReportIn, catalogue: Catalogue) -> dict[str, Any]:
     """The decision for a report, without storing anything (``POST /api/v1/route``)."""
     now = now_utc()
@@ -202,34 +165,17 @@ def report(
     # trips around it. A retry with a known key costs the facts once more, instead of every
     # report paying a look-up first.
     d = _decide(conn, rep, catalogue, now=now)
-    view = decision_view(d)
     row = incidents.insert_reported(
         conn,
         fields={
             "side": d.lead_side,
-            "sides": list(d.sides),
             "status": "reported",
             "category": rep.category,
             "severity": rep.severity,
             "description": body.description,
             "occurred_at": rep.occurred_at,
             "due_at": d.due_at,
-            "cross_boundary": d.cross_boundary,
-            "reasons": list(d.reasons),
-            "mechanism": d.mechanism,
-            "lead_side": d.lead_side,
-            "distance_to_border_m": view["distance_to_border_m"],
-            "grid_code": d.grid.code if d.grid else None,
-            "police_grid_code": d.police_grid.code if d.police_grid else None,
-            "teams": view["teams"],
-            "contacts": view["contacts"],
-            "routing": {
-                **view["routing"],
-                "grid": view["grid"],
-                "police_grid": view["police_grid"],
-                "in_border_zone": view["in_border_zone"],
-                "decided_at": now.isoformat(),
-            },
+            **routing_record(d, now),
             "possible_duplicate_of": d.possible_duplicate_of,
             "input": given,
             "reporter": (body.reporter.model_dump() if body.reporter else {})

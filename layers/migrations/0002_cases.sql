@@ -74,4 +74,4 @@ CREATE TRIGGER incident_events_no_update BEFORE UPDATE OR DELETE ON incident_eve
 CREATE TRIGGER incident_events_no_truncate BEFORE TRUNCATE ON incident_events
     FOR EACH STATEMENT EXECUTE FUNCTION incident_events_append_only();
 
--- location_facts(): layers/functions/location_facts.sql
+-- location_facts(): replaced by jointgrid_facts() (layers/functions/jointgrid_facts.sql, 0018)

@@ -36,7 +36,7 @@ CREATE INDEX incidents_open_geom_gix ON incidents USING gist (geom)
 DROP FUNCTION IF EXISTS location_facts(double precision, double precision, double precision,
     double precision, text, geometry, text, double precision, double precision, timestamptz);
 
--- location_facts(): layers/functions/location_facts.sql
+-- location_facts(): replaced by jointgrid_facts() (layers/functions/jointgrid_facts.sql, 0018)
 
 -- 4. The distribution column of cases is their intake side (`side`), which never changes:
 --    a sharded PostgreSQL (Citus) cannot move a row between shards by UPDATE. The lead side

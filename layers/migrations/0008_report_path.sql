@@ -18,6 +18,6 @@ DROP FUNCTION IF EXISTS location_facts(double precision, double precision, doubl
     double precision, text, geometry, text, double precision, double precision, timestamptz,
     text[]);
 
--- location_facts(): layers/functions/location_facts.sql
+-- location_facts(): replaced by jointgrid_facts() (layers/functions/jointgrid_facts.sql, 0018)
 
 DROP INDEX IF EXISTS incident_events_incident_idx;

@@ -34,12 +34,12 @@ pieces AS MATERIALIZED (
 INSERT INTO _reroute_candidates (id)
 SELECT i.id FROM pieces p
 JOIN incidents i ON ST_DWithin(i.geom, p.geom, p.deg)
-WHERE i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')
+WHERE jointgrid_is_open(i.status)
 UNION
 SELECT i.id FROM incidents i
-WHERE i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')
+WHERE jointgrid_is_open(i.status)
   AND routing_reach(i.contacts, i.extent, i.input, i.distance_to_border_m) > %(reach_m)s
 UNION
 SELECT i.id FROM incidents i
 WHERE %(teams)s AND i.cross_boundary
-  AND i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')
+  AND jointgrid_is_open(i.status)

@@ -1,18 +1,47 @@
--- The cases to re-route (all, or the open ones), streamed with COPY by the batch re-route.
--- The stored routing comes out as its signature (mechanism, sides, team codes, and an md5 of
--- the sorted contacts: the column `routing_sig`, kept by PostgreSQL since migration 0009), so
--- the client compares without parsing every JSON document; the parties as their JSON array.
--- Parameter: open_only.
--- The WHERE clause stays last: layers.bulk.reroute_cases appends the candidates' filter to it.
-SELECT i.id, i.code, i.status, i.category, i.severity,
-       extract(epoch FROM i.occurred_at) AS occurred,
-       ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat,
-       coalesce(encode(ST_AsBinary(i.extent), 'hex'), '') AS extent,
-       coalesce(i.input ->> 'parties_sides', '') AS parties,
-       split_part(i.routing_sig, E'\x1d', 1) AS old_mechanism,
-       split_part(i.routing_sig, E'\x1d', 2) AS old_sides,
-       split_part(i.routing_sig, E'\x1d', 3) AS old_teams,
-       split_part(i.routing_sig, E'\x1d', 4) AS old_contacts
-FROM incidents i
-WHERE (NOT %(open_only)s
-       OR i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved'))
+-- The cases to re-route (all, or the open ones), streamed with COPY by the batch re-route,
+-- each with its location facts from the facts engine (jointgrid_facts(), migration 0018), as
+-- the report path gathers them (teams only where the case can be cross-boundary), with
+-- `p_far` as asked: without it, the facts of a plain case name no far side and repeat
+-- exactly from case to case. The facts come as their md5, and their text (hex) only on the
+-- first case with that md5. The stored routing comes out as its signature (the column
+-- `routing_sig`); the parties as their JSON array.
+-- Parameters: open_only, radius_m, far, categories[], mechanisms[]. The placeholder below is replaced
+-- by the candidates' filter (layers.bulk.reroute_cases) or nothing.
+WITH c AS MATERIALIZED (
+    SELECT row_number() OVER ()::integer AS ord, i.id, i.code, i.status, i.category,
+           i.severity, i.occurred_at, i.geom, i.extent, i.input, i.routing_sig
+    FROM incidents i
+    WHERE (NOT %(open_only)s OR jointgrid_is_open(i.status))
+    {candidates}
+),
+a AS (
+    SELECT array_agg(ST_X(c.geom) ORDER BY c.ord) AS lon,
+           array_agg(ST_Y(c.geom) ORDER BY c.ord) AS lat,
+           array_agg(m.mechanism ORDER BY c.ord) AS mechanism,
+           array_agg(c.extent ORDER BY c.ord) AS extent,
+           array_agg(CASE WHEN jsonb_typeof(c.input -> 'parties_sides') = 'array'
+                          THEN array_to_string(ARRAY(
+                              SELECT jsonb_array_elements_text(c.input -> 'parties_sides')),
+                              E'\x1f') END ORDER BY c.ord) AS parties
+    FROM c LEFT JOIN unnest(%(categories)s::text[], %(mechanisms)s::text[])
+                     AS m(category, mechanism) USING (category)
+),
+f AS (
+    SELECT f.ord, md5(f.facts::text) AS key, f.facts::text AS facts
+    FROM a, jointgrid_facts(a.lon, a.lat, %(radius_m)s, a.mechanism, a.extent, a.parties,
+                            p_teams_if_cross => true, p_far => %(far)s) f
+)
+SELECT c.id, c.code, c.status, c.category, c.severity,
+       extract(epoch FROM c.occurred_at) AS occurred,
+       ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat,
+       coalesce(encode(ST_AsBinary(c.extent), 'hex'), '') AS extent,
+       coalesce(c.input ->> 'parties_sides', '') AS parties,
+       split_part(c.routing_sig, E'\x1d', 1) AS old_mechanism,
+       split_part(c.routing_sig, E'\x1d', 2) AS old_sides,
+       split_part(c.routing_sig, E'\x1d', 3) AS old_teams,
+       split_part(c.routing_sig, E'\x1d', 4) AS old_contacts,
+       f.key,
+       CASE WHEN row_number() OVER (PARTITION BY f.key ORDER BY c.ord) = 1
+            THEN encode(convert_to(f.facts, 'UTF8'), 'hex') ELSE '' END AS facts
+FROM c JOIN f USING (ord)
+ORDER BY c.ord

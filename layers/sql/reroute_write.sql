@@ -8,7 +8,7 @@ WITH u AS (
         reasons = r.reasons, mechanism = r.mechanism,
         distance_to_border_m = r.distance_to_border_m, grid_code = r.grid_code,
         police_grid_code = r.police_grid_code, teams = r.teams, contacts = r.contacts,
-        routing = r.routing, updated_at = now()
+        routing = r.routing, routing_sig = r.routing_sig, updated_at = now()
     FROM _reroute r
     WHERE i.id = r.id AND i.status = r.status
     RETURNING i.id, i.side, i.status

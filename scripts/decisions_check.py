@@ -1,0 +1,124 @@
+"""Stored decisions against a full pass of the current engine, on a database of your choice.
+
+``populate``: report cases through the report path (``api.usecases.cases.report``) at points chosen to
+probe the rules on the demo layers: on the line, about 30, 900, 1,990, 2,000 and 2,600 m from
+it on both sides, in the joint grids, in gaps and outside, and with parties from the other
+side. ``compare``: decide every open case again (a full dry-run re-route) and list each case
+whose routing differs from the one stored, with its point: the cases where the engine that
+stored them and the current one disagree.
+
+    DATABASE_URL=... .venv/bin/python -m scripts.decisions_check populate
+    DATABASE_URL=... .venv/bin/python -m scripts.decisions_check compare [out.json]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+CATS = (
+    "land_dispute",
+    "theft",
+    "river_pollution",
+    "traffic_accident",
+    "forest_fire_hazard",
+    "fire",
+)
+
+
+def _points(conn: Any) -> list[tuple[float, float, tuple[str, ...]]]:
+    from tests.geo import ANJU, TONGNAN, line_vertex, point_inside
+
+    rng = np.random.default_rng(14)
+    pts: list[tuple[float, float, tuple[str, ...]]] = []
+    for f in np.linspace(0.02, 0.98, 40):
+        pts.append((*line_vertex(float(f)), ()))
+        for side in (ANJU, TONGNAN):
+            for m in (30.0, 900.0, 1990.0, 1999.5, 2000.5, 2010.0, 2600.0, 6000.0):
+                with contextlib.suppress(AssertionError):
+                    pts.append((*point_inside(side, m, float(f)), ()))
+    for r in conn.execute(
+        "SELECT ST_X(p) AS x, ST_Y(p) AS y FROM (SELECT (ST_DumpPoints("
+        "ST_GeneratePoints(geom, 12, 5))).geom AS p FROM grids WHERE joint) s"
+    ):
+        pts.append((r["x"], r["y"], ()))
+    box = conn.execute(
+        "SELECT ST_XMin(e) AS a, ST_YMin(e) AS b, ST_XMax(e) AS c, ST_YMax(e) AS d"
+        " FROM (SELECT ST_Extent(geom) AS e FROM areas WHERE level = 'district'"
+        " AND code IN (%s, %s)) s",
+        (ANJU, TONGNAN),
+    ).fetchone()
+    for x, y in zip(
+        rng.uniform(box["a"] - 0.01, box["c"] + 0.01, 1500),
+        rng.uniform(box["b"] - 0.01, box["d"] + 0.01, 1500),
+        strict=True,
+    ):
+        pts.append((float(x), float(y), ()))
+    for k in range(40):
+        with contextlib.suppress(AssertionError):
+            x, y = point_inside(ANJU if k % 2 else TONGNAN, 3000.0 + 150 * k, 0.05 + 0.022 * k)
+            pts.append((x, y, (TONGNAN if k % 2 else ANJU,)))
+    return pts
+
+
+def populate() -> None:
+    from api import settings
+    from api.catalogue import load_catalogue
+    from api.usecases.cases import report
+    from api.usecases.schemas import ReportIn
+    from gis.errors import DomainError
+    from layers.db import connect
+
+    cat = load_catalogue(settings.data().catalogue)
+    cats = [c for c in CATS if c in cat.categories] or sorted(cat.categories)
+    made = refused = 0
+    with connect(settings.database().require_url()) as conn:
+        conn.autocommit = True
+        for i, (x, y, parties) in enumerate(_points(conn)):
+            body = ReportIn(lon=x, lat=y, category=cats[i % len(cats)], severity="yellow",
+                            parties_sides=list(parties), description="decisions check")  # fmt: skip
+            try:
+                report(conn, body, cat, idempotency_key=f"decisions-check-{i}",
+                       actor={"kind": "system", "task": "decisions_check"})  # fmt: skip
+                made += 1
+            except DomainError:
+                refused += 1
+    print(json.dumps({"made": made, "refused": refused}))
+
+
+def compare(out: str | None) -> None:
+    from api import settings
+    from api.catalogue import load_catalogue
+    from api.usecases.reroute import reroute
+    from layers.db import connect
+
+    cat = load_catalogue(settings.data().catalogue)
+    with connect(settings.database().require_url()) as conn:
+        conn.autocommit = True
+        s = reroute(conn, cat, full=True, dry_run=True)
+        rows = []
+        if s.changed_codes:
+            rows = conn.execute(
+                "SELECT code, ST_X(geom) AS lon, ST_Y(geom) AS lat, distance_to_border_m,"
+                " sides, mechanism, input FROM incidents WHERE code = ANY(%s) ORDER BY code",
+                (s.changed_codes,),
+            ).fetchall()
+    doc = {"summary": s.as_dict(), "differ": [
+        {**r, "input": r["input"]} for r in rows
+    ]}  # fmt: skip
+    text = json.dumps(doc, indent=1, default=str, ensure_ascii=False)
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    print(json.dumps(s.as_dict(), default=str))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "populate":
+        populate()
+    else:
+        compare(sys.argv[2] if len(sys.argv) > 2 else None)

@@ -1,0 +1,192 @@
+"""``gis.routing.decide`` on hand-built ``LocationFacts``: pure, no database.
+
+Two sides A and B; each case builds the facts a point would have and checks the choices.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from shapely.geometry import LineString
+
+from gis.errors import OutsideServiceArea, UnknownSide
+from gis.facts import (
+    AreaRef,
+    ChiefRef,
+    DuplicateRef,
+    GridRef,
+    LocationFacts,
+    PoliceGridRef,
+    SideFact,
+    TeamCandidate,
+)
+from gis.routing import DecisionMemo, Report, decide, routing_record, signature
+
+A, B = "880001", "880002"
+NOW = datetime(2026, 11, 27, 2, 30, tzinfo=UTC)
+ALWAYS = {"timezone": "Asia/Shanghai", "shifts": [
+    {"name": "all", "days": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "24:00"}]}  # fmt: skip
+NEVER: dict[str, Any] = {"shifts": []}
+
+
+def grid(side: str, code: str, *, contains: bool = True, d: float = 0.0, joint: bool = False,
+         spans: tuple[str, ...] = ()) -> GridRef:  # fmt: skip
+    return GridRef(code, f"grid {code}", side, code[:12], joint, f"chief {code}", "1", contains,
+                   d, spans or (side,))  # fmt: skip
+
+
+def police(side: str, code: str, *, contains: bool = True, d: float = 0.0) -> PoliceGridRef:
+    return PoliceGridRef(code, f"beat {code}", side, "st", f"officer {code}", "1", contains, d)
+
+
+def team(code: str, *, covers: bool, d: float, roster: dict[str, Any]) -> TeamCandidate:
+    return TeamCandidate(code, f"team {code}", "joint", A, (A, B), ("joint_defense",), roster,
+                         covers, d)  # fmt: skip
+
+
+def facts(*, b_m: float | None = 5000.0, a_in: bool = True, a_m: float = 0.0, b_in: bool = False,
+          joint: bool = False, teams: tuple[TeamCandidate, ...] = (),
+          chiefs: tuple[ChiefRef, ...] = (), extent_sides: tuple[str, ...] | None = None,
+          dups: tuple[DuplicateRef, ...] = ()) -> LocationFacts:  # fmt: skip
+    sides = [SideFact(A, "side A", a_in, 0.0 if a_in else a_m)]
+    if b_m is not None or b_in:
+        sides.append(SideFact(B, "side B", b_in, 0.0 if b_in else float(b_m or 0.0)))
+    here = [grid(A, A + "001001001")] if a_in else []
+    if joint:
+        here.append(grid(A, A + "001001002", joint=True, spans=(A, B)))
+    nearest = [grid(A, A + "001001001", contains=False)]
+    police_near = [police(A, "PA", contains=False)]
+    if (b_m is not None and b_m <= 2000.0) or b_in:
+        nearest.append(grid(B, B + "001001001", contains=False, d=b_m or 0.0))
+        police_near.append(police(B, "PB", contains=False, d=b_m or 0.0))
+    return LocationFacts(
+        lon=120.0, lat=45.0, sides=tuple(sides),
+        chain=(AreaRef(A, "side A", "district"),) if a_in else (),
+        grids_here=tuple(here), nearest_grids=tuple(nearest),
+        police_here=(police(A, "PA"),) if a_in else (), nearest_police=tuple(police_near),
+        teams=teams, chiefs=chiefs, extent_sides=extent_sides, duplicates=dups,
+    )  # fmt: skip
+
+
+def run(f: LocationFacts, category: str = "theft", **kw: Any):  # type: ignore[no-untyped-def]
+    from api import settings
+    from api.catalogue import load_catalogue
+
+    cat = load_catalogue(settings.data().catalogue)
+    known = kw.pop("known", None)
+    rep = Report(120.0, 45.0, category, kw.pop("severity", "yellow"), NOW, **kw)
+    return decide(rep, f, cat, now=NOW, known_sides=known)
+
+
+def test_plain_single_side():
+    d = run(facts())
+    assert (d.sides, d.cross_boundary, d.reasons, d.mechanism) == ((A,), False, (), None)
+    assert d.placement.distance_to_border_m == 5000.0 and not d.placement.in_border_zone
+    assert [(c.role, c.unit_code) for c in d.contacts] == [
+        ("grid_chief", A + "001001001"), ("police_officer", "PA")]  # fmt: skip
+    assert d.teams == () and d.grid is not None and d.grid.code == A + "001001001"
+    assert [s.step for s in d.trace] == ["place", "border_zone", "mechanism", "lead_side",
+                                         "contacts", "due"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("metres", "cross"), [(1999.9, True), (2000.0, True), (2000.1, False)])
+def test_the_zone_is_closed_at_its_edge(metres, cross):
+    d = run(facts(b_m=metres))
+    assert d.cross_boundary is cross
+    assert d.sides == ((A, B) if cross else (A,))
+    assert d.reasons == (("border_zone",) if cross else ())
+    if cross:
+        assert d.mechanism == "joint_defense"
+        assert {c.side for c in d.contacts} == {A, B}
+
+
+def test_on_the_line():
+    d = run(facts(b_in=True))
+    assert d.placement.on_line and d.placement.distance_to_border_m == 0.0
+    assert d.sides == (A, B) and d.lead_side == A
+
+
+def test_joint_grid_involves_its_sides():
+    d = run(facts(joint=True))
+    assert d.reasons == ("joint_grid",) and d.sides == (A, B)
+
+
+def test_parties():
+    d = run(facts(), parties_sides=(B,), known=frozenset({A, B}))
+    assert d.reasons == ("parties",) and d.sides == (A, B)
+    with pytest.raises(UnknownSide):
+        run(facts(), parties_sides=("999999",), known=frozenset({A, B}))
+    assert not run(facts(), parties_sides=(A,), known=frozenset({A, B})).cross_boundary
+
+
+def test_extent():
+    line = LineString([(120.0, 45.0), (120.2, 45.0)])
+    assert run(facts(extent_sides=(A, B)), extent=line).reasons == ("extent_crosses",)
+    assert not run(facts(extent_sides=(A,)), extent=line).cross_boundary
+
+
+def test_outside_the_service_area():
+    d = run(facts(a_in=False, a_m=60.0, b_m=None))
+    assert d.placement.side == A and d.placement.snapped_m == 60.0
+    with pytest.raises(OutsideServiceArea):
+        run(facts(a_in=False, a_m=150.0, b_m=None))
+
+
+def test_teams_covering_then_nearest_on_duty_then_nearest():
+    t = (team("T1", covers=True, d=900.0, roster=ALWAYS),
+         team("T2", covers=True, d=300.0, roster=ALWAYS),
+         team("T3", covers=False, d=100.0, roster=ALWAYS))  # fmt: skip
+    d = run(facts(b_m=500.0, teams=t))
+    assert [(x.code, x.lead) for x in d.teams] == [("T2", True), ("T1", False)]
+    t = (team("T1", covers=True, d=900.0, roster=NEVER),
+         team("T3", covers=False, d=100.0, roster=ALWAYS),
+         team("T4", covers=False, d=50.0, roster=NEVER))  # fmt: skip
+    assert [(x.code, x.on_duty) for x in run(facts(b_m=500.0, teams=t)).teams] == [("T3", True)]
+    t = (team("T1", covers=True, d=900.0, roster=NEVER),
+         team("T4", covers=False, d=50.0, roster=NEVER))  # fmt: skip
+    assert [(x.code, x.on_duty) for x in run(facts(b_m=500.0, teams=t)).teams] == [("T4", False)]
+    assert run(facts(teams=t)).teams == ()  # a single-side case reads no teams
+
+
+def test_chiefs_by_role_and_zone():
+    c = (ChiefRef("RC", "river", A, "river chief", None, "a river", 500.0),
+         ChiefRef("FC", "forest", A, "forest chief", None, "a forest", 400.0),
+         ChiefRef("RB", "river", B, "far chief", None, "b river", 1500.0))  # fmt: skip
+    roles = {x.unit_code for x in run(facts(chiefs=c), "river_pollution").contacts}
+    assert "RC" in roles and "FC" not in roles and "RB" not in roles  # B is not involved
+    assert "RB" in {
+        x.unit_code for x in run(facts(b_m=800.0, chiefs=c), "river_pollution").contacts
+    }
+
+
+def test_duplicates_and_due():
+    dups = (
+        DuplicateRef("x", "JG-2", 80.0, "2026-11-27"),
+        DuplicateRef("y", "JG-1", 20.0, "2026-11-27"),
+    )
+    d = run(facts(dups=dups), severity="red")
+    assert d.possible_duplicate_of == "y"
+    assert d.due_at > NOW and d.due_at - NOW <= timedelta(days=7)
+
+
+def test_the_memo_gives_each_case_its_decision():
+    from api import settings
+    from api.catalogue import load_catalogue
+
+    cat = load_catalogue(settings.data().catalogue)
+    memo = DecisionMemo(cat, now=NOW)
+    t = (team("T1", covers=True, d=300.0, roster=ALWAYS),)
+    night = NOW + timedelta(hours=12)
+    cases = [(facts(), "theft", NOW), (facts(), "theft", night), (facts(b_m=700.0, teams=t), "theft", NOW),
+             (facts(b_m=700.0, teams=t), "land_dispute", NOW)]  # fmt: skip
+    for f, category, at in cases * 3:
+        rep = Report(120.0, 45.0, category, "yellow", at)
+        key = repr(f)  # equal facts, equal keys
+        assert signature(memo(rep, f, key)) == signature(decide(rep, f, cat, now=NOW))
+    assert memo.hits >= 8
+    r = routing_record(
+        decide(Report(120.0, 45.0, "theft", "yellow", NOW), facts(), cat, now=NOW), NOW
+    )
+    assert r["routing_sig"].split("\x1d")[:3] == ["", A, ""]
