@@ -267,8 +267,14 @@ def try_xact_lock(conn: Conn, key: int) -> bool:
 
 
 def postgis_version(conn: Conn) -> str:
-    """The PostGIS library version, e.g. ``3.3.2``."""
+    """The PostGIS library version, e.g. ``3.3.2``; empty on a database not yet migrated (the
+    extension, and so the function, are not there yet)."""
     with translate_errors():
+        there = conn.execute(
+            "SELECT to_regproc('postgis_lib_version') IS NOT NULL AS ok"
+        ).fetchone()
+        if not (there and there["ok"]):
+            return ""
         row = conn.execute("SELECT postgis_lib_version() AS v").fetchone()
     return str(row["v"]) if row else ""
 

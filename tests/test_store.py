@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pyproj
 import pytest
 import shapely
+from psycopg import sql as q
 from shapely.geometry import shape
 from shapely.ops import transform
 
@@ -246,3 +249,32 @@ def test_healthz_is_503_while_migrations_are_pending(db_url, live_client):
     assert r.status_code == 503
     assert r.json()["database"] == "migrations pending" and "0007" in r.json()["detail"]
     assert live_client.get("/healthz").status_code == 200
+
+
+def test_healthz_on_a_database_never_migrated_is_503_not_500():
+    # No PostGIS, no schema_migrations: the page an administrator opens first on a new database.
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app, make_pool
+    from api.settings import DatabaseSettings
+    from tests.conftest import _server_url, _with_db
+
+    server = _server_url()
+    name = f"jointgrid_empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_with_db(server, "postgres"), autocommit=True) as admin:
+        admin.execute(q.SQL("CREATE DATABASE {}").format(q.Identifier(name)))
+        try:
+            pool = make_pool(DatabaseSettings(DATABASE_URL=_with_db(server, name)))  # type: ignore[call-arg]
+            try:
+                with TestClient(create_app(pool=pool)) as c:
+                    r = c.get("/healthz")
+            finally:
+                pool.close()
+        finally:
+            admin.execute(
+                q.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(q.Identifier(name))
+            )
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["database"] == "migrations pending" and body["postgis"] is None
+    assert "jointgrid migrate" in body["detail"]

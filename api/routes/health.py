@@ -57,7 +57,7 @@ async def healthz(request: Request) -> JSONResponse:
             {
                 "status": "unavailable",
                 "database": "migrations pending",
-                "postgis": version,
+                "postgis": version or None,
                 "detail": f"run `jointgrid migrate` to apply {', '.join(pending)}",
             },
             status_code=503,
