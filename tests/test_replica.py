@@ -591,8 +591,15 @@ def test_feeds_read_from_the_standby_during_ingestion(
     on_standby = ha_server
     with server_for(cluster.node_url(primary), tmp_path / "primary.log") as on_primary:
         on_primary.start(timeout=240)
-        h = httpx.get(f"{on_standby.base}/healthz", timeout=5).json()
-        assert any(n["in_read_pool"] and n["role"] == "standby" for n in h["pools"]["read"]), h
+        # After the switchover of the test before, the standby re-enters the read pool once the
+        # replica check (every second) finds it caught up: wait for that, within bounds.
+        deadline = time.monotonic() + 60
+        while True:
+            h = httpx.get(f"{on_standby.base}/healthz", timeout=5).json()
+            if any(n["in_read_pool"] and n["role"] == "standby" for n in h["pools"]["read"]):
+                break
+            assert time.monotonic() < deadline, h
+            time.sleep(1)
         assert "read" not in httpx.get(f"{on_primary.base}/healthz", timeout=5).json()["pools"]
         asyncio.run(phase(on_standby.base, "from_standby"))
         asyncio.run(phase(on_primary.base, "from_primary"))

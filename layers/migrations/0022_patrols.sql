@@ -93,7 +93,7 @@ SELECT 'S' || s.id AS id, s.team, s.side, s.started_at, s.ended_at,
        round(s.length_m::numeric, 1)::double precision AS length_m,
        round(s.border_m::numeric, 1)::double precision AS border_m,
        s.fixes, s.explicit,
-       ST_SimplifyPreserveTopology(s.track, 0.00002) AS track,  -- about 2 m
+       ST_SimplifyPreserveTopology(s.track, 0.00002)::geometry(Geometry, 4326) AS track,  -- about 2 m
        s.ended_at AS updated_at
 FROM patrol_sessions s;
 
