@@ -53,6 +53,20 @@ class PoliceGridRef:
 
 
 @dataclass(frozen=True)
+class FixRef:
+    """A team member's latest fresh fix, as the facts engine found it for a point: whose device,
+    when (ISO 8601), where (WGS84), how far from the point and how old at the decision's time."""
+
+    member: str
+    device: str
+    at: str
+    lon: float
+    lat: float
+    distance_m: float
+    age_s: float
+
+
+@dataclass(frozen=True)
 class TeamCandidate:
     """A joint team near the point: whether its patrol area covers it, and how far its base is."""
 
@@ -65,6 +79,7 @@ class TeamCandidate:
     roster: dict[str, Any]
     covers: bool
     base_distance_m: float
+    fix: FixRef | None = None  # the nearest on-duty member's fresh fix, when there is one
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 from gis.catalogue import Catalogue
 from gis.duty import on_duty
 from gis.errors import UnknownSide
-from gis.facts import AreaRef, GridRef, LocationFacts, PoliceGridRef, TeamCandidate
+from gis.facts import AreaRef, FixRef, GridRef, LocationFacts, PoliceGridRef, TeamCandidate
 from gis.location import Placement, place
 
 REASONS = ("border_zone", "extent_crosses", "parties", "joint_grid")
@@ -58,6 +58,7 @@ class TeamPick:
     on_duty: bool
     base_distance_m: float
     lead: bool = False
+    fix: FixRef | None = None  # the member's fix the team was placed by, if not its base
 
 
 @dataclass(frozen=True)
@@ -428,6 +429,15 @@ def _flat(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
+def _team_view(t: TeamPick) -> dict[str, Any]:
+    view = {**_flat(t), "base_distance_m": round(t.base_distance_m, 1)}
+    if t.fix is None:
+        del view["fix"]  # a decision by bases alone stores what it stored before positions
+    else:
+        view["fix"] = {**_flat(t.fix), "distance_m": round(t.fix.distance_m, 1)}
+    return view
+
+
 def decision_view(d: Decision) -> dict[str, Any]:
     """The routing decision as the API shows it (the same shape as a stored case's routing)."""
     p = d.placement
@@ -440,7 +450,7 @@ def decision_view(d: Decision) -> dict[str, Any]:
         "cross_boundary_reasons": list(d.reasons),
         "mechanism": d.mechanism,
         "lead_side": d.lead_side,
-        "teams": [{**_flat(t), "base_distance_m": round(t.base_distance_m, 1)} for t in d.teams],
+        "teams": [_team_view(t) for t in d.teams],
         "contacts": [{**_flat(c), "distance_m": round(c.distance_m, 1)} for c in d.contacts],
         "grid": None
         if d.grid is None

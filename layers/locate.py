@@ -20,6 +20,7 @@ from gis.facts import (
     AreaRef,
     ChiefRef,
     DuplicateRef,
+    FixRef,
     GridRef,
     LocationFacts,
     PoliceGridRef,
@@ -106,7 +107,14 @@ def to_facts(lon: float, lat: float, f: dict[str, Any]) -> LocationFacts:
         police_here=tuple(_police(p) for p in f.get("police_here", [])),
         nearest_police=tuple(_police(p) for p in f.get("nearest_police", [])),
         teams=tuple(
-            TeamCandidate(**{**t, "sides": tuple(t["sides"]), "mechanisms": tuple(t["mechanisms"])})
+            TeamCandidate(
+                **{
+                    **t,
+                    "sides": tuple(t["sides"]),
+                    "mechanisms": tuple(t["mechanisms"]),
+                    "fix": None if t.get("fix") is None else FixRef(**t["fix"]),
+                }
+            )
             for t in f.get("teams", [])
         ),
         chiefs=tuple(ChiefRef(**c) for c in f.get("chiefs", [])),
