@@ -223,6 +223,18 @@ def test_province_loads_with_copy_and_routes_like_the_single_path(conn, catalogu
         seed=3,
     )
     routing = bulk_decisions(conn, c, catalogue=catalogue)
+    # in chunks (the loader's memory bound) the columns are those of one statement for all
+    import api.usecases.reroute as rr
+
+    whole, rr.BULK_CHUNK = rr.BULK_CHUNK, 37
+    try:
+        chunked = bulk_decisions(conn, c, catalogue=catalogue)
+    finally:
+        rr.BULK_CHUNK = whole
+    assert len(c) > 2 * 37
+    for k in ("side", "sides", "mechanism", "grid_code", "police_grid_code", "teams", "contacts",
+              "distance_to_border_m", "routing_sig"):  # fmt: skip
+        assert chunked[k] == routing[k], k
     out = load_cases(conn, c, routing, catalogue=catalogue, say=lambda _m: None)
     assert out["cases"] == 400 and out["events"] >= 400
     bad = conn.execute(

@@ -349,6 +349,9 @@ def _sig_value(key: str, v: str) -> Any:
     return v  # contacts: the digest; the new list is filled in by the caller
 
 
+BULK_CHUNK = 50_000  # points per facts statement in the loader: bounds its memory
+
+
 def bulk_decisions(
     conn: Conn, cases: Any, *, catalogue: Catalogue, say: Callable[[str], None] = lambda _m: None
 ) -> dict[str, list[Any]]:
@@ -376,10 +379,14 @@ def bulk_decisions(
 
     synthetic_routing = orjson.dumps({"synthetic": True, "trace": []}).decode()
     duty = DutyMemo()
-    for want_open in (True, False):
-        sel = np.flatnonzero(is_open == want_open).tolist()
-        if not sel:
-            continue
+    # In chunks: the facts of a million points at once, parsed, held about 22 GB.
+    batches = [
+        (want_open, idx[k : k + BULK_CHUNK])
+        for want_open in (True, False)
+        for idx in [np.flatnonzero(is_open == want_open).tolist()]
+        for k in range(0, len(idx), BULK_CHUNK)
+    ]
+    for want_open, sel in batches:
         many = locate.facts_of_points(
             conn, [lon[i] for i in sel], [lat[i] for i in sel], radius_m=zone,
             mechanism=[mech[cats[i]] for i in sel], far=want_open,
@@ -387,8 +394,6 @@ def bulk_decisions(
         facts = {k: locate.to_facts(0.0, 0.0, v) for k, v in many.docs.items()}
         say(f"  facts for {len(sel):,} {'open' if want_open else 'closed'} cases gathered")
         for j, i in enumerate(sel):
-            if j and j % 200_000 == 0:
-                say(f"  routed {j:,} / {len(sel):,}")
             f = facts[many.keys[j]]
             if want_open:
                 rep = Report(
