@@ -9,6 +9,13 @@ stored them and the current one disagree.
 
     DATABASE_URL=... .venv/bin/python -m scripts.decisions_check populate
     DATABASE_URL=... .venv/bin/python -m scripts.decisions_check compare [out.json]
+    DATABASE_URL=... .venv/bin/python -m scripts.decisions_check dump out.jsonl
+
+``dump``: decide every open case from its facts in full (as a report does), at one fixed
+time, and write each case's stored routing record (``routing_record``: routing_sig, teams,
+contacts, the trace's steps with their data and says) as one line of JSON, ordered by case
+code, and the md5 of the whole on stdout. Run before and after a change of ``decide``: equal
+files prove that the change stores what was stored before.
 """
 
 from __future__ import annotations
@@ -117,8 +124,46 @@ def compare(out: str | None) -> None:
     print(json.dumps(s.as_dict(), default=str))
 
 
+DUMP_NOW = "2026-11-27T02:30:00+00:00"  # 10:30 in Shanghai, a Friday: day shifts on
+
+
+def dump(out: str) -> None:
+    import hashlib
+    from datetime import datetime
+
+    import orjson
+
+    from api import settings
+    from api.catalogue import load_catalogue
+    from api.usecases import reroute as rr
+    from gis.errors import DomainError
+    from gis.routing import decide, routing_record
+    from layers.db import connect
+
+    cat = load_catalogue(settings.data().catalogue)
+    now = datetime.fromisoformat(DUMP_NOW)
+    with connect(settings.database().require_url()) as conn:
+        conn.autocommit = True
+        df = rr._read(conn, cat, open_only=True, candidates=False, far=True)
+    reports, by_key = rr._reports(df), rr._facts_by_key(df)
+    lines = []
+    for code, rep, key in zip(df["code"].tolist(), reports, df["key"].tolist(), strict=True):
+        try:
+            rec: object = routing_record(decide(rep, by_key[key], cat, now=now), now)
+        except DomainError as exc:
+            rec = {"error": exc.code, "message": exc.message}
+        lines.append(orjson.dumps({"case": code, "record": rec}, option=orjson.OPT_SORT_KEYS))
+    lines.sort()
+    blob = b"\n".join(lines) + b"\n"
+    with open(out, "wb") as fh:
+        fh.write(blob)
+    print(json.dumps({"cases": len(lines), "md5": hashlib.md5(blob).hexdigest()}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "populate":
         populate()
+    elif sys.argv[1] == "dump":
+        dump(sys.argv[2])
     else:
         compare(sys.argv[2] if len(sys.argv) > 2 else None)
