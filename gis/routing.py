@@ -293,7 +293,10 @@ def choose_teams(serve: tuple[TeamCandidate, ...], duty: tuple[bool, ...],
     point on duty, else the nearest on duty, else the nearest to call out; the first leads.
     A team's distance is its fresh fix's when it has one, else its base's. Also the
     candidates as measured, nearest first."""
-    placed = [Placed(t, on, t.base_distance_m, None) for t, on in zip(serve, duty, strict=True)]
+    placed = []
+    for t, on in zip(serve, duty, strict=True):
+        fix = t.fix if t.fix is not None and t.fix.age_s <= fresh_fix_s else None
+        placed.append(Placed(t, on, t.base_distance_m if fix is None else fix.distance_m, fix))
     ordered = tuple(sorted(placed, key=lambda c: (c.distance_m, c.team.code)))
     chosen = [c for c in ordered if c.team.covers and c.on_duty]
     if not chosen:
