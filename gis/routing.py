@@ -15,8 +15,8 @@ from typing import Any
 from shapely.geometry.base import BaseGeometry
 
 from gis.catalogue import Catalogue
-from gis.duty import on_duty
-from gis.errors import UnknownSide
+from gis.duty import DutyMemo, on_duty
+from gis.errors import DomainError, UnknownSide
 from gis.facts import (
     AreaRef,
     DuplicateRef,
@@ -502,15 +502,21 @@ def routing_record(
 
 
 class DecisionMemo:
-    """``decide`` memoised for a batch, on what the decision's choices read.
+    """The signature of ``decide``'s decision, for a batch that compares signatures: the steps
+    that make it (the place and the reasons, the mechanism, the teams, the contacts), the
+    same functions ``decide`` runs, each memoised on its exact inputs, reduced to what the
+    step reads.
 
-    The key: the facts (the key of their document, which the caller gives: equal documents,
-    equal facts), the category, the severity, and the duty answers of the facts' teams at the
-    report's time, which are all the report's time enters into. The report's position is only
-    quoted in the trace's first step. So every case with the same key gets the same sides,
-    mechanism, teams and contacts, and the memo returns the first such case's decision (its
-    trace quotes that case's position and time): for comparing signatures, not for storing.
-    Reports with parties or an extent are decided each on their own, as are errors.
+    ``key`` names the facts (the key of their document, which the caller gives: equal
+    documents, equal facts). For a report without parties or an extent:
+    - the place, the sides and the reasons read only the facts: memoised per ``key``;
+    - the category enters only through the mechanism (of a cross-boundary case) and the chief
+      roles the contacts may bring in, reduced to the roles of the chiefs the facts hold;
+    - the report's time enters only through the serving teams' duty answers; the distances
+      only through the teams' order, which the facts fix;
+    - the report's position, time and severity enter only the trace, which is not compared.
+    Reports with parties or an extent are decided by ``decide`` itself, as are errors. The
+    decisions a batch writes are ``decide``'s, never the memo's.
     """
 
     def __init__(
@@ -519,23 +525,71 @@ class DecisionMemo:
         *,
         now: datetime,
         duty: Callable[[dict[str, Any] | None, datetime], bool] | None = None,
+        fresh_fix_s: float = FRESH_FIX_S,
     ) -> None:
-        from gis.duty import DutyMemo
-
-        self.catalogue, self.now = catalogue, now
+        self.catalogue, self.now, self.fresh_fix_s = catalogue, now, fresh_fix_s
         self.duty = duty or DutyMemo()
-        self._memo: dict[tuple[Any, ...], Decision] = {}
-        self.calls = self.hits = 0
+        self._category: dict[tuple[str, bool], tuple[str | None, tuple[str, ...]]] = {}
+        self._sides: dict[str, tuple[Placement, tuple[str, ...], frozenset[str]] | DomainError] = {}
+        self._teams: dict[tuple[Any, ...], str] = {}
+        self._contacts: dict[tuple[Any, ...], str] = {}
+        self.calls = self.hits = self.whole = 0
+        self.made = {"sides": 0, "teams": 0, "contacts": 0}  # steps computed, not repeated
 
-    def __call__(self, report: Report, facts: LocationFacts, key: str) -> Decision:
+    def __call__(self, report: Report, facts: LocationFacts, key: str) -> tuple[str, str, str, str]:
+        """``signature(decide(report, facts, ...))``."""
         self.calls += 1
         if report.extent is not None or report.parties_sides:
-            return decide(report, facts, self.catalogue, now=self.now, duty=self.duty)
-        at = report.occurred_at
-        k = (key, report.category, report.severity, *(self.duty(t.roster, at) for t in facts.teams))
-        hit = self._memo.get(k)
-        if hit is not None:
+            self.whole += 1
+            d = decide(report, facts, self.catalogue, now=self.now, duty=self.duty,
+                       fresh_fix_s=self.fresh_fix_s)  # fmt: skip
+            return signature(d)
+        self.catalogue.category(report.category)  # refused first, as decide refuses it
+        made = sum(self.made.values())
+        p, sides, chief_roles = self._place(report, facts, key)
+        mechanism, roles = self._by_category(report, p, sides)
+        teams = ""
+        if mechanism is not None:
+            serve = tuple(serving(facts.teams, mechanism))
+            duty = tuple(self.duty(t.roster, report.occurred_at) for t in serve)
+            k = (key, mechanism, duty)
+            codes = self._teams.get(k)
+            if codes is None:
+                self.made["teams"] += 1
+                picks, _ = choose_teams(serve, duty, self.fresh_fix_s)
+                codes = self._teams[k] = ",".join(t.code for t in picks)
+            teams = codes
+        k = (key, sides, tuple(r for r in roles if r in chief_roles))
+        digest = self._contacts.get(k)
+        if digest is None:
+            self.made["contacts"] += 1
+            contacts, _ = step_contacts(facts, sides, k[2], self.catalogue.border_zone_m)
+            digest = self._contacts[k] = contacts_digest(
+                [(c.side, c.role, c.unit_code, c.name or "") for c in contacts]
+            )
+        if sum(self.made.values()) == made:
             self.hits += 1
-            return hit
-        d = self._memo[k] = decide(report, facts, self.catalogue, now=self.now, duty=self.duty)
-        return d
+        return mechanism or "", ",".join(sides), teams, digest
+
+    def _place(self, report: Report, facts: LocationFacts, key: str) -> tuple[Placement, tuple[str, ...], frozenset[str]]:  # fmt: skip
+        got = self._sides.get(key)
+        if got is None:
+            self.made["sides"] += 1
+            try:
+                p, _ = step_place(report, facts, self.catalogue)
+                involved, _ = reasons_steps(report, facts, p, self.catalogue.border_zone_m, None)
+                got = (p, involve(p, involved)[0], frozenset(c.role for c in facts.chiefs))
+            except DomainError as exc:
+                got = exc
+            self._sides[key] = got
+        if isinstance(got, DomainError):
+            raise got
+        return got
+
+    def _by_category(self, report: Report, p: Placement, sides: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:  # fmt: skip
+        k = (report.category, len(sides) > 1)
+        got = self._category.get(k)
+        if got is None:
+            mechanism, _ = step_mechanism(report, self.catalogue, p, sides, ())
+            got = self._category[k] = (mechanism, self.catalogue.chief_roles_for(report.category))
+        return got

@@ -190,7 +190,7 @@ def test_the_memo_gives_each_case_its_decision():
     for f, category, at in cases * 3:
         rep = Report(120.0, 45.0, category, "yellow", at)
         key = repr(f)  # equal facts, equal keys
-        assert signature(memo(rep, f, key)) == signature(decide(rep, f, cat, now=NOW))
+        assert memo(rep, f, key) == signature(decide(rep, f, cat, now=NOW))
     assert memo.hits >= 8
     r = routing_record(
         decide(Report(120.0, 45.0, "theft", "yellow", NOW), facts(), cat, now=NOW), NOW
@@ -260,3 +260,35 @@ def test_the_trace_is_rendered_from_its_data():
         "lead team T1 team T1, 80 m from the point (fix 1 min old)"
     )
     assert says["duplicates"].startswith("possible duplicate of JG-2: same category, 80 m away")
+
+
+def test_the_memo_gives_decides_signature_for_every_shape_of_facts():
+    """The memo's signatures against ``decide``'s own, over facts of every shape (zones,
+    joint grids, chiefs, teams by base and by fix, on and off duty), categories whose
+    mechanisms and chief roles differ, and times on and off the day shift, each facts object
+    seen under several categories and times so that the memo's steps are shared."""
+    import itertools
+
+    from api import settings
+    from api.catalogue import load_catalogue
+
+    cat = load_catalogue(settings.data().catalogue)
+    memo = DecisionMemo(cat, now=NOW)
+    day = {"timezone": "Asia/Shanghai", "shifts": [
+        {"name": "day", "days": [1, 2, 3, 4, 5], "start": "08:00", "end": "18:00"}]}  # fmt: skip
+    chiefs = (ChiefRef("RC", "river", A, "river chief", None, "a river", 500.0),
+              ChiefRef("RB", "river", B, "b chief", None, "b river", 900.0))  # fmt: skip
+    teams = ((), (team("T1", covers=True, d=900.0, roster=day),
+                  team("T2", covers=False, d=300.0, roster=ALWAYS, fix=fix("m", d=20.0, age_s=9.0)),
+                  team("T3", covers=False, d=100.0, roster=day)))  # fmt: skip
+    shapes = [facts(b_m=b, joint=j, chiefs=c, teams=t) for b, j, c, t in itertools.product(
+        (None, 800.0, 2000.0, 2000.1), (False, True), ((), chiefs), teams)]  # fmt: skip
+    cats = ("theft", "river_pollution", "land_dispute", "forest_fire_hazard")
+    times = (NOW, NOW + timedelta(hours=12), NOW + timedelta(days=1, minutes=7))
+    n = 0
+    for i, f in enumerate(shapes):
+        for category, at in itertools.product(cats, times):
+            rep = Report(120.0, 45.0, category, "yellow", at)
+            assert memo(rep, f, str(i)) == signature(decide(rep, f, cat, now=NOW)), (i, category)
+            n += 1
+    assert memo.calls == n and memo.hits > n / 2 and memo.made["sides"] == len(shapes)
