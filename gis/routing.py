@@ -552,19 +552,19 @@ class DecisionMemo:
         if mechanism is not None:
             serve = tuple(serving(facts.teams, mechanism))
             duty = tuple(self.duty(t.roster, report.occurred_at) for t in serve)
-            k = (key, mechanism, duty)
-            codes = self._teams.get(k)
+            team_key = (key, mechanism, duty)
+            codes = self._teams.get(team_key)
             if codes is None:
                 self.made["teams"] += 1
                 picks, _ = choose_teams(serve, duty, self.fresh_fix_s)
-                codes = self._teams[k] = ",".join(t.code for t in picks)
+                codes = self._teams[team_key] = ",".join(t.code for t in picks)
             teams = codes
-        k = (key, sides, tuple(r for r in roles if r in chief_roles))
-        digest = self._contacts.get(k)
+        present = tuple(r for r in roles if r in chief_roles)
+        digest = self._contacts.get((key, sides, present))
         if digest is None:
             self.made["contacts"] += 1
-            contacts, _ = step_contacts(facts, sides, k[2], self.catalogue.border_zone_m)
-            digest = self._contacts[k] = contacts_digest(
+            contacts, _ = step_contacts(facts, sides, present, self.catalogue.border_zone_m)
+            digest = self._contacts[(key, sides, present)] = contacts_digest(
                 [(c.side, c.role, c.unit_code, c.name or "") for c in contacts]
             )
         if sum(self.made.values()) == made:
