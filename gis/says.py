@@ -143,19 +143,12 @@ def _duplicates(d: Data, ctx: Data) -> str:
     )
 
 
+# each renderer is named after its step: ``_place`` renders the step "place"
 SAYS: dict[str, Callable[[Data, Data], str]] = {
-    "place": _place,
-    "border_zone": _border_zone,
-    "extent": _extent,
-    "parties": _parties,
-    "joint_grid": _joint_grid,
-    "mechanism": _mechanism,
-    "lead_side": _lead_side,
-    "teams": _teams,
-    "contacts": _contacts,
-    "due": _due,
-    "duplicates": _duplicates,
-}
+    fn.__name__.removeprefix("_"): fn
+    for fn in (_place, _border_zone, _extent, _parties, _joint_grid, _mechanism, _lead_side,
+               _teams, _contacts, _due, _duplicates)
+}  # fmt: skip
 
 
 def says(step: str, data: Data, ctx: Data) -> str:

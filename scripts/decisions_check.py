@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,20 +38,45 @@ CATS = (
 )
 
 
-def _points(conn: Any) -> list[tuple[float, float, tuple[str, ...]]]:
+@dataclass(frozen=True)
+class Probe:
+    """Where to put probing points on the demo layers: ``along`` places on the line, each on
+    the line and at ``distances`` metres from it on both sides; ``joint`` (count, seed) points
+    in each joint grid; ``random`` points in and around both districts (gaps and outside
+    included); ``parties`` points deep inside a side, ``party_m`` metres apart and moving by
+    ``party_f`` (start, step) along the line, with parties from the other side."""
+
+    seed: int
+    along: int
+    distances: tuple[float, ...]
+    joint: tuple[int, int]
+    random: int
+    parties: int
+    party_m: float
+    party_f: tuple[float, float]
+
+
+CHECK = Probe(14, 40, (30.0, 900.0, 1990.0, 1999.5, 2000.5, 2010.0, 2600.0, 6000.0), (12, 5),
+              1500, 40, 150.0, (0.05, 0.022))  # fmt: skip
+
+
+def probe_points(conn: Any, probe: Probe = CHECK) -> list[tuple[float, float, tuple[str, ...]]]:
+    """The points of ``probe``, each with the sides of its parties (also for tests)."""
     from tests.geo import ANJU, TONGNAN, line_vertex, point_inside
 
-    rng = np.random.default_rng(14)
+    rng = np.random.default_rng(probe.seed)
     pts: list[tuple[float, float, tuple[str, ...]]] = []
-    for f in np.linspace(0.02, 0.98, 40):
+    for f in np.linspace(0.02, 0.98, probe.along):
         pts.append((*line_vertex(float(f)), ()))
         for side in (ANJU, TONGNAN):
-            for m in (30.0, 900.0, 1990.0, 1999.5, 2000.5, 2010.0, 2600.0, 6000.0):
+            for m in probe.distances:
+                # the line may bend too much there for this distance: then no point
                 with contextlib.suppress(AssertionError):
                     pts.append((*point_inside(side, m, float(f)), ()))
     for r in conn.execute(
         "SELECT ST_X(p) AS x, ST_Y(p) AS y FROM (SELECT (ST_DumpPoints("
-        "ST_GeneratePoints(geom, 12, 5))).geom AS p FROM grids WHERE joint) s"
+        "ST_GeneratePoints(geom, %s, %s))).geom AS p FROM grids WHERE joint) s",
+        probe.joint,
     ):
         pts.append((r["x"], r["y"], ()))
     box = conn.execute(
@@ -60,14 +86,15 @@ def _points(conn: Any) -> list[tuple[float, float, tuple[str, ...]]]:
         (ANJU, TONGNAN),
     ).fetchone()
     for x, y in zip(
-        rng.uniform(box["a"] - 0.01, box["c"] + 0.01, 1500),
-        rng.uniform(box["b"] - 0.01, box["d"] + 0.01, 1500),
+        rng.uniform(box["a"] - 0.01, box["c"] + 0.01, probe.random),
+        rng.uniform(box["b"] - 0.01, box["d"] + 0.01, probe.random),
         strict=True,
     ):
         pts.append((float(x), float(y), ()))
-    for k in range(40):
+    f0, df = probe.party_f
+    for k in range(probe.parties):
         with contextlib.suppress(AssertionError):
-            x, y = point_inside(ANJU if k % 2 else TONGNAN, 3000.0 + 150 * k, 0.05 + 0.022 * k)
+            x, y = point_inside(ANJU if k % 2 else TONGNAN, 3000.0 + probe.party_m * k, f0 + df * k)
             pts.append((x, y, (TONGNAN if k % 2 else ANJU,)))
     return pts
 
@@ -85,7 +112,7 @@ def populate() -> None:
     made = refused = 0
     with connect(settings.database().require_url()) as conn:
         conn.autocommit = True
-        for i, (x, y, parties) in enumerate(_points(conn)):
+        for i, (x, y, parties) in enumerate(probe_points(conn)):
             body = ReportIn(lon=x, lat=y, category=cats[i % len(cats)], severity="yellow",
                             parties_sides=list(parties), description="decisions check")  # fmt: skip
             try:
