@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import click
 
 from api import settings
 from api.catalogue import load_catalogue
-from api.cli_common import _conn, _Group, _out
+from api.cli_common import _autocommit, _conn, _Group, _out, _state
 from api.cli_push import deliver_cmd, notify, webhook
 from gis.crs import SUPPORTED_CRS
 from layers.db import Conn, connect, migrate
@@ -269,10 +270,9 @@ def apikey_list() -> None:
 
     with _conn() as conn:
         for k in keys.list_keys(conn):
-            state = f"revoked {k['revoked_at']:%Y-%m-%d}" if k["revoked_at"] else "live"
             click.echo(
                 f"{k['id']}  {k['role']:12} {k['side'] or '-':7} {k['team'] or '-':6} "
-                f"{state:18} {k['name']}"
+                f"{_state(k):18} {k['name']}"
             )
 
 
@@ -282,9 +282,7 @@ def apikey_revoke(key_id: str) -> None:
     """Revoke a key by its id (the part after jg_ and before the next underscore)."""
     from layers import keys
 
-    with _conn() as conn:
-        conn.autocommit = True
-        keys.revoke(conn, key_id.removeprefix("jg_").split("_")[0])
+    _autocommit(lambda conn: keys.revoke(conn, key_id.removeprefix("jg_").split("_")[0]))
     click.echo(f"revoked {key_id}")
 
 
@@ -448,15 +446,17 @@ def audit_trail_prove(case: str, against: str) -> None:
         _out(prove(conn, case, against=against))
 
 
+def _public_key(help_text: str) -> Callable[[Any], Any]:
+    """The ``--public-key`` option of the commands that check signatures: a PEM file."""
+    return click.option(
+        "--public-key", "public_key", required=True,
+        type=click.Path(exists=True, path_type=Path), help=help_text,
+    )  # fmt: skip
+
+
 @audit_trail.command("check-proof")
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--public-key",
-    "public_key",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="the signer's public key (PEM)",
-)
+@_public_key("the signer's public key (PEM)")
 def audit_trail_check_proof(file: Path, public_key: Path) -> None:
     """Check an inclusion proof offline: the signature, and the case's head under the root."""
     from api.usecases.trail import check_proof
@@ -476,13 +476,7 @@ def audit_trail_check_proof(file: Path, public_key: Path) -> None:
 @audit_trail.command("import-checkpoints")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--side", required=True, help="the side whose checkpoints these are (district code)")
-@click.option(
-    "--public-key",
-    "public_key",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="that side's public key (PEM)",
-)
+@_public_key("that side's public key (PEM)")
 def audit_trail_import(files: tuple[Path, ...], side: str, public_key: Path) -> None:
     """Store another side's checkpoints after checking their signatures; refuse forged ones
     and ones signed by another key."""
@@ -660,9 +654,8 @@ def device_list(team: str | None) -> None:
 
     with _conn() as conn:
         for d in devices.list_devices(conn, team=team):
-            state = f"revoked {d['revoked_at']:%Y-%m-%d}" if d["revoked_at"] else "live"
             click.echo(
-                f"{d['id']}  {d['team']:6} {d['side']} {state:18} {d['member']}"
+                f"{d['id']}  {d['team']:6} {d['side']} {_state(d):18} {d['member']}"
                 f"  last fix {d['last_fix'] or '-'}"
             )
 
@@ -673,9 +666,7 @@ def device_revoke(device_id: str) -> None:
     """Revoke a device: its key stops working at once."""
     from layers import devices
 
-    with _conn() as conn:
-        conn.autocommit = True
-        devices.revoke(conn, device_id)
+    _autocommit(lambda conn: devices.revoke(conn, device_id))
     click.echo(f"revoked {device_id}")
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import click
 
 from api import settings
 from gis.errors import DomainError
-from layers.db import DriverError, connect
+from layers.db import Conn, DriverError, connect
+
+T = TypeVar("T")
 
 
 def _out(obj: Any) -> None:
@@ -44,3 +47,15 @@ class _Group(click.Group):
 
 def _conn():
     return connect(settings.database().require_url(), connect_timeout=10)
+
+
+def _autocommit(fn: Callable[[Conn], T]) -> T:
+    """``fn`` on a connection of its own in autocommit: one statement, one command."""
+    with _conn() as conn:
+        conn.autocommit = True
+        return fn(conn)
+
+
+def _state(row: Mapping[str, Any]) -> str:
+    """A key's or a device's state in a listing: ``live`` or ``revoked 2026-12-01``."""
+    return f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "live"

@@ -11,7 +11,7 @@ import click
 
 from api import settings
 from api.catalogue import load_catalogue
-from api.cli_common import _conn
+from api.cli_common import _autocommit, _conn
 
 # -- push: webhooks, notification channels, the delivery worker ----------------------------
 
@@ -97,9 +97,9 @@ def webhook_disable(sub_id: str) -> None:
     """Stop sending to a subscription."""
     from layers import outbox
 
-    with _conn() as conn:
-        conn.autocommit = True
-        outbox.disable_subscription(conn, sub_id, reason="disabled by an admin")
+    _autocommit(
+        lambda conn: outbox.disable_subscription(conn, sub_id, reason="disabled by an admin")
+    )
     click.echo(f"disabled {sub_id}")
 
 
@@ -111,9 +111,7 @@ def webhook_rotate(sub_id: str) -> None:
     from api.usecases import webhooks
 
     grace = timedelta(hours=settings.push().rotation_grace_hours)
-    with _conn() as conn:
-        conn.autocommit = True
-        secret = webhooks.rotate(conn, sub_id, grace=grace)
+    secret = _autocommit(lambda conn: webhooks.rotate(conn, sub_id, grace=grace))
     click.echo(secret)
     click.echo(f"(the old secret still signs for {grace})", err=True)
 
@@ -131,9 +129,7 @@ def webhook_replay(since: str) -> None:
         raise click.BadParameter("give an ISO 8601 time, e.g. 2026-12-01T08:00+08:00") from None
     if t.tzinfo is None:
         raise click.BadParameter("give the time with its zone, e.g. +08:00")
-    with _conn() as conn:
-        conn.autocommit = True
-        n = outbox.replay(conn, since=t, now=datetime.now(UTC))
+    n = _autocommit(lambda conn: outbox.replay(conn, since=t, now=datetime.now(UTC)))
     click.echo(f"replaying {n} dead deliver{'y' if n == 1 else 'ies'}")
 
 

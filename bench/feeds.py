@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from bench import _common as common
+from gis.workflow import STATUSES
 
 DB = "jointgrid_bench_feeds"
 ROWS = int(os.environ.get("JOINTGRID_BENCH_FEED_ROWS", "200000"))
@@ -56,15 +57,7 @@ def load_incidents(url: str, n: int) -> None:
     cat = load_catalogue(settings.data().catalogue)
     categories = sorted(cat.categories)
     mechanisms = {c: cat.mechanism_for(c) for c in categories}
-    statuses = [
-        "reported",
-        "accepted",
-        "dispatched",
-        "in_progress",
-        "resolved",
-        "verified",
-        "closed",
-    ]
+    statuses = [s for s in STATUSES if s not in ("rejected", "duplicate")]
     severities = sorted(cat.severities)
     rng = np.random.default_rng(20261127)
     lon = rng.uniform(105.10, 105.98, n)

@@ -6,10 +6,17 @@ In order: a full pass (every open case decided; it records the run the next one 
 the boundary change, the re-route after it (by default only the cases the change can reach),
 and a full dry run, which must find nothing left to change: the proof, in the same run, that
 the cases left out were routed as a full pass routes them.
+
+``python -m bench.reroute --full-dry-run [URL]`` measures only a full dry-run pass (nothing
+written, no boundary change) beside the raw join, measured first in the same process, on the
+database at URL (default: the province), and prints its phases: the figures of the re-route
+analysis in docs/performance.md.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 
 import numpy as np
@@ -125,5 +132,34 @@ time (target ≤ 3×: {"met" if ok else "missed"}).
     print(body)
 
 
+def full_dry_run(url: str) -> dict[str, object]:
+    """A full dry-run pass beside the raw join of the same open cases, measured just before."""
+    from api import settings
+    from api.catalogue import load_catalogue
+    from api.usecases.reroute import reroute
+    from layers.db import connect
+
+    cat = load_catalogue(settings.data().catalogue)
+    with connect(url) as conn:
+        conn.autocommit = True
+        t = time.perf_counter()
+        conn.execute(
+            f"SELECT count(*) AS n FROM incidents i JOIN grids g ON ST_Intersects(g.geom, i.geom)"
+            f" WHERE i.status IN {OPEN}"
+        ).fetchone()
+        join_s = time.perf_counter() - t
+        t = time.perf_counter()
+        s = reroute(conn, cat, full=True, dry_run=True, say=print)
+        whole_s = time.perf_counter() - t
+    return {"raw_join_s": round(join_s, 2), "whole_pass_s": round(whole_s, 2),
+            "x_raw_join": round(whole_s / join_s, 1), "examined": s.examined,
+            "changed": s.changed, "failed": s.failed,
+            "phases": {k: round(v, 2) for k, v in s.seconds.items()}}  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    if "--full-dry-run" in sys.argv:
+        rest = sys.argv[sys.argv.index("--full-dry-run") + 1 :]
+        print(json.dumps(full_dry_run(rest[0] if rest else province_url()), ensure_ascii=False))
+    else:
+        main()

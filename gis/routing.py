@@ -15,10 +15,19 @@ from typing import Any
 from shapely.geometry.base import BaseGeometry
 
 from gis.catalogue import Catalogue
-from gis.duty import on_duty
-from gis.errors import UnknownSide
-from gis.facts import AreaRef, FixRef, GridRef, LocationFacts, PoliceGridRef, TeamCandidate
+from gis.duty import DutyMemo, on_duty
+from gis.errors import DomainError, UnknownSide
+from gis.facts import (
+    AreaRef,
+    DuplicateRef,
+    FixRef,
+    GridRef,
+    LocationFacts,
+    PoliceGridRef,
+    TeamCandidate,
+)
 from gis.location import Placement, place
+from gis.says import says
 
 REASONS = ("border_zone", "extent_crosses", "parties", "joint_grid")
 
@@ -94,6 +103,18 @@ def _m(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
 
 
+# A step's outcome for the trace: its name, its data (stored), and what its sentence also
+# quotes (names, exact metres; see gis.says). ``decide`` turns it into a ``Step``.
+Traced = tuple[str, dict[str, Any], dict[str, Any]]
+
+FRESH_FIX_S = 600.0  # a member's fix older than this places no team (api.settings: fresh_fix_s)
+
+
+def _step(traced: Traced) -> Step:
+    name, data, ctx = traced
+    return Step(name, says(name, data, ctx), data)
+
+
 def decide(
     report: Report,
     facts: LocationFacts,
@@ -102,174 +123,246 @@ def decide(
     now: datetime,
     known_sides: frozenset[str] | None = None,
     duty: Callable[[dict[str, Any] | None, datetime], bool] = on_duty,
+    fresh_fix_s: float = FRESH_FIX_S,
 ) -> Decision:
     """Decide how a report is handled. Raises ``OutsideServiceArea`` or ``UnknownSide``.
 
     ``duty`` answers whether a roster is on duty at a moment: ``on_duty``, or for a batch a
-    ``gis.duty.DutyMemo`` (the same answers, memoised)."""
-    trace: list[Step] = []
-    zone = catalogue.border_zone_m
-    category = catalogue.category(report.category)
-    group = category.group
-
-    # 1. Place the point.
-    p = place(facts, zone_m=zone, tolerance_m=catalogue.service_area_tolerance_m)
-    chain_names = " / ".join(a.name for a in facts.chain) or "no village polygon here"
-    where = f"in {p.side_name} ({p.side}): {chain_names}"
-    if p.snapped_m:
-        where = (
-            f"{p.snapped_m:.0f} m outside every side, within the {catalogue.service_area_tolerance_m:.0f} m "
-            f"tolerance: taken as {p.side_name} ({p.side})"
-        )
-    if p.on_line:
-        where += "; the point lies on the line itself"
-    trace.append(
-        Step(
-            "place",
-            where,
-            {
-                "lon": round(report.lon, 7),
-                "lat": round(report.lat, 7),
-                "side": p.side,
-                "distance_to_border_m": _m(p.distance_to_border_m),
-                "nearest_other_side": p.nearest_other_side,
-                "snapped_m": _m(p.snapped_m),
-            },
-        )
+    ``gis.duty.DutyMemo`` (the same answers, memoised). ``fresh_fix_s``: a team is placed by
+    a member's fix no older than this, else by its base. Each step below returns its value
+    and its trace step."""
+    catalogue.category(report.category)  # an unknown category is refused before all else
+    p, placed = step_place(report, facts, catalogue)
+    involved, found = reasons_steps(report, facts, p, catalogue.border_zone_m, known_sides)
+    sides, reasons = involve(p, involved)
+    mechanism, mech_step = step_mechanism(report, catalogue, p, sides, reasons)
+    trace = [placed, *found, mech_step, ("lead_side", {"lead_side": p.side}, {})]
+    teams: tuple[TeamPick, ...] = ()
+    if mechanism is not None:
+        teams, team_step = step_teams(facts.teams, mechanism, report.occurred_at, duty, fresh_fix_s)
+        trace.append(team_step)
+    roles = catalogue.chief_roles_for(report.category)
+    contacts, contact_step = step_contacts(facts, sides, roles, catalogue.border_zone_m)
+    due, due_step = step_due(report, catalogue, now)
+    dup, dup_step = step_duplicates(facts)
+    trace += [contact_step, due_step, *dup_step]
+    return Decision(
+        placement=p,
+        chain=facts.chain,
+        sides=sides,
+        cross_boundary=len(sides) > 1,
+        reasons=tuple(r for r in REASONS if r in reasons),
+        mechanism=mechanism,
+        lead_side=p.side,
+        teams=teams,
+        contacts=contacts,
+        grid=facts.grid_for(p.side) or next(iter(facts.grids_here), None),
+        police_grid=facts.police_for(p.side),
+        due_at=due,
+        possible_duplicate_of=None if dup is None else dup.id,
+        trace=tuple(_step(t) for t in trace),
     )
 
-    # 2. Reasons to involve other sides.
-    involved: dict[str, list[str]] = {p.side: []}
-    reasons: list[str] = []
 
+# -- The steps ----------------------------------------------------------------------------------
+
+
+def step_place(
+    report: Report, facts: LocationFacts, catalogue: Catalogue
+) -> tuple[Placement, Traced]:
+    """1. Place the point: its side, its distance to the border."""
+    tol = catalogue.service_area_tolerance_m
+    p = place(facts, zone_m=catalogue.border_zone_m, tolerance_m=tol)
+    data = {
+        "lon": round(report.lon, 7),
+        "lat": round(report.lat, 7),
+        "side": p.side,
+        "distance_to_border_m": _m(p.distance_to_border_m),
+        "nearest_other_side": p.nearest_other_side,
+        "snapped_m": _m(p.snapped_m),
+    }
+    ctx = {"side_name": p.side_name, "chain": [a.name for a in facts.chain], "tolerance_m": tol,
+           "snapped_m": p.snapped_m, "on_line": p.on_line}  # fmt: skip
+    return p, ("place", data, ctx)
+
+
+def step_border_zone(
+    facts: LocationFacts, p: Placement, zone: float
+) -> tuple[tuple[str, ...], Traced]:
+    """2a. The other sides within the border zone (all the facts report, on the line)."""
     near = [s for s in facts.sides if s.code != p.side and (s.distance_m <= zone or p.on_line)]
+    data: dict[str, Any] = {"distance_m": _m(p.distance_to_border_m), "zone_m": zone}
     if near:
-        reasons.append("border_zone")
-        for side_fact in near:
-            involved.setdefault(side_fact.code, []).append("border_zone")
-        trace.append(
-            Step(
-                "border_zone",
-                f"{p.distance_to_border_m:,.0f} m from {', '.join(s.name for s in near)}: "
-                f"within the {zone:,.0f} m border zone",
-                {
-                    "distance_m": _m(p.distance_to_border_m),
-                    "zone_m": zone,
-                    "sides": [s.code for s in near],
-                },
-            )
+        data["sides"] = [s.code for s in near]
+    ctx = {"distance_m": p.distance_to_border_m, "names": {s.code: s.name for s in near}}
+    return tuple(s.code for s in near), ("border_zone", data, ctx)
+
+
+def step_extent(
+    report: Report, facts: LocationFacts, p: Placement
+) -> tuple[tuple[str, ...], Traced]:
+    """2b. The sides the report's extent touches, when it leaves the point's side."""
+    ext = tuple(facts.extent_sides or ())
+    crosses = len(ext) >= 2 or any(s != p.side for s in ext)
+    return (ext if crosses else ()), ("extent", {"sides": list(ext)}, {"side": p.side})
+
+
+def step_parties(
+    report: Report, p: Placement, known_sides: frozenset[str] | None
+) -> tuple[tuple[str, ...], list[Traced]]:
+    """2c. The other sides the people involved belong to."""
+    unknown = [s for s in report.parties_sides if known_sides is not None and s not in known_sides]
+    if unknown:
+        raise UnknownSide(
+            f"unknown side code(s) in parties_sides: {', '.join(unknown)}",
+            {"valid": sorted(known_sides or ())},
         )
-    else:
-        trace.append(
-            Step(
-                "border_zone",
-                "no other side within the border zone"
-                + (
-                    f" ({p.distance_to_border_m:,.0f} m > {zone:,.0f} m)"
-                    if p.distance_to_border_m is not None
-                    else ""
-                ),
-                {"distance_m": _m(p.distance_to_border_m), "zone_m": zone},
-            )
-        )
+    others = [s for s in report.parties_sides if s != p.side]
+    return tuple(others), [("parties", {"sides": others}, {})] if others else []
 
-    if report.extent is not None:
-        ext = tuple(facts.extent_sides or ())
-        if len(ext) >= 2 or any(s != p.side for s in ext):
-            reasons.append("extent_crosses")
-            for code in ext:
-                involved.setdefault(code, []).append("extent_crosses")
-            trace.append(
-                Step("extent", f"the extent touches sides {', '.join(ext)}", {"sides": list(ext)})
-            )
-        else:
-            trace.append(Step("extent", "the extent stays on one side", {"sides": list(ext)}))
 
-    if report.parties_sides:
-        unknown = [
-            s for s in report.parties_sides if known_sides is not None and s not in known_sides
-        ]
-        if unknown:
-            raise UnknownSide(
-                f"unknown side code(s) in parties_sides: {', '.join(unknown)}",
-                {"valid": sorted(known_sides or ())},
-            )
-        others = [s for s in report.parties_sides if s != p.side]
-        if others:
-            reasons.append("parties")
-            for code in others:
-                involved.setdefault(code, []).append("parties")
-            trace.append(
-                Step("parties", f"people involved belong to {', '.join(others)}", {"sides": others})
-            )
-
+def step_joint_grid(facts: LocationFacts, p: Placement) -> tuple[tuple[str, ...], list[Traced]]:
+    """2d. The sides that run a joint grid the point lies in."""
     joint = [g for g in facts.grids_here if g.joint]
-    if joint:
-        spans = sorted({s for g in joint for s in (g.spans or (g.side,))} | {g.side for g in joint})
-        if any(s != p.side for s in spans) or len(spans) > 1:
-            reasons.append("joint_grid")
-            for code in spans:
-                involved.setdefault(code, []).append("joint_grid")
-            trace.append(
-                Step(
-                    "joint_grid",
-                    f"inside joint grid {joint[0].code} {joint[0].name}, run by {', '.join(spans)}",
-                    {"grids": [g.code for g in joint], "sides": spans},
-                )
-            )
+    if not joint:
+        return (), []
+    spans = sorted({s for g in joint for s in (g.spans or (g.side,))} | {g.side for g in joint})
+    if not (any(s != p.side for s in spans) or len(spans) > 1):
+        return (), []
+    data = {"grids": [g.code for g in joint], "sides": spans}
+    return tuple(spans), [("joint_grid", data, {"grid_names": {joint[0].code: joint[0].name}})]
 
-    sides = (p.side, *sorted(s for s in involved if s != p.side))
-    cross = len(sides) > 1
-    mechanism = catalogue.mechanism_for(report.category) if cross else None
-    if cross:
-        m = catalogue.mechanisms[mechanism]  # type: ignore[index]
-        trace.append(
-            Step(
-                "mechanism",
-                f"cross-boundary ({', '.join(reasons)}): category {report.category} "
-                f"({category.name}) is in group {group}, handled by {mechanism} {m.name}",
-                {"reasons": reasons, "group": group, "mechanism": mechanism, "sides": list(sides)},
-            )
+
+def reasons_steps(report: Report, facts: LocationFacts, p: Placement, zone: float,
+                  known_sides: frozenset[str] | None) -> tuple[dict[str, tuple[str, ...]], list[Traced]]:  # fmt: skip
+    """2. The reasons to involve other sides, each with the sides it brings in (a reason that
+    brings in none is not a reason), and their trace steps."""
+    involved: dict[str, tuple[str, ...]] = {}
+    near, zone_step = step_border_zone(facts, p, zone)
+    involved["border_zone"], trace = near, [zone_step]
+    if report.extent is not None:
+        involved["extent_crosses"], ext_step = step_extent(report, facts, p)
+        trace.append(ext_step)
+    if report.parties_sides:
+        involved["parties"], party_steps = step_parties(report, p, known_sides)
+        trace += party_steps
+    involved["joint_grid"], joint_steps = step_joint_grid(facts, p)
+    return {k: v for k, v in involved.items() if v}, trace + joint_steps
+
+
+def involve(
+    p: Placement, involved: dict[str, tuple[str, ...]]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The sides (the point's first, then the others in order) and the reasons, in order."""
+    others = {code for codes in involved.values() for code in codes} - {p.side}
+    return (p.side, *sorted(others)), tuple(r for r in REASONS if r in involved)
+
+
+def step_mechanism(report: Report, catalogue: Catalogue, p: Placement, sides: tuple[str, ...],
+                   reasons: tuple[str, ...]) -> tuple[str | None, Traced]:  # fmt: skip
+    """3. The six-link mechanism of a cross-boundary case (none for a single side)."""
+    category = catalogue.category(report.category)
+    if len(sides) < 2:
+        data: dict[str, Any] = {"group": category.group, "mechanism": None}
+        return None, ("mechanism", data, {"side_name": p.side_name})
+    mechanism = catalogue.mechanism_for(report.category)
+    data = {"reasons": list(reasons), "group": category.group, "mechanism": mechanism,
+            "sides": list(sides)}  # fmt: skip
+    ctx = {"category": report.category, "category_name": category.name,
+           "mechanism_name": catalogue.mechanisms[mechanism].name}  # fmt: skip
+    return mechanism, ("mechanism", data, ctx)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A candidate team as the teams step measured it: from a member's fresh fix, else its base."""
+
+    team: TeamCandidate
+    on_duty: bool
+    distance_m: float
+    fix: FixRef | None
+
+
+def serving(candidates: tuple[TeamCandidate, ...], mechanism: str) -> list[TeamCandidate]:
+    return [t for t in candidates if mechanism in t.mechanisms]
+
+
+def choose_teams(serve: tuple[TeamCandidate, ...], duty: tuple[bool, ...],
+                 fresh_fix_s: float) -> tuple[tuple[TeamPick, ...], tuple[Placed, ...]]:  # fmt: skip
+    """4. The teams, from the serving candidates and their duty answers: those covering the
+    point on duty, else the nearest on duty, else the nearest to call out; the first leads.
+    A team's distance is its fresh fix's when it has one, else its base's. Also the
+    candidates as measured, nearest first."""
+    placed = []
+    for t, on in zip(serve, duty, strict=True):
+        fix = t.fix if t.fix is not None and t.fix.age_s <= fresh_fix_s else None
+        placed.append(Placed(t, on, t.base_distance_m if fix is None else fix.distance_m, fix))
+    ordered = tuple(sorted(placed, key=lambda c: (c.distance_m, c.team.code)))
+    chosen = [c for c in ordered if c.team.covers and c.on_duty]
+    if not chosen:
+        chosen = [c for c in ordered if c.on_duty][:1] or list(ordered[:1])
+    picks = tuple(
+        TeamPick(
+            c.team.code,
+            c.team.name,
+            c.team.kind,
+            c.team.side,
+            c.team.covers,
+            c.on_duty,
+            c.team.base_distance_m,
+            lead=i == 0,
+            fix=c.fix,
         )
-    else:
-        trace.append(
-            Step(
-                "mechanism",
-                f"single-side case: {p.side_name} handles it alone through its own grid and police grid",
-                {"group": group, "mechanism": None},
-            )
-        )
-    trace.append(
-        Step("lead_side", f"lead side {p.side}: it contains the point", {"lead_side": p.side})
+        for i, c in enumerate(chosen)
     )
+    return picks, ordered
 
-    # 3. Teams.
-    teams = _pick_teams(facts.teams, mechanism, report.occurred_at, trace, duty) if cross else ()
 
-    # 4. Contacts on every involved side.
+def step_teams(candidates: tuple[TeamCandidate, ...], mechanism: str, at: datetime,
+               duty: Callable[[dict[str, Any] | None, datetime], bool],
+               fresh_fix_s: float) -> tuple[tuple[TeamPick, ...], Traced]:  # fmt: skip
+    """4. The teams of a cross-boundary case, at the report's time."""
+    serve = tuple(serving(candidates, mechanism))
+    picks, ordered = choose_teams(serve, tuple(duty(t.roster, at) for t in serve), fresh_fix_s)
+    return picks, teams_traced(picks, ordered, mechanism, at)
+
+
+def teams_traced(picks: tuple[TeamPick, ...], ordered: tuple[Placed, ...], mechanism: str,
+                 at: datetime) -> Traced:  # fmt: skip
+    """The teams step's trace: each candidate nearest first; by whose fix or base, when any
+    team was placed by a fix (a decision by bases alone keeps the data it had before)."""
+    by_fix = any(c.fix is not None for c in ordered)
+    cands = []
+    for c in ordered:
+        item: dict[str, Any] = {"code": c.team.code, "covers": c.team.covers,
+                                "on_duty": c.on_duty, "base_distance_m": _m(c.team.base_distance_m)}  # fmt: skip
+        if by_fix:
+            item |= {
+                "distance_m": _m(c.distance_m),
+                "placed_by": "base" if c.fix is None else "fix",
+            }
+        if c.fix is not None:
+            item |= {"fix_age_s": round(c.fix.age_s), "by_position": True}
+        cands.append(item)
+    ctx = {"mechanism": mechanism, "names": {p.code: p.name for p in picks},
+           "distance_m": {c.team.code: c.distance_m for c in ordered}}  # fmt: skip
+    return "teams", {"at": at.isoformat(), "candidates": cands}, ctx
+
+
+def step_contacts(facts: LocationFacts, sides: tuple[str, ...], roles: tuple[str, ...],
+                  zone: float) -> tuple[tuple[Contact, ...], Traced]:  # fmt: skip
+    """5. The contacts on every involved side: its grid's chief, its police grid's officer,
+    and the chiefs of ``roles`` (the category's) within the zone."""
     contacts: list[Contact] = []
     for code in sides:
         g = facts.grid_for(code)
         if g is not None:
-            contacts.append(
-                Contact(
-                    code, "grid_chief", g.chief_name, g.chief_phone, g.name, g.code, g.distance_m
-                )
-            )
+            contacts.append(Contact(code, "grid_chief", g.chief_name, g.chief_phone, g.name,
+                                    g.code, g.distance_m))  # fmt: skip
         pg = facts.police_for(code)
         if pg is not None:
-            contacts.append(
-                Contact(
-                    code,
-                    "police_officer",
-                    pg.officer_name,
-                    pg.officer_phone,
-                    pg.name,
-                    pg.code,
-                    pg.distance_m,
-                )
-            )
-    roles = catalogue.chief_roles_for(report.category)
+            contacts.append(Contact(code, "police_officer", pg.officer_name, pg.officer_phone,
+                                    pg.name, pg.code, pg.distance_m))  # fmt: skip
     chiefs = [
         c for c in facts.chiefs if c.role in roles and c.side in sides and c.distance_m <= zone
     ]
@@ -277,120 +370,25 @@ def decide(
         Contact(c.side, c.role, c.name, c.phone, c.feature_name or c.code, c.code, c.distance_m)
         for c in chiefs
     ]
-    missing = [s for s in sides if not any(c.side == s for c in contacts)]
-    trace.append(
-        Step(
-            "contacts",
-            "; ".join(
-                f"{s}: "
-                + ", ".join(
-                    f"{c.role} {c.name} ({c.distance_m:,.0f} m)" for c in contacts if c.side == s
-                )
-                for s in sides
-                if any(c.side == s for c in contacts)
-            )
-            + (f"; no contact found for {', '.join(missing)}" if missing else ""),
-            {"count": len(contacts), "chief_roles": list(roles) if chiefs else []},
-        )
-    )
+    data = {"count": len(contacts), "chief_roles": list(roles) if chiefs else []}
+    return tuple(contacts), ("contacts", data, {"contacts": contacts, "sides": sides})
 
-    # 5. Time limit and duplicates.
+
+def step_due(report: Report, catalogue: Catalogue, now: datetime) -> tuple[datetime, Traced]:
+    """6. The time limit, from the severity."""
     limit = catalogue.resolve_within(report.severity)
     due = now + limit
-    trace.append(
-        Step(
-            "due",
-            f"severity {report.severity}: resolve within {limit.total_seconds() / 3600:.0f} h "
-            "(the clock restarts at dispatch)",
-            {"hours": limit.total_seconds() / 3600, "due_at": due.isoformat()},
-        )
-    )
+    data = {"hours": limit.total_seconds() / 3600, "due_at": due.isoformat()}
+    return due, ("due", data, {"severity": report.severity})
+
+
+def step_duplicates(facts: LocationFacts) -> tuple[DuplicateRef | None, list[Traced]]:
+    """7. The nearest open case of the same category close by, if any (never merged)."""
     dup = min(facts.duplicates, key=lambda d: d.distance_m, default=None)
-    if dup is not None:
-        trace.append(
-            Step(
-                "duplicates",
-                f"possible duplicate of {dup.code}: same category, {dup.distance_m:,.0f} m away, "
-                "still open (not merged automatically)",
-                {"id": dup.id, "code": dup.code, "distance_m": _m(dup.distance_m)},
-            )
-        )
-
-    return Decision(
-        placement=p,
-        chain=facts.chain,
-        sides=sides,
-        cross_boundary=cross,
-        reasons=tuple(r for r in REASONS if r in reasons),
-        mechanism=mechanism,
-        lead_side=p.side,
-        teams=teams,
-        contacts=tuple(contacts),
-        grid=facts.grid_for(p.side) or next(iter(facts.grids_here), None),
-        police_grid=facts.police_for(p.side),
-        due_at=due,
-        possible_duplicate_of=None if dup is None else dup.id,
-        trace=tuple(trace),
-    )
-
-
-def _pick_teams(
-    candidates: tuple[TeamCandidate, ...],
-    mechanism: str | None,
-    at: datetime,
-    trace: list[Step],
-    is_on_duty: Callable[[dict[str, Any] | None, datetime], bool] = on_duty,
-) -> tuple[TeamPick, ...]:
-    serving = [t for t in candidates if mechanism is None or mechanism in t.mechanisms]
-
-    def pick(t: TeamCandidate, duty: bool) -> TeamPick:
-        return TeamPick(t.code, t.name, t.kind, t.side, t.covers, duty, t.base_distance_m)
-
-    duty = {t.code: is_on_duty(t.roster, at) for t in serving}
-    by_dist = sorted(serving, key=lambda t: (t.base_distance_m, t.code))
-    covering = [t for t in by_dist if t.covers and duty[t.code]]
-    if covering:
-        chosen = [pick(t, True) for t in covering]
-        says = f"{len(chosen)} team(s) serving {mechanism} cover the point and are on duty"
-    else:
-        on = [t for t in by_dist if duty[t.code]]
-        if on:
-            chosen = [pick(on[0], True)]
-            says = (
-                f"no team serving {mechanism} covers the point while on duty; "
-                f"nearest on duty: {on[0].code} ({on[0].base_distance_m:,.0f} m from its base)"
-            )
-        elif by_dist:
-            chosen = [pick(by_dist[0], False)]
-            says = (
-                f"no team serving {mechanism} is on duty at {at.isoformat()}; "
-                f"nearest: {by_dist[0].code} ({by_dist[0].base_distance_m:,.0f} m), to be called out"
-            )
-        else:
-            chosen = []
-            says = f"no team serves {mechanism}; the contacts on each side act"
-    if chosen:
-        chosen[0] = TeamPick(**{**chosen[0].__dict__, "lead": True})
-        says += f"; lead team {chosen[0].code} {chosen[0].name}"
-    trace.append(
-        Step(
-            "teams",
-            says,
-            {
-                "at": at.isoformat(),
-                "candidates": [
-                    {
-                        "code": t.code,
-                        "covers": t.covers,
-                        "on_duty": duty[t.code],
-                        "base_distance_m": _m(t.base_distance_m),
-                    }
-                    for t in by_dist
-                ],
-            },
-        )
-    )
-    return tuple(chosen)
+    if dup is None:
+        return None, []
+    data = {"id": dup.id, "code": dup.code, "distance_m": _m(dup.distance_m)}
+    return dup, [("duplicates", data, {"distance_m": dup.distance_m})]
 
 
 # -- What is stored of a decision, and what a re-route compares ---------------------------------
@@ -504,15 +502,21 @@ def routing_record(
 
 
 class DecisionMemo:
-    """``decide`` memoised for a batch, on what the decision's choices read.
+    """The signature of ``decide``'s decision, for a batch that compares signatures: the steps
+    that make it (the place and the reasons, the mechanism, the teams, the contacts), the
+    same functions ``decide`` runs, each memoised on its exact inputs, reduced to what the
+    step reads.
 
-    The key: the facts (the key of their document, which the caller gives: equal documents,
-    equal facts), the category, the severity, and the duty answers of the facts' teams at the
-    report's time, which are all the report's time enters into. The report's position is only
-    quoted in the trace's first step. So every case with the same key gets the same sides,
-    mechanism, teams and contacts, and the memo returns the first such case's decision (its
-    trace quotes that case's position and time): for comparing signatures, not for storing.
-    Reports with parties or an extent are decided each on their own, as are errors.
+    ``key`` names the facts (the key of their document, which the caller gives: equal
+    documents, equal facts). For a report without parties or an extent:
+    - the place, the sides and the reasons read only the facts: memoised per ``key``;
+    - the category enters only through the mechanism (of a cross-boundary case) and the chief
+      roles the contacts may bring in, reduced to the roles of the chiefs the facts hold;
+    - the report's time enters only through the serving teams' duty answers; the distances
+      only through the teams' order, which the facts fix;
+    - the report's position, time and severity enter only the trace, which is not compared.
+    Reports with parties or an extent are decided by ``decide`` itself, as are errors. The
+    decisions a batch writes are ``decide``'s, never the memo's.
     """
 
     def __init__(
@@ -521,23 +525,71 @@ class DecisionMemo:
         *,
         now: datetime,
         duty: Callable[[dict[str, Any] | None, datetime], bool] | None = None,
+        fresh_fix_s: float = FRESH_FIX_S,
     ) -> None:
-        from gis.duty import DutyMemo
-
-        self.catalogue, self.now = catalogue, now
+        self.catalogue, self.now, self.fresh_fix_s = catalogue, now, fresh_fix_s
         self.duty = duty or DutyMemo()
-        self._memo: dict[tuple[Any, ...], Decision] = {}
-        self.calls = self.hits = 0
+        self._category: dict[tuple[str, bool], tuple[str | None, tuple[str, ...]]] = {}
+        self._sides: dict[str, tuple[Placement, tuple[str, ...], frozenset[str]] | DomainError] = {}
+        self._teams: dict[tuple[Any, ...], str] = {}
+        self._contacts: dict[tuple[Any, ...], str] = {}
+        self.calls = self.hits = self.whole = 0
+        self.made = {"sides": 0, "teams": 0, "contacts": 0}  # steps computed, not repeated
 
-    def __call__(self, report: Report, facts: LocationFacts, key: str) -> Decision:
+    def __call__(self, report: Report, facts: LocationFacts, key: str) -> tuple[str, str, str, str]:
+        """``signature(decide(report, facts, ...))``."""
         self.calls += 1
         if report.extent is not None or report.parties_sides:
-            return decide(report, facts, self.catalogue, now=self.now, duty=self.duty)
-        at = report.occurred_at
-        k = (key, report.category, report.severity, *(self.duty(t.roster, at) for t in facts.teams))
-        hit = self._memo.get(k)
-        if hit is not None:
+            self.whole += 1
+            d = decide(report, facts, self.catalogue, now=self.now, duty=self.duty,
+                       fresh_fix_s=self.fresh_fix_s)  # fmt: skip
+            return signature(d)
+        self.catalogue.category(report.category)  # refused first, as decide refuses it
+        made = sum(self.made.values())
+        p, sides, chief_roles = self._place(report, facts, key)
+        mechanism, roles = self._by_category(report, p, sides)
+        teams = ""
+        if mechanism is not None:
+            serve = tuple(serving(facts.teams, mechanism))
+            duty = tuple(self.duty(t.roster, report.occurred_at) for t in serve)
+            team_key = (key, mechanism, duty)
+            codes = self._teams.get(team_key)
+            if codes is None:
+                self.made["teams"] += 1
+                picks, _ = choose_teams(serve, duty, self.fresh_fix_s)
+                codes = self._teams[team_key] = ",".join(t.code for t in picks)
+            teams = codes
+        present = tuple(r for r in roles if r in chief_roles)
+        digest = self._contacts.get((key, sides, present))
+        if digest is None:
+            self.made["contacts"] += 1
+            contacts, _ = step_contacts(facts, sides, present, self.catalogue.border_zone_m)
+            digest = self._contacts[(key, sides, present)] = contacts_digest(
+                [(c.side, c.role, c.unit_code, c.name or "") for c in contacts]
+            )
+        if sum(self.made.values()) == made:
             self.hits += 1
-            return hit
-        d = self._memo[k] = decide(report, facts, self.catalogue, now=self.now, duty=self.duty)
-        return d
+        return mechanism or "", ",".join(sides), teams, digest
+
+    def _place(self, report: Report, facts: LocationFacts, key: str) -> tuple[Placement, tuple[str, ...], frozenset[str]]:  # fmt: skip
+        got = self._sides.get(key)
+        if got is None:
+            self.made["sides"] += 1
+            try:
+                p, _ = step_place(report, facts, self.catalogue)
+                involved, _ = reasons_steps(report, facts, p, self.catalogue.border_zone_m, None)
+                got = (p, involve(p, involved)[0], frozenset(c.role for c in facts.chiefs))
+            except DomainError as exc:
+                got = exc
+            self._sides[key] = got
+        if isinstance(got, DomainError):
+            raise got
+        return got
+
+    def _by_category(self, report: Report, p: Placement, sides: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:  # fmt: skip
+        k = (report.category, len(sides) > 1)
+        got = self._category.get(k)
+        if got is None:
+            mechanism, _ = step_mechanism(report, self.catalogue, p, sides, ())
+            got = self._category[k] = (mechanism, self.catalogue.chief_roles_for(report.category))
+        return got

@@ -16,13 +16,14 @@ from gis.facts import (
     AreaRef,
     ChiefRef,
     DuplicateRef,
+    FixRef,
     GridRef,
     LocationFacts,
     PoliceGridRef,
     SideFact,
     TeamCandidate,
 )
-from gis.routing import DecisionMemo, Report, decide, routing_record, signature
+from gis.routing import DecisionMemo, Report, decide, decision_view, routing_record, signature
 
 A, B = "880001", "880002"
 NOW = datetime(2026, 11, 27, 2, 30, tzinfo=UTC)
@@ -41,9 +42,14 @@ def police(side: str, code: str, *, contains: bool = True, d: float = 0.0) -> Po
     return PoliceGridRef(code, f"beat {code}", side, "st", f"officer {code}", "1", contains, d)
 
 
-def team(code: str, *, covers: bool, d: float, roster: dict[str, Any]) -> TeamCandidate:
+def team(code: str, *, covers: bool, d: float, roster: dict[str, Any],
+         fix: FixRef | None = None) -> TeamCandidate:  # fmt: skip
     return TeamCandidate(code, f"team {code}", "joint", A, (A, B), ("joint_defense",), roster,
-                         covers, d)  # fmt: skip
+                         covers, d, fix)  # fmt: skip
+
+
+def fix(member: str, *, d: float, age_s: float) -> FixRef:
+    return FixRef(member, f"dev-{member}", "2026-11-27T02:27:00+00:00", 120.001, 45.001, d, age_s)
 
 
 def facts(*, b_m: float | None = 5000.0, a_in: bool = True, a_m: float = 0.0, b_in: bool = False,
@@ -184,9 +190,105 @@ def test_the_memo_gives_each_case_its_decision():
     for f, category, at in cases * 3:
         rep = Report(120.0, 45.0, category, "yellow", at)
         key = repr(f)  # equal facts, equal keys
-        assert signature(memo(rep, f, key)) == signature(decide(rep, f, cat, now=NOW))
+        assert memo(rep, f, key) == signature(decide(rep, f, cat, now=NOW))
     assert memo.hits >= 8
     r = routing_record(
         decide(Report(120.0, 45.0, "theft", "yellow", NOW), facts(), cat, now=NOW), NOW
     )
     assert r["routing_sig"].split("\x1d")[:3] == ["", A, ""]
+
+
+def _teams_step(d):  # type: ignore[no-untyped-def]
+    return next(s for s in d.trace if s.step == "teams")
+
+
+def test_a_team_is_placed_by_its_fresh_fix_before_its_base():
+    """T1's base is far but a member stands 180 m from the point; T2's base is nearer than
+    that but it has no fix: T1 is the nearest on duty, and carries the fix it was placed by."""
+    f1 = fix("m1", d=180.4, age_s=190.0)
+    t = (team("T1", covers=False, d=9000.0, roster=ALWAYS, fix=f1),
+         team("T2", covers=False, d=600.0, roster=ALWAYS))  # fmt: skip
+    d = run(facts(b_m=500.0, teams=t))
+    assert [(x.code, x.lead, x.fix) for x in d.teams] == [("T1", True, f1)]
+    assert d.teams[0].base_distance_m == 9000.0
+    step = _teams_step(d)
+    assert "nearest on duty: T1, 180 m from the point (fix 3 min old)" in step.says
+    assert step.data["candidates"] == [
+        {"code": "T1", "covers": False, "on_duty": True, "base_distance_m": 9000.0,
+         "distance_m": 180.4, "placed_by": "fix", "fix_age_s": 190, "by_position": True},
+        {"code": "T2", "covers": False, "on_duty": True, "base_distance_m": 600.0,
+         "distance_m": 600.0, "placed_by": "base"},
+    ]  # fmt: skip
+    view = decision_view(d)["teams"][0]
+    assert view["fix"]["member"] == "m1" and view["fix"]["distance_m"] == 180.4
+    # the fix also orders the covering teams: T3 by its fix before T4 by its base
+    t = (team("T3", covers=True, d=5000.0, roster=ALWAYS, fix=fix("m3", d=50.0, age_s=30.0)),
+         team("T4", covers=True, d=400.0, roster=ALWAYS))  # fmt: skip
+    d = run(facts(b_m=500.0, teams=t))
+    assert [x.code for x in d.teams] == ["T3", "T4"]
+    assert _teams_step(d).says.endswith("lead team T3 team T3, 50 m from the point (fix 30 s old)")
+
+
+@pytest.mark.parametrize("stale", [True, False])
+def test_a_stale_or_absent_fix_leaves_the_team_at_its_base(stale):
+    f1 = fix("m1", d=100.0, age_s=601.0) if stale else None
+    t = (team("T1", covers=False, d=9000.0, roster=ALWAYS, fix=f1),
+         team("T2", covers=False, d=600.0, roster=ALWAYS))  # fmt: skip
+    d = run(facts(b_m=500.0, teams=t))
+    assert [(x.code, x.fix) for x in d.teams] == [("T2", None)]
+    step = _teams_step(d)
+    assert "nearest on duty: T2 (600 m from its base)" in step.says
+    # no team placed by a fix: the data is what it was before positions
+    assert step.data["candidates"] == [
+        {"code": "T2", "covers": False, "on_duty": True, "base_distance_m": 600.0},
+        {"code": "T1", "covers": False, "on_duty": True, "base_distance_m": 9000.0},
+    ]
+    assert "fix" not in decision_view(d)["teams"][0]
+
+
+def test_the_trace_is_rendered_from_its_data():
+    """Every step's sentence is the renderer's, from the step's data (gis.says)."""
+    from gis.says import SAYS
+
+    t = (team("T1", covers=True, d=900.0, roster=ALWAYS, fix=fix("m1", d=80.0, age_s=60.0)),)
+    d = run(facts(b_m=500.0, joint=True, teams=t, dups=(DuplicateRef("x", "JG-2", 80.0, "t"),)))
+    assert {s.step for s in d.trace} <= set(SAYS)
+    says = {s.step: s.says for s in d.trace}
+    assert says["border_zone"] == "500 m from side B: within the 2,000 m border zone"
+    assert says["teams"] == (
+        "1 team(s) serving joint_defense cover the point and are on duty; "
+        "lead team T1 team T1, 80 m from the point (fix 1 min old)"
+    )
+    assert says["duplicates"].startswith("possible duplicate of JG-2: same category, 80 m away")
+
+
+def test_the_memo_gives_decides_signature_for_every_shape_of_facts():
+    """The memo's signatures against ``decide``'s own, over facts of every shape (zones,
+    joint grids, chiefs, teams by base and by fix, on and off duty), categories whose
+    mechanisms and chief roles differ, and times on and off the day shift, each facts object
+    seen under several categories and times so that the memo's steps are shared."""
+    import itertools
+
+    from api import settings
+    from api.catalogue import load_catalogue
+
+    cat = load_catalogue(settings.data().catalogue)
+    memo = DecisionMemo(cat, now=NOW)
+    day = {"timezone": "Asia/Shanghai", "shifts": [
+        {"name": "day", "days": [1, 2, 3, 4, 5], "start": "08:00", "end": "18:00"}]}  # fmt: skip
+    chiefs = (ChiefRef("RC", "river", A, "river chief", None, "a river", 500.0),
+              ChiefRef("RB", "river", B, "b chief", None, "b river", 900.0))  # fmt: skip
+    teams = ((), (team("T1", covers=True, d=900.0, roster=day),
+                  team("T2", covers=False, d=300.0, roster=ALWAYS, fix=fix("m", d=20.0, age_s=9.0)),
+                  team("T3", covers=False, d=100.0, roster=day)))  # fmt: skip
+    shapes = [facts(b_m=b, joint=j, chiefs=c, teams=t) for b, j, c, t in itertools.product(
+        (None, 800.0, 2000.0, 2000.1), (False, True), ((), chiefs), teams)]  # fmt: skip
+    cats = ("theft", "river_pollution", "land_dispute", "forest_fire_hazard")
+    times = (NOW, NOW + timedelta(hours=12), NOW + timedelta(days=1, minutes=7))
+    n = 0
+    for i, f in enumerate(shapes):
+        for category, at in itertools.product(cats, times):
+            rep = Report(120.0, 45.0, category, "yellow", at)
+            assert memo(rep, f, str(i)) == signature(decide(rep, f, cat, now=NOW)), (i, category)
+            n += 1
+    assert memo.calls == n and memo.hits > n / 2 and memo.made["sides"] == len(shapes)

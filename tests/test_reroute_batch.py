@@ -10,52 +10,20 @@ choices.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
-
-import numpy as np
 
 from api.usecases.reroute import reroute
 from gis.errors import DomainError
 from gis.routing import Report, decide, decision_view, signature
 from layers import locate
-from tests.geo import ANJU, TONGNAN, hand_strip_to_anju, line_vertex, point_inside
+from scripts.decisions_check import Probe, probe_points
+from tests.geo import ANJU, hand_strip_to_anju, point_inside
 
 NOW = datetime(2026, 11, 27, 2, 30, tzinfo=UTC)  # 10:30 in Shanghai, a Friday: day shifts on
 
 
-def _points(conn) -> list[tuple[float, float, tuple[str, ...]]]:
-    rng = np.random.default_rng(7)
-    pts: list[tuple[float, float, tuple[str, ...]]] = []
-    for f in np.linspace(0.02, 0.98, 25):
-        pts.append((*line_vertex(float(f)), ()))  # on the line itself
-        for side in (ANJU, TONGNAN):
-            for m in (30.0, 900.0, 1990.0, 2600.0):
-                # the line may bend too much there for this distance: then no point
-                with contextlib.suppress(AssertionError):
-                    pts.append((*point_inside(side, m, float(f)), ()))
-    for r in conn.execute(
-        "SELECT ST_X(p) AS x, ST_Y(p) AS y FROM (SELECT (ST_DumpPoints(ST_GeneratePoints(geom, 8, 3))).geom AS p"
-        " FROM grids WHERE joint) s"
-    ):
-        pts.append((r["x"], r["y"], ()))
-    box = conn.execute(
-        "SELECT ST_XMin(e) AS a, ST_YMin(e) AS b, ST_XMax(e) AS c, ST_YMax(e) AS d"
-        " FROM (SELECT ST_Extent(geom) AS e FROM areas WHERE level = 'district') s"
-    ).fetchone()
-    for x, y in zip(
-        rng.uniform(box["a"] - 0.01, box["c"] + 0.01, 120),
-        rng.uniform(box["b"] - 0.01, box["d"] + 0.01, 120),
-        strict=True,
-    ):
-        pts.append((float(x), float(y), ()))  # far inside, in gaps and holes, and outside
-    for k in range(20):
-        try:
-            x, y = point_inside(ANJU if k % 2 else TONGNAN, 3000.0 + 200 * k, 0.1 + 0.04 * k)
-        except AssertionError:
-            continue
-        pts.append((x, y, (TONGNAN if k % 2 else ANJU,)))  # parties from the other side
-    return pts
+# on the line and near it, in the joint grids, far inside, in the gaps and outside, with parties
+PROBE = Probe(7, 25, (30.0, 900.0, 1990.0, 2600.0), (8, 3), 120, 20, 200.0, (0.1, 0.04))
 
 
 def _decide(rep: Report, f, catalogue):  # type: ignore[no-untyped-def]
@@ -66,7 +34,7 @@ def _decide(rep: Report, f, catalogue):  # type: ignore[no-untyped-def]
 
 
 def test_batch_facts_give_the_per_row_decisions(conn, catalogue):
-    pts = _points(conn)
+    pts = probe_points(conn, PROBE)
     assert len(pts) >= 300
     cats = sorted(catalogue.categories)
     category = [cats[i % len(cats)] for i in range(len(pts))]

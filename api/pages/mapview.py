@@ -10,12 +10,13 @@ Filters, visible layers and the view live in the URL, so an operator can share w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import folium
 from branca.element import Element, MacroElement
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from folium.elements import JSCSSMixin
 from folium.map import Layer
@@ -409,12 +410,13 @@ ZoomParam = Annotated[str | None, Query(description="zoom level")]
 def _case_view(
     request: Request,
     conn: ReadConn,
-    catalogue: Catalogue,
-    who: Principal,
-    bbox: str | None,
-    z: str | None,
+    catalogue: CatalogueDep,
+    who: CommandCentre,
+    bbox: BBoxParam = None,
+    z: ZoomParam = None,
 ) -> dict[str, Any]:
-    """The box, zoom, filters, time and output frame that the incident and heat data share."""
+    """The box, zoom, filters, time and output frame that the incident and heat data share
+    (a dependency of both, asked for a command centre's key)."""
     now = datetime.now(UTC)
     crs = MapSettings().tiles_crs
     return {
@@ -424,6 +426,15 @@ def _case_view(
         "now": now,
         "out_crs": crs,
     }
+
+
+CaseView = Annotated[dict[str, Any], Depends(_case_view)]
+
+
+def _data(path: str, summary: str, media_type: str) -> Callable[[Any], Any]:
+    """A map data route at ``path``, answering ``media_type``."""
+    return router.get(path, summary=summary, response_class=Response,
+                      responses={200: {"content": {media_type: {}}}})  # fmt: skip
 
 
 def _refresh(request: Request) -> float:
@@ -440,11 +451,10 @@ def _refresh(request: Request) -> float:
     return value
 
 
-@router.get(
+@_data(
     "/map/data/layers/{view_id}",
-    summary="GeoJSON of one map layer in the box in view, simplified to the zoom",
-    response_class=Response,
-    responses={200: {"content": {GEOJSON: {}}}},
+    "GeoJSON of one map layer in the box in view, simplified to the zoom",
+    GEOJSON,
 )
 def layer_data(
     view_id: str,
@@ -470,43 +480,23 @@ def layer_data(
     return Response(text, media_type=GEOJSON, headers=cache)
 
 
-@router.get(
+@_data(
     "/map/data/incidents",
-    summary="Incidents in the box in view: counted cells, or single cases when zoomed in",
-    response_class=Response,
-    responses={200: {"content": {GEOJSON: {}}}},
+    "Incidents in the box in view: counted cells, or single cases when zoomed in",
+    GEOJSON,
 )
-def incident_data(
-    request: Request,
-    conn: ReadConn,
-    who: CommandCentre,
-    catalogue: CatalogueDep,
-    bbox: BBoxParam = None,
-    z: ZoomParam = None,
-) -> Response:
-    text = mapdata.incidents_geojson(
-        conn, **_case_view(request, conn, catalogue, who, bbox, z), **maplook.incident_sizes()
-    )
+def incident_data(conn: ReadConn, view: CaseView) -> Response:
+    text = mapdata.incidents_geojson(conn, **view, **maplook.incident_sizes())
     return Response(text, media_type=GEOJSON, headers=NO_STORE)
 
 
-@router.get(
+@_data(
     "/map/data/heat",
-    summary=f"Heat-map points of the cases reported in the last {maplook.HEAT_DAYS} days",
-    response_class=Response,
-    responses={200: {"content": {"application/json": {}}}},
+    f"Heat-map points of the cases reported in the last {maplook.HEAT_DAYS} days",
+    "application/json",
 )
-def heat_data(
-    request: Request,
-    conn: ReadConn,
-    who: CommandCentre,
-    catalogue: CatalogueDep,
-    bbox: BBoxParam = None,
-    z: ZoomParam = None,
-) -> Response:
-    text = mapdata.heat_json(
-        conn, **_case_view(request, conn, catalogue, who, bbox, z), **maplook.heat_sizes()
-    )
+def heat_data(conn: ReadConn, view: CaseView) -> Response:
+    text = mapdata.heat_json(conn, **view, **maplook.heat_sizes())
     return Response(text, media_type="application/json", headers=NO_STORE)
 
 

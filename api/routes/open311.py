@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Form, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -168,6 +168,17 @@ def _json_only(fmt: str) -> None:
         )
 
 
+def _georeport(fmt: Format, api_key: ApiKey = None, jurisdiction_id: JurisdictionId = None) -> None:
+    """What every GeoReport v2 read takes besides its own parameters: the format (json only),
+    the key as a query parameter (checked by ``READ``) and the jurisdiction (ignored)."""
+    _json_only(fmt)
+
+
+def _read(path: str, summary: str) -> Callable[[Any], Any]:
+    """A GeoReport v2 read at ``path``: ``READ``'s access rule and ``_georeport``'s parameters."""
+    return router.get(path, summary=summary, dependencies=[READ, Depends(_georeport)])
+
+
 def _no_nul(**values: str | None) -> None:
     """Refuse NUL characters: PostgreSQL text cannot hold them."""
     bad = [name for name, v in values.items() if v is not None and "\x00" in v]
@@ -211,34 +222,18 @@ def service_view(code: str, catalogue: Catalogue) -> dict[str, Any]:
     }
 
 
-@router.get(
-    "/services.{fmt}",
-    summary="GeoReport v2: the service list (the category catalogue)",
-    dependencies=[READ],
-)
+@_read("/services.{fmt}", "GeoReport v2: the service list (the category catalogue)")
 def get_services(
-    fmt: Format,
     catalogue: CatalogueDep,
-    api_key: ApiKey = None,
-    jurisdiction_id: JurisdictionId = None,
 ) -> JSONResponse:
-    _json_only(fmt)
     return JSONResponse([service_view(code, catalogue) for code in catalogue.categories])
 
 
-@router.get(
-    "/services/{service_code}.{fmt}",
-    summary="GeoReport v2: a service definition (no attributes)",
-    dependencies=[READ],
-)
+@_read("/services/{service_code}.{fmt}", "GeoReport v2: a service definition (no attributes)")
 def get_service_definition(
     service_code: str,
-    fmt: Format,
     catalogue: CatalogueDep,
-    api_key: ApiKey = None,
-    jurisdiction_id: JurisdictionId = None,
 ) -> JSONResponse:
-    _json_only(fmt)
     if service_code not in catalogue.categories:
         raise NotFound(
             f"no service {service_code[:100]!r}; see services.json",
@@ -389,14 +384,9 @@ def search_window(
     return start, until
 
 
-@router.get(
-    "/requests.{fmt}",
-    summary="GeoReport v2: service requests (cases), newest first, at most 1,000",
-    dependencies=[READ],
-)
+@_read("/requests.{fmt}", "GeoReport v2: service requests (cases), newest first, at most 1,000")
 def get_requests(
     request: Request,
-    fmt: Format,
     conn: ReadConn,
     catalogue: CatalogueDep,
     service_request_id: Annotated[
@@ -413,10 +403,7 @@ def get_requests(
     status: Annotated[
         str | None, Query(description="open, closed, or both (comma-separated)")
     ] = None,
-    api_key: ApiKey = None,
-    jurisdiction_id: JurisdictionId = None,
 ) -> JSONResponse:
-    _json_only(fmt)
     _no_nul(
         service_request_id=service_request_id,
         service_code=service_code,
@@ -466,21 +453,13 @@ def _by_ids(conn: Conn, ids: list[str]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-@router.get(
-    "/requests/{service_request_id}.{fmt}",
-    summary="GeoReport v2: one service request",
-    dependencies=[READ],
-)
+@_read("/requests/{service_request_id}.{fmt}", "GeoReport v2: one service request")
 def get_request(
     request: Request,
     service_request_id: str,
-    fmt: Format,
     conn: Conn,
     catalogue: CatalogueDep,
-    api_key: ApiKey = None,
-    jurisdiction_id: JurisdictionId = None,
 ) -> JSONResponse:
-    _json_only(fmt)
     _no_nul(service_request_id=service_request_id)
     try:
         row = incidents.get(conn, service_request_id)

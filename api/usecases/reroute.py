@@ -15,9 +15,10 @@ Set-based, in three steps, with the one facts engine and the one decision:
    signature of its stored routing and its location facts from ``jointgrid_facts()``, the
    function every report and ``/locate`` use, asked without the far sides so that the facts
    of plain cases repeat exactly (each distinct document comes once);
-2. every case is decided by ``gis.routing.decide``, memoised on what its choices read
-   (``gis.routing.DecisionMemo``: the facts, category, severity and the teams' duty), and its
-   signature compared with the stored one;
+2. every case's signature is that of ``gis.routing.decide``'s decision, made by the steps
+   that decide it, each memoised on its exact, reduced inputs (``gis.routing.DecisionMemo``:
+   the facts' place and sides, the category's mechanism and chief roles, the teams' duty),
+   and compared with the stored one;
 3. the changed cases' facts are gathered again in full (far sides too: their distance to the
    border is stored), decided again, and written with COPY into a temp table, one UPDATE ...
    FROM and one INSERT of their audit events (``layers/sql/reroute_write.sql``).
@@ -279,7 +280,7 @@ def _reroute(
     failed: list[tuple[int, str]] = []
     for i, (rep, key) in enumerate(zip(reports, df["key"].tolist(), strict=True)):
         try:
-            new = signature(memo(rep, by_key[key], key))
+            new = memo(rep, by_key[key], key)
         except DomainError as exc:
             failed.append((i, exc.message))
             continue
@@ -287,7 +288,9 @@ def _reroute(
         if new != was:
             changed.append(i)
             diffs.append(tuple(k for k, a, b in zip(SIG_KEYS, was, new, strict=True) if a != b))
-    lap(f"decide {n} cases ({memo.calls - memo.hits} decisions made, {memo.hits} repeated)")
+    made = ", ".join(f"{v} {k}" for k, v in memo.made.items())
+    lap(f"decide {n} cases ({memo.hits} wholly from the memo; steps made: {made}; "
+        f"{memo.whole} decided whole)")  # fmt: skip
     codes = df["code"].tolist()
     summary.failed = len(failed)
     for i, msg in failed[:10]:
