@@ -184,3 +184,50 @@ fix_items = st.fixed_dictionaries(
 @given(st.lists(fix_items, min_size=1, max_size=40), st.sampled_from(["wgs84", "gcj02"]))
 def test_generated_batches_agree(items: list[Any], crs: str) -> None:
     same(items, crs=crs)
+
+
+# -- over HTTP, on a real server ------------------------------------------------------------
+
+
+def test_an_acknowledged_batch_is_committed_before_the_answer(db_url, live_server) -> None:
+    """The moment each 200 arrives, another connection sees the batch's fixes, the device's
+    latest fix and its patrol session: the batch is one transaction, committed before the
+    answer is sent (so an answered batch survives a crash of the server that answered)."""
+    import httpx
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from layers import devices
+    from tests.conftest import bearer
+    from tests.geo import ANJU, point_inside
+
+    with psycopg.connect(db_url, row_factory=dict_row, autocommit=True) as reader:
+        team = reader.execute(
+            "SELECT code FROM teams WHERE side = %s ORDER BY code LIMIT 1", (ANJU,)
+        ).fetchone()["code"]
+        key, dev = devices.add_device(reader, team=team, member_name="批量提交测试")
+        lon, lat = point_inside(ANJU, 400)
+        t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
+        with httpx.Client(base_url=live_server, timeout=30) as http:
+            for j in range(4):
+                times = [t0 + timedelta(seconds=30 * (100 * j + k)) for k in range(100)]
+                body = {
+                    "device": dev["id"],
+                    "fixes": [
+                        {"lon": lon + 1e-5 * (100 * j + k), "lat": lat, "time": iso(t)}
+                        for k, t in enumerate(times)
+                    ],
+                }
+                r = http.post("/api/v1/positions", json=body, headers=bearer(key))
+                assert r.status_code == 200, r.text
+                assert r.json()["stored"] == 100
+                row = reader.execute(
+                    "SELECT (SELECT count(*) FROM positions WHERE device = %(d)s) AS n,"
+                    " (SELECT time FROM device_latest WHERE device = %(d)s) AS latest,"
+                    " (SELECT sum(fixes) FROM patrol_sessions WHERE device = %(d)s) AS placed",
+                    {"d": dev["id"]},
+                ).fetchone()
+                assert row == {"n": 100 * (j + 1), "latest": times[-1], "placed": 100 * (j + 1)}
+            # the same batch again: idempotent per device and time
+            r = http.post("/api/v1/positions", json=body, headers=bearer(key))
+            assert r.json()["stored"] == 0 and r.json()["duplicates"] == 100
