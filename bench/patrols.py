@@ -319,9 +319,11 @@ by `JOINTGRID_BENCH_PATROL_DEVICES` and `JOINTGRID_BENCH_PATROL_HOURS`. One uvic
 {table(rows, cols)}
 
 - **Batch intake: {ratio_batch:.0%} of COPY** (target ≥ 50 %: {"met" if ratio_batch >= 0.5 else "missed"}).
-  Each batch is one transaction: the fixes (one multi-row INSERT), the device's and team's
-  latest fix, and the patrol session extended in PL/pgSQL (`patrol_apply`: the track, its
-  length, the border cells touched and their "last patrolled").
+  A batch is read and judged as columns (`gis.fixes.read_batch`, numpy), then stored by one
+  statement that is its own transaction, committed before the answer (`positions_store`:
+  the fixes, the device's and team's latest fix, and `patrol_apply`: the session's track,
+  its length, the border cells touched and their "last patrolled"). COPY does none of this
+  but the rows.
 - **Live intake: {ratio_live:.0%} of the one-INSERT endpoint** ({live["per_s"]}/s against
   {ceiling["per_s"]}/s).
 - **Coverage of the stored window ({HOURS:g} h): {cov_s * 1000:.0f} ms, {ratio_cov:.2f}× the

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from gis.crs import parse_crs, to_wgs84
 from gis.errors import InvalidInput
 from gis.location import check_lonlat
@@ -308,3 +311,239 @@ def expand_bounds(
     coslat = max(0.01, math.cos(math.radians(max(abs(miny), abs(maxy)))))
     dlon = buffer_m / (111_320.0 * coslat)
     return (minx - dlon, miny - dlat, maxx + dlon, maxy + dlat)
+
+
+# -- batches as columns --------------------------------------------------------------------
+#
+# ``POST /api/v1/positions`` reads up to a thousand fixes at once. Reading each into a ``Fix``
+# and converting its coordinates one at a time was most of the batch's Python time; here a
+# well-formed fix costs a few dict look-ups, and the coordinates, the rules and the flags are
+# computed for the whole batch with numpy. A fix that is not plainly well-formed goes through
+# ``batch_item``, so that its error (or its reading of an unusual value) is the same as ever.
+
+Floats = npt.NDArray[np.float64]
+BATCH_FIELDS = frozenset({"lon", "lat", "time", "crs", "accuracy", "speed"})
+
+
+@dataclass(frozen=True)
+class FixBatch:
+    """One device's accepted fixes as columns, sorted by time. ``index`` is each fix's place in
+    the request; NaN is an unknown accuracy or speed; ``flag_accuracy`` and ``flag_speed`` are
+    the flags of ``flag_batch`` (all False before)."""
+
+    index: npt.NDArray[np.int64]
+    time: list[datetime]
+    epoch: Floats
+    lon: Floats
+    lat: Floats
+    accuracy_m: Floats
+    speed_mps: Floats
+    flag_accuracy: npt.NDArray[np.bool_]
+    flag_speed: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def flagged(self) -> list[dict[str, Any]]:
+        """``{"index", "flags"}`` of each flagged fix, in time order."""
+        marks = np.flatnonzero(self.flag_accuracy | self.flag_speed)
+        return [{"index": int(self.index[k]), "flags": list(self.flags(int(k)))} for k in marks]
+
+    def flags(self, k: int) -> tuple[str, ...]:
+        """The flags of the ``k``-th fix (in time order), as ``Fix.flags`` names them."""
+        return tuple(
+            name
+            for name, on in (("accuracy", self.flag_accuracy[k]), ("speed", self.flag_speed[k]))
+            if on
+        )
+
+
+def _plain_number(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def read_batch(
+    items: list[Any], *, crs: str, now: datetime, rules: Rules
+) -> tuple[FixBatch, list[dict[str, Any]]]:
+    """The fixes of a batch and the refused ones (``{"index", "code", "message"}``, by index):
+    malformed fixes (as ``batch_item`` says), fixes a rule refuses (``refusal``) and a second
+    fix of the same time (``duplicate_time``). Accepted fixes come back sorted by time."""
+    n = len(items)
+    idx: list[int] = []
+    times: list[datetime] = []
+    xs: list[float] = []
+    ys: list[float] = []
+    acc: list[float] = []
+    spd: list[float] = []
+    crss: list[str] = []
+    wgs = np.zeros(n, dtype=bool)  # already WGS84 (read by ``batch_item``)
+    refused: list[dict[str, Any]] = []
+    nan = math.nan
+
+    def slow(i: int, item: Any) -> None:
+        try:
+            f = batch_item(item, crs=crs, now=now)
+        except InvalidInput as exc:
+            refused.append({"index": i, "code": exc.code, "message": exc.message})
+            return
+        wgs[len(idx)] = True
+        idx.append(i)
+        times.append(f.time)
+        xs.append(f.lon)
+        ys.append(f.lat)
+        acc.append(nan if f.accuracy_m is None else f.accuracy_m)
+        spd.append(nan if f.speed_mps is None else f.speed_mps)
+        crss.append("wgs84")
+
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not item.keys() <= BATCH_FIELDS:
+            slow(i, item)
+            continue
+        t_raw, lon, lat = item.get("time"), item.get("lon"), item.get("lat")
+        a, sp, c = item.get("accuracy"), item.get("speed"), item.get("crs")
+        if not (
+            isinstance(t_raw, str)
+            and lon is not None
+            and lat is not None
+            and _plain_number(lon)
+            and _plain_number(lat)
+            and _plain_number(a)
+            and _plain_number(sp)
+            and (c is None or isinstance(c, str))
+        ):
+            slow(i, item)
+            continue
+        try:
+            t = datetime.fromisoformat(t_raw)
+        except ValueError:
+            slow(i, item)
+            continue
+        if t.tzinfo is None:
+            slow(i, item)  # a number, or a time without zone: ``batch_item`` says which
+            continue
+        idx.append(i)
+        times.append(t.astimezone(UTC))
+        xs.append(float(lon))
+        ys.append(float(lat))
+        acc.append(nan if a is None or a <= 0 else float(a))  # 0 or less: unknown
+        spd.append(nan if sp is None or sp < 0 else float(sp))
+        crss.append(c or crs)
+
+    x = np.array(xs, dtype=np.float64)
+    y = np.array(ys, dtype=np.float64)
+    keep = np.ones(len(idx), dtype=bool)
+    wgs = wgs[: len(idx)]
+    # coordinates out of range or not finite: ``batch_item`` words the error
+    bad = ~wgs & ~(np.isfinite(x) & np.isfinite(y) & (np.abs(x) <= 180) & (np.abs(y) <= 90))
+    for k in np.flatnonzero(bad):
+        keep[k] = False
+        slow_err = _error_of(items[idx[k]], crs=crs, now=now)
+        if slow_err is not None:
+            refused.append({"index": idx[k], **slow_err})
+    for name in set(crss):
+        sel = np.flatnonzero(
+            keep & ~wgs & (np.array(crss) == name)
+        )  # the fixes declared in this system
+        if not len(sel):
+            continue
+        try:
+            the_crs = parse_crs(name)
+        except InvalidInput as exc:
+            for k in sel:
+                keep[k] = False
+                refused.append({"index": idx[k], "code": exc.code, "message": exc.message})
+            continue
+        if the_crs in ("gcj02", "bd09"):
+            x[sel], y[sel] = to_wgs84(x[sel], y[sel], the_crs)
+
+    epoch = np.array([t.timestamp() for t in times], dtype=np.float64)
+    now_s = now.timestamp()
+    future = epoch > now_s + rules.future.total_seconds()
+    old = ~future & (epoch < now_s - rules.retention.total_seconds())
+    outside = np.zeros(len(idx), dtype=bool)
+    if rules.bounds is not None:
+        minx, miny, maxx, maxy = rules.bounds
+        outside = ~future & ~old & ~((x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy))
+    for reason, mask in (("future", future), ("too_old", old), ("outside_service_area", outside)):
+        for k in np.flatnonzero(keep & mask):
+            keep[k] = False
+            refused.append({"index": idx[k], "code": reason, "message": REASONS[reason]})
+    seen: dict[datetime, int] = {}
+    for k in np.flatnonzero(keep):
+        first = seen.setdefault(times[k], idx[k])
+        if first != idx[k]:
+            refused.append(
+                {
+                    "index": idx[k],
+                    "code": "duplicate_time",
+                    "message": f"the same time as fix {first}: one fix per time",
+                }
+            )
+    refused.sort(key=lambda r: r["index"])
+    sel = np.flatnonzero(keep)
+    sel = sel[np.argsort(epoch[sel], kind="stable")]
+    m = len(sel)
+    out = FixBatch(
+        index=np.array(idx, dtype=np.int64)[sel] if m else np.zeros(0, dtype=np.int64),
+        time=[times[k] for k in sel],
+        epoch=epoch[sel],
+        lon=x[sel],
+        lat=y[sel],
+        accuracy_m=np.array(acc, dtype=np.float64)[sel] if m else np.zeros(0),
+        speed_mps=np.array(spd, dtype=np.float64)[sel] if m else np.zeros(0),
+        flag_accuracy=np.zeros(m, dtype=bool),
+        flag_speed=np.zeros(m, dtype=bool),
+    )
+    return out, refused
+
+
+def _error_of(item: Any, *, crs: str, now: datetime) -> dict[str, str] | None:
+    try:
+        batch_item(item, crs=crs, now=now)
+    except InvalidInput as exc:
+        return {"code": exc.code, "message": exc.message}
+    return None
+
+
+def distances_m(lon1: Floats, lat1: Floats, lon2: Floats, lat2: Floats) -> Floats:
+    """``distance_m`` over arrays."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(lon2 - lon1)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+
+
+def flag_batch(batch: FixBatch, *, previous: Fix | None, rules: Rules) -> FixBatch:
+    """``flag`` for a batch: the same flags, computed for the whole batch at once. Speeds are
+    judged between neighbours; only when one is flagged (a flagged fix is no base for the next)
+    does it walk the fixes one by one."""
+    m = len(batch)
+    if m == 0:
+        return batch
+    fa = batch.accuracy_m > rules.max_accuracy_m  # NaN (unknown) compares False
+    lon0 = np.empty(m)
+    lat0 = np.empty(m)
+    t0 = np.empty(m)
+    lon0[1:], lat0[1:], t0[1:] = batch.lon[:-1], batch.lat[:-1], batch.epoch[:-1]
+    if previous is not None:
+        lon0[0], lat0[0], t0[0] = previous.lon, previous.lat, previous.time.timestamp()
+    else:
+        lon0[0], lat0[0], t0[0] = batch.lon[0], batch.lat[0], math.inf
+    dt = batch.epoch - t0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fast = (dt > 0) & (
+            distances_m(lon0, lat0, batch.lon, batch.lat) / np.where(dt > 0, dt, 1.0)
+            > rules.max_speed_mps
+        )
+    if not fa.any() and not fast.any():
+        return replace(batch, flag_accuracy=fa, flag_speed=fast)
+    # one flagged fix changes the base of the next: walk them as ``flag`` does
+    fs = np.zeros(m, dtype=bool)
+    base = None if previous is None else (previous.lon, previous.lat, previous.time.timestamp())
+    for k in range(m):
+        t, x, y = float(batch.epoch[k]), float(batch.lon[k]), float(batch.lat[k])
+        if base is not None and t > base[2]:
+            fs[k] = distance_m(base[0], base[1], x, y) / (t - base[2]) > rules.max_speed_mps
+        if not (fa[k] or fs[k]):
+            base = (x, y, t)
+    return replace(batch, flag_accuracy=fa, flag_speed=fs)

@@ -12,9 +12,10 @@ import time
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from psycopg import errors as pgerr
 
-from gis.fixes import Fix
+from gis.fixes import Fix, FixBatch
 from layers.db import Conn, translate_errors
 from layers.registry import LayerSpec, register
 
@@ -95,43 +96,69 @@ def previous_good(conn: Conn, *, device: str, before: datetime) -> Fix | None:
     return None if row is None else Fix(lon=row["lon"], lat=row["lat"], time=row["time"])
 
 
-INSERT = """
-INSERT INTO positions (device, time, side, team, member_id, geom, accuracy_m, speed_mps,
-                       bearing, altitude_m, battery, flags, source)
-SELECT %(device)s, u.t, %(side)s, %(team)s, %(member)s, ST_SetSRID(ST_MakePoint(u.x, u.y), 4326),
-       u.a, u.s, u.b, u.alt, u.bat,
-       CASE WHEN u.fl = '' THEN '{}'::text[] ELSE string_to_array(u.fl, ',') END, %(source)s
-FROM unnest(%(t)s::timestamptz[], %(x)s::float8[], %(y)s::float8[], %(a)s::float4[],
-            %(s)s::float4[], %(b)s::float4[], %(alt)s::float4[], %(bat)s::float4[],
-            %(fl)s::text[]) AS u(t, x, y, a, s, b, alt, bat, fl)
-ON CONFLICT (device, time) DO NOTHING
-RETURNING time, flags = '{}' AS good
-"""
-
-LATEST = """
-WITH d AS (
-    INSERT INTO device_latest AS l (device, side, team, member_id, time, geom, accuracy_m,
-                                    speed_mps, seen_at)
-    VALUES (%(device)s, %(side)s, %(team)s, %(member)s, %(t)s,
-            ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326), %(a)s, %(s)s, %(seen)s)
-    ON CONFLICT (device) DO UPDATE SET
-        time = greatest(l.time, EXCLUDED.time),
-        geom = CASE WHEN EXCLUDED.time > l.time THEN EXCLUDED.geom ELSE l.geom END,
-        accuracy_m = CASE WHEN EXCLUDED.time > l.time THEN EXCLUDED.accuracy_m ELSE l.accuracy_m END,
-        speed_mps = CASE WHEN EXCLUDED.time > l.time THEN EXCLUDED.speed_mps ELSE l.speed_mps END,
-        team = EXCLUDED.team, member_id = EXCLUDED.member_id,
-        seen_at = greatest(l.seen_at, EXCLUDED.seen_at), updated_at = now()
-    RETURNING 1
+STORE = (
+    "SELECT positions_store(%s, %s, %s, %s, %s, %s::timestamptz[], %s::float8[], %s::float8[],"
+    " %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::boolean[],"
+    " %s::boolean[], %s) AS n"
 )
-INSERT INTO team_latest AS tl (team, side, time, geom)
-VALUES (%(team)s, %(side)s, %(t)s, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326))
-ON CONFLICT (team) DO UPDATE SET time = EXCLUDED.time, geom = EXCLUDED.geom, updated_at = now()
-WHERE tl.time < EXCLUDED.time
-"""
 
 
 class MissingPartition(Exception):
     """A fix's day has no partition yet: run ``maintain`` and the transaction again."""
+
+
+def _floats(values: Any) -> str:
+    """A float8[] literal (NaN and None: NULL). Sent as one text parameter: psycopg's dump of
+    a Python list, element by element, cost more than the INSERT it fed."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    return "{" + ",".join("NULL" if v is None or v != v else repr(float(v)) for v in values) + "}"
+
+
+def _bools(values: Any) -> str:
+    return "{" + ",".join("t" if v else "f" for v in values) + "}"
+
+
+def _times(values: list[datetime]) -> str:
+    return "{" + ",".join(t.isoformat() for t in values) + "}"
+
+
+def store_batch(
+    conn: Conn,
+    *,
+    device: dict[str, Any],
+    batch: FixBatch,
+    source: str,
+    gap_s: float,
+    retention_days: int,
+) -> dict[str, int]:
+    """Store a device's fixes (checked and flagged: ``gis.fixes.read_batch``, ``flag_batch``)
+    once each per (device, time); move the device's and team's latest fix; bring the device's
+    patrol sessions up to date (``positions_store``). One statement: in autocommit it commits
+    before this returns. Returns ``{"stored", "duplicates"}``."""
+    if not len(batch):
+        return {"stored": 0, "duplicates": 0}
+    none = "{" + ",".join(["NULL"] * len(batch)) + "}"
+    return _store(
+        conn,
+        device,
+        source,
+        gap_s,
+        retention_days,
+        len(batch),
+        (
+            _times(batch.time),
+            _floats(batch.lon),
+            _floats(batch.lat),
+            _floats(batch.accuracy_m),
+            _floats(batch.speed_mps),
+            none,
+            none,
+            none,
+            _bools(batch.flag_accuracy),
+            _bools(batch.flag_speed),
+        ),
+    )
 
 
 def store(
@@ -143,65 +170,52 @@ def store(
     gap_s: float,
     retention_days: int,
 ) -> dict[str, int]:
-    """Store a device's fixes (already checked and flagged), once each per (device, time); move
-    the device's and team's latest fix; bring the device's patrol sessions up to date. Returns
-    ``{"stored", "duplicates"}``. Runs in the caller's transaction."""
+    """``store_batch`` for fixes one by one (the live protocols)."""
     if not fixes:
         return {"stored": 0, "duplicates": 0}
-    params = {
-        "device": device["id"],
-        "side": device["side"],
-        "team": device["team"],
-        "member": device["member_id"],
-        "source": source,
-        "t": [f.time for f in fixes],
-        "x": [f.lon for f in fixes],
-        "y": [f.lat for f in fixes],
-        "a": [f.accuracy_m for f in fixes],
-        "s": [f.speed_mps for f in fixes],
-        "b": [f.bearing for f in fixes],
-        "alt": [f.altitude_m for f in fixes],
-        "bat": [f.battery for f in fixes],
-        "fl": [",".join(f.flags) for f in fixes],
-    }
+    return _store(
+        conn,
+        device,
+        source,
+        gap_s,
+        retention_days,
+        len(fixes),
+        (
+            _times([f.time for f in fixes]),
+            _floats([f.lon for f in fixes]),
+            _floats([f.lat for f in fixes]),
+            _floats([f.accuracy_m for f in fixes]),
+            _floats([f.speed_mps for f in fixes]),
+            _floats([f.bearing for f in fixes]),
+            _floats([f.altitude_m for f in fixes]),
+            _floats([f.battery for f in fixes]),
+            _bools(["accuracy" in f.flags for f in fixes]),
+            _bools(["speed" in f.flags for f in fixes]),
+        ),
+    )
+
+
+def _store(
+    conn: Conn,
+    device: dict[str, Any],
+    source: str,
+    gap_s: float,
+    retention_days: int,
+    count: int,
+    columns: tuple[str, ...],
+) -> dict[str, int]:
+    head = (device["id"], device["side"], device["team"], device["member_id"], source)
     with translate_errors():
         try:
-            rows = conn.execute(INSERT, params).fetchall()
+            row = conn.execute(STORE, (*head, *columns, gap_s)).fetchone()
         except pgerr.CheckViolation as exc:
             # no partition for a fix's day (a server that ran past the partitions made ahead):
             # the caller makes them (``maintain``) and runs its transaction once more
             if "no partition" not in str(exc):
                 raise
             raise MissingPartition(retention_days) from exc
-        stored = {r["time"]: r["good"] for r in rows}
-        good = [f for f in fixes if stored.get(f.time)]
-        if good:
-            last = max(good, key=lambda f: f.time)
-            conn.execute(
-                LATEST,
-                {
-                    "device": device["id"],
-                    "side": device["side"],
-                    "team": device["team"],
-                    "member": device["member_id"],
-                    "t": last.time,
-                    "x": last.lon,
-                    "y": last.lat,
-                    "a": last.accuracy_m,
-                    "s": last.speed_mps,
-                    "seen": max(stored),
-                },
-            )
-            conn.execute(
-                "SELECT patrol_apply(%s, %s, %s)",
-                (device["id"], min(f.time for f in good), gap_s),
-            )
-        elif stored:
-            conn.execute(
-                "UPDATE device_latest SET seen_at = greatest(seen_at, %s) WHERE device = %s",
-                (max(stored), device["id"]),
-            )
-    return {"stored": len(stored), "duplicates": len(fixes) - len(stored)}
+    stored = int(row["n"]) if row else 0
+    return {"stored": stored, "duplicates": count - stored}
 
 
 def count_dropped(conn: Conn, *, device: dict[str, Any], reason: str, day: datetime) -> None:

@@ -147,51 +147,27 @@ def batch(
             f"at most {MAX_BATCH} fixes in one batch", {"got": len(items), "max": MAX_BATCH}
         )
     the_rules = rules(conn, settings)
-    read: list[tuple[int, fx.Fix]] = []
-    refused: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        try:
-            f = fx.batch_item(item, crs=dev["crs"], now=now)
-        except InvalidInput as exc:
-            refused.append({"index": i, "code": exc.code, "message": exc.message})
-            continue
-        reason = fx.refusal(f, now=now, rules=the_rules)
-        if reason is not None:
-            refused.append({"index": i, "code": reason, "message": fx.REASONS[reason]})
-        else:
-            read.append((i, f))
-    seen: dict[datetime, int] = {}
-    for i, f in read:
-        if f.time in seen:
-            refused.append(
-                {
-                    "index": i,
-                    "code": "duplicate_time",
-                    "message": f"the same time as fix {seen[f.time]}: one fix per time",
-                }
-            )
-        seen.setdefault(f.time, i)
+    # the whole batch at once (numpy), each refused fix named by its index
+    read, refused = fx.read_batch(items, crs=dev["crs"], now=now, rules=the_rules)
     if refused:
-        refused.sort(key=lambda r: r["index"])
         raise FixesRefused(
             f"{len(refused)} of {len(items)} fixes refused; nothing was stored",
             {"device": dev["id"], "refused": refused},
         )
-    index = {f.time: i for i, f in read}
 
-    def unit() -> tuple[list[fx.Fix], dict[str, int]]:
-        with conn.transaction():
-            first = min(f.time for _, f in read)
-            prev = positions.previous_good(conn, device=dev["id"], before=first)
-            flagged = fx.flag([f for _, f in read], previous=prev, rules=the_rules)
-            got = positions.store(
-                conn,
-                device=dev,
-                fixes=flagged,
-                source="batch",
-                gap_s=settings.session_gap_s,
-                retention_days=settings.retention_days,
-            )
+    def unit() -> tuple[fx.FixBatch, dict[str, int]]:
+        # One statement stores the fixes, the latest fixes and the sessions: in autocommit it
+        # is its own transaction, committed before the answer leaves.
+        prev = positions.previous_good(conn, device=dev["id"], before=read.time[0])
+        flagged = fx.flag_batch(read, previous=prev, rules=the_rules)
+        got = positions.store_batch(
+            conn,
+            device=dev,
+            batch=flagged,
+            source="batch",
+            gap_s=settings.session_gap_s,
+            retention_days=settings.retention_days,
+        )
         return flagged, got
 
     flagged, got = _with_partitions(conn, settings, unit)
@@ -199,7 +175,7 @@ def batch(
         "device": dev["id"],
         "stored": got["stored"],
         "duplicates": got["duplicates"],
-        "flagged": [{"index": index[f.time], "flags": list(f.flags)} for f in flagged if f.flags],
+        "flagged": flagged.flagged(),
     }
 
 

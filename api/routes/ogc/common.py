@@ -4,7 +4,7 @@ and small helpers for links, JSON answers and the query string."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from api.security import public_base
 from gis import errors as e
 from gis.catalogue import Catalogue
 from layers.errors import Unavailable
-from layers.registry import REGISTRY, LayerSpec
+from layers.registry import LayerSpec
 
 log = logging.getLogger("jointgrid")
 
@@ -145,10 +145,13 @@ def wants_html(request: Request, f: str | None) -> bool:
     return first == HTML
 
 
-def layer_spec(collection_id: str) -> LayerSpec:
-    spec = REGISTRY.get(collection_id)
+def layer_spec(collection_id: str, shown: Iterable[LayerSpec]) -> LayerSpec:
+    """The collection ``collection_id`` among those ``shown`` to the caller; else a 404 that
+    lists only those (a collection the caller may not read is not named)."""
+    ids = {s.id: s for s in shown}
+    spec = ids.get(collection_id)
     if spec is None:
-        raise e.NotFound(f"no collection {collection_id[:60]!r}", {"collections": sorted(REGISTRY)})
+        raise e.NotFound(f"no collection {collection_id[:60]!r}", {"collections": sorted(ids)})
     return spec
 
 

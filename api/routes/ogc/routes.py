@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from api import params
-from api.access import ALL_ROLES, SESSION_COOKIE, allow
+from api.access import ALL_ROLES, Principal, allow
 from api.deps import database, get_catalogue, get_read_conn
 from api.routes.ogc import pages
 from api.routes.ogc import parameters as p
@@ -57,11 +57,14 @@ ITEM_PARAMS = p.taken_by("item")
 
 # The feeds' access rule, for every route under /ogc: any key, and anonymous callers when
 # JOINTGRID_PUBLIC_FEEDS=true. What is shown is always the redacted public view.
+# A route that needs the caller names the same dependency (``who: Principal = FEEDS``):
+# FastAPI runs it once per request and hands the route its answer.
+FEEDS = allow(*ALL_ROLES, public_feed=True)
 router = APIRouter(
     prefix=PREFIX,
     route_class=OgcRoute,
     include_in_schema=False,
-    dependencies=[allow(*ALL_ROLES, public_feed=True)],
+    dependencies=[FEEDS],
 )
 
 
@@ -79,17 +82,27 @@ def _landing_links(base: str) -> list[dict[str, str]]:
     ]
 
 
-def _shown(request: Request) -> list[LayerSpec]:
+def _shown(who: Principal) -> list[LayerSpec]:
     """The collections this caller may know of: those that need a key (live positions) only
-    with credentials (checked by the router's rule; ``api.routes.positions.KeyedFeeds``
-    refuses anonymous requests for them)."""
-    anonymous = not request.headers.get("authorization") and SESSION_COOKIE not in request.cookies
-    return [s for s in REGISTRY.values() if not (anonymous and s.keyed)]
+    to a caller with a key or a session (checked by the router's rule;
+    ``api.routes.positions.KeyedFeeds`` refuses anonymous requests for them). Their ids are
+    not named to anyone else, not even in a 404's list of collections."""
+    return [s for s in REGISTRY.values() if may_know(who, s)]
+
+
+def may_know(who: Principal, spec: LayerSpec) -> bool:
+    """Whether ``who`` may read (and so know of) the collection ``spec``."""
+    return not spec.keyed or not who.anonymous
+
+
+def _spec(collection_id: str, who: Principal) -> LayerSpec:
+    """The collection ``collection_id`` for this caller; a 404 listing only those it may read."""
+    return layer_spec(collection_id, _shown(who))
 
 
 @router.get("")
 @router.get("/")
-def landing(request: Request) -> Response:
+def landing(request: Request, who: Principal = FEEDS) -> Response:
     q = check_params(request, DOC_PARAMS)
     base = base_url(request)
     links = _landing_links(base)
@@ -106,7 +119,7 @@ def landing(request: Request) -> Response:
             links,
             description=doc["description"],
             base=base,
-            collections=_shown(request),
+            collections=_shown(who),
         )
     return json_response(doc)
 
@@ -128,10 +141,11 @@ def conformance(request: Request) -> Response:
 def api_document(
     request: Request,
     conn: Conn = Depends(get_read_conn),
+    who: Principal = FEEDS,
 ) -> Response:
     q = check_params(request, DOC_PARAMS)
     base = base_url(request)
-    colls = [features.describe(conn, s) for s in _shown(request)]
+    colls = [features.describe(conn, s) for s in _shown(who)]
     doc = openapi_document(base, colls)
     if wants_html(request, q.get("f")):
         return pages.api_page(doc, _landing_links(base))
@@ -184,13 +198,12 @@ def collections(
     request: Request,
     conn: Conn = Depends(get_read_conn),
     catalogue: Catalogue = Depends(get_catalogue),
+    who: Principal = FEEDS,
 ) -> Response:
     q = check_params(request, DOC_PARAMS)
     base = base_url(request)
     sensitive = sensitive_of(catalogue)
-    docs = [
-        _collection_doc(base, features.describe(conn, s), conn, sensitive) for s in _shown(request)
-    ]
+    docs = [_collection_doc(base, features.describe(conn, s), conn, sensitive) for s in _shown(who)]
     links = [
         link(f"{base}/collections", "self", JSON, "this document"),
         link(f"{base}/collections?f=html", "alternate", HTML, "this document as HTML"),
@@ -212,8 +225,9 @@ def collection(
     request: Request,
     conn: Conn = Depends(get_read_conn),
     catalogue: Catalogue = Depends(get_catalogue),
+    who: Principal = FEEDS,
 ) -> Response:
-    spec = layer_spec(collection_id)
+    spec = _spec(collection_id, who)
     q = check_params(request, DOC_PARAMS)
     base = base_url(request)
     doc = _collection_doc(base, features.describe(conn, spec), conn, sensitive_of(catalogue))
@@ -277,8 +291,9 @@ def queryables(
     collection_id: str,
     request: Request,
     conn: Conn = Depends(get_read_conn),
+    who: Principal = FEEDS,
 ) -> Response:
-    spec = layer_spec(collection_id)
+    spec = _spec(collection_id, who)
     q = check_params(request, DOC_PARAMS)
     base = base_url(request)
     schema = _queryables_schema(base, features.describe(conn, spec))
@@ -297,8 +312,9 @@ async def items(
     collection_id: str,
     request: Request,
     catalogue: Catalogue = Depends(get_catalogue),
+    who: Principal = FEEDS,
 ) -> Response:
-    spec = layer_spec(collection_id)
+    spec = _spec(collection_id, who)
     # A lease on the read pool, waited for on the event loop (never on a thread), kept by the
     # streaming response until its last byte, and given back by it.
     lease = await database(request).read.acquire()
@@ -437,8 +453,9 @@ def item(
     request: Request,
     conn: Conn = Depends(get_read_conn),
     catalogue: Catalogue = Depends(get_catalogue),
+    who: Principal = FEEDS,
 ) -> Response:
-    spec = layer_spec(collection_id)
+    spec = _spec(collection_id, who)
     q = check_params(request, ITEM_PARAMS)
     p.check_crs("crs", q.get("crs"))
     coords = q.get("coords", "wgs84")
