@@ -298,14 +298,30 @@ _ORDERS: dict[str, tuple[str, str]] = {
 }
 
 
+# The same filters as plain equalities when they name one value: PostgreSQL takes ``x = ANY(array)``
+# for no equality, so an index beginning with ``x`` would not give the rows of one value in the
+# order of its later columns (the inbox's due order, incidents_inbox_filters_idx).
+_ONE: dict[str, str] = {
+    "status": "i.status = %({})s",
+    "mechanism": "i.mechanism = %({})s",
+    "category": "i.category = %({})s",
+    "severity": "i.severity = %({})s",
+}
+
+
 def _where(
-    filters: dict[str, Any], scope: dict[str, Any] | None = None
+    filters: dict[str, Any], scope: dict[str, Any] | None = None, *, one: bool = False
 ) -> tuple[list[str], dict[str, Any]]:
-    """The WHERE clauses and parameters of ``filters``, within the access ``scope``."""
+    """The WHERE clauses and parameters of ``filters``, within the access ``scope``; with
+    ``one``, a list filter naming one value is written as an equality (the same cases)."""
     where = ["true"]
     params: dict[str, Any] = {}
     for name, value in filters.items():
         if value is None or value == []:
+            continue
+        if one and name in _ONE and len(value) == 1:
+            where.append(_ONE[name].format(name))
+            params[name] = value[0]
             continue
         where.append(_FILTERS[name].format(name))
         params[name] = like_pattern(value) if name == "text" else value
@@ -330,34 +346,36 @@ def list_cases(
 
     ``order="reported"``: newest first, after ``(reported_at, id)``. ``order="due"``: the
     soonest due first (no due time last), after ``(due_at or 'infinity', id)``; each status is
-    read in index order (``incidents_inbox_idx``) and the statuses merged, so a first page
-    reads about ``limit`` rows per status however many cases there are.
+    read in index order (``incidents_inbox_cover_idx``, or ``incidents_inbox_filters_idx``
+    under a mechanism and a severity) and the statuses merged, so a first page reads about
+    ``limit`` matching entries per status however many cases there are.
     """
     sort, keyset = _ORDERS[order]
     if order == "due":
+        # Each status's first ``limit`` ids in due order, merged, and only then the rows. The
+        # ids alone can come from incidents_inbox_cover_idx (migration 0028), which carries the
+        # due time and the sides: an operator's scope is checked on each index entry, without
+        # a heap page per case passed over (docs/performance.md, the inbox's queries).
         parts = []
         params: dict[str, Any] = {"limit": limit}
+        where, more = _where({**filters, "status": None}, scope, one=True)
+        params.update(more)
+        _bbox_and_after(where, params, bbox, after, keyset)
         for k, status in enumerate(filters.get("status") or STATUSES):
-            where, more = _where({**filters, "status": None}, scope)
-            where.append(f"i.status = %(st{k})s")
-            params.update(more)
             params[f"st{k}"] = status
-            _bbox_and_after(where, params, bbox, after, keyset)
             parts.append(
-                # the sort key as epoch seconds: 'infinity' is a float, never a Python datetime
-                f"(SELECT {_CASE_COLUMNS}, extract(epoch FROM {_DUE_KEY})::float8 AS _due,"
-                f" i.id AS _id FROM incidents i"
-                f" WHERE {' AND '.join(where)} ORDER BY {sort} LIMIT %(limit)s)"
+                f"(SELECT i.id, {_DUE_KEY} AS due FROM incidents i"
+                f" WHERE {' AND '.join(where)} AND i.status = %(st{k})s"
+                f" ORDER BY {sort} LIMIT %(limit)s)"
             )
         query = (
-            "SELECT * FROM (" + " UNION ALL ".join(parts) + ") u"
-            " ORDER BY u._due, u._id LIMIT %(limit)s"
+            f"SELECT {_CASE_COLUMNS} FROM (SELECT * FROM ("
+            + " UNION ALL ".join(parts)
+            + ") u ORDER BY u.due, u.id LIMIT %(limit)s) k JOIN incidents i ON i.id = k.id"
+            " ORDER BY k.due, k.id"
         )
         with translate_errors():
-            rows = conn.execute(query, params).fetchall()
-        for r in rows:
-            del r["_due"], r["_id"]
-        return rows
+            return conn.execute(query, params).fetchall()
     where, params = _where(filters, scope)
     params["limit"] = limit
     _bbox_and_after(where, params, bbox, after, keyset)
@@ -384,6 +402,12 @@ def _bbox_and_after(
         params.update(a_t=after[0], a_id=after[1])
 
 
+_OPEN = "('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')"
+SCOPE_SCAN_MAX = 50_000
+"""A side's counts are read in one pass over its own cases when it has at most this many
+under the filters (see ``count_capped``); a larger side is counted group by group."""
+
+
 def count_capped(
     conn: Conn,
     *,
@@ -396,12 +420,31 @@ def count_capped(
     """How many cases match ``filters`` in each named group of statuses, and ``overdue`` (open
     and past due at ``now``), each counted up to ``cap + 1``: more than ``cap`` means "more".
 
-    Capped, so each count reads a bounded stretch of ``incidents_inbox_idx`` however large the
+    Capped, so each count reads a bounded stretch of ``incidents_inbox_cover_idx`` however large the
     table: an inbox needs "how many, up to a few pages", not an exact million on every refresh.
+    Within a side's scope (an operator), the side's own cases (``incidents_sides_gin``) are
+    far fewer than any status's range, so they are read once, up to ``SCOPE_SCAN_MAX``, and
+    counted by status: one pass instead of a bitmap of each group's whole range intersected
+    with the side's (docs/performance.md, the inbox's counts).
     """
-    where, params = _where({**filters, "status": None}, scope)
+    where, params = _where({**filters, "status": None}, scope, one=True)
     params.update(cap=cap + 1, now=now)
     cond = " AND ".join(where)
+    if "side" in (scope or {}):
+        params["scan"] = SCOPE_SCAN_MAX + 1
+        with translate_errors():
+            got = conn.execute(
+                "SELECT s.status, count(*) AS n, count(*) FILTER (WHERE s.late) AS late"
+                " FROM (SELECT i.status, i.status IN " + _OPEN + " AND"
+                " coalesce(i.due_at, 'infinity'::timestamptz) < %(now)s AS late"
+                f" FROM incidents i WHERE {cond} LIMIT %(scan)s) s GROUP BY s.status",
+                params,
+            ).fetchall()
+        if sum(r["n"] for r in got) <= SCOPE_SCAN_MAX:
+            n = {r["status"]: int(r["n"]) for r in got}
+            out = {name: min(cap + 1, sum(n.get(x, 0) for x in st)) for name, st in groups.items()}
+            out["overdue"] = min(cap + 1, sum(int(r["late"]) for r in got))
+            return out
     parts = []
     for k, statuses in enumerate(groups.values()):
         params[f"g{k}"] = list(statuses)
@@ -411,7 +454,7 @@ def count_capped(
         )
     parts.append(
         f"(SELECT count(*) FROM (SELECT 1 FROM incidents i WHERE {cond}"
-        " AND i.status IN ('reported', 'accepted', 'dispatched', 'in_progress', 'resolved')"
+        f" AND i.status IN {_OPEN}"
         " AND coalesce(i.due_at, 'infinity'::timestamptz) < %(now)s LIMIT %(cap)s) c) AS overdue"
     )
     with translate_errors():

@@ -422,3 +422,44 @@ def test_view_counts_are_capped(client: Any, api_keys: dict[str, str], monkeypat
     monkeypatch.setattr(cases, "COUNT_CAP", 3)
     got = client.get(f"/cases/counts?q={tag}", headers=bearer(api_keys["admin"])).json()
     assert got["counts"]["reported"] == "3"
+
+
+def test_a_sides_counts_read_in_one_pass_agree_with_the_counts_group_by_group(
+    client: Any, conn: Any, api_keys: dict[str, str], monkeypatch: Any
+) -> None:
+    from api.pages import cases
+    from layers import incidents
+
+    tag = uuid.uuid4().hex[:8]
+    late = report(client, api_keys, INLAND_A, description=tag)
+    report(client, api_keys, INLAND_A, description=tag)
+    cross = report(client, api_keys, ZONE_A, description=tag)
+    move(client, api_keys["operator:510904"], cross, "accept", ANJU)
+    conn.execute(
+        "UPDATE incidents SET due_at = now() - interval '1 hour' WHERE id = %s", (late["id"],)
+    )
+
+    def counts(key: str, **more: str) -> dict[str, str]:
+        query = "&".join(f"{k}={v}" for k, v in {"q": tag, **more}.items())
+        got = client.get(f"/cases/counts?{query}", headers=bearer(api_keys[key]))
+        assert got.status_code == 200, got.text
+        return got.json()["counts"]  # type: ignore[no-any-return]
+
+    zero = {"verifying": "0", "closing": "0", "done": "0"}
+    anju = {"reported": "2", "working": "1", "all": "3", "overdue": "1", **zero}
+    tongnan = {"reported": "0", "working": "1", "all": "1", "overdue": "0", **zero}
+    late_only = {"reported": "1", "working": "0", "all": "1", "overdue": "1", **zero}
+    capped = {"reported": "1+", "working": "1", "all": "1+", "overdue": "1", **zero}
+    one_pass = [counts("operator:510904"), counts("operator:500152")]
+    one_pass.append(counts("operator:510904", overdue="1"))
+    monkeypatch.setattr(cases, "COUNT_CAP", 1)
+    one_pass.append(counts("operator:510904"))
+    monkeypatch.setattr(cases, "COUNT_CAP", 999)
+    assert one_pass == [anju, tongnan, late_only, capped]
+    # a side with more cases than one pass reads is counted group by group, to the same counts
+    monkeypatch.setattr(incidents, "SCOPE_SCAN_MAX", 1)
+    by_group = [counts("operator:510904"), counts("operator:500152")]
+    by_group.append(counts("operator:510904", overdue="1"))
+    monkeypatch.setattr(cases, "COUNT_CAP", 1)
+    by_group.append(counts("operator:510904"))
+    assert by_group == one_pass
