@@ -39,6 +39,27 @@ router = APIRouter(tags=["media"])
 MEDIA_THREADS = os.cpu_count() or 2
 SHA256 = r"^[0-9a-f]{64}$"
 
+# The OpenAPI descriptions of the routes: what a photo's record says (README, "Photos").
+PHOTO_FIELDS = """
+Each photo in `items`: `sha256`, `kind` (`report` or `resolution`), `added_at`, `added_by`
+(`role`, `side`, `team`), `content_type`, `bytes`, `width`, `height`, `has_gps`, `distance_m`
+(from the report's point; null without GPS), `far`, `taken_at` (EXIF, Asia/Shanghai unless
+the photo gives its offset), `seconds_before_report`, the `thumb` and `screen` URLs (and
+`original`, for admins, with `gps`), and its `state`:
+
+- `pending`: the upload is answered (the original durable, the record and its `add_media`
+  audit event committed); its pixels are not decoded yet. Its copies answer as soon as they are
+  made: by the server's finisher soon after the answer, or by their first view.
+- `ready`: decoded, both stripped copies made.
+- `refused`: its structure passed the upload's check but its pixels do not decode. Only then
+  the photo also has `refusal`: `{"code": "corrupt_image", "reason": "..."}`. Its copies and
+  its public link answer 404 (`detail.state` = `refused`, `detail.refusal`); the feeds, the map
+  popup and the dashboard leave it out; admins still download the original. Each case it is on
+  gets a `media_refused` audit event (its payload `sha256`, `kind`, `code`, `reason`), sent to
+  webhook subscribers as `incident.media_refused`. The same bytes sent again are refused at
+  once, `corrupt_image` (422) with `detail.index`.
+"""
+
 MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -167,6 +188,10 @@ def answer(request: Request, exc: NotFound) -> Response:
     "/api/v1/incidents/{case_id}/media",
     status_code=201,
     summary="Add photos to a case (multipart/form-data, parts named media; optional kind)",
+    description="Every photo is checked before anything is stored (JPEG, PNG, WebP or HEIC by "
+    "content; size, pixels, count; its whole structure): one bad photo refuses the request, with "
+    "its code and `detail.index`. The answer lists the case's photos named in the request, "
+    "each `pending` until decoded.\n" + PHOTO_FIELDS,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -208,7 +233,11 @@ async def post_media(
     )
 
 
-@router.get("/api/v1/incidents/{case_id}/media", summary="The photos of a case, oldest first")
+@router.get(
+    "/api/v1/incidents/{case_id}/media",
+    summary="The photos of a case, oldest first",
+    description="The case's photos and the upload limits (`limits`).\n" + PHOTO_FIELDS,
+)
 def list_media(
     case_id: str, conn: Conn, who: Annotated[Principal, allow(*CASE_ROLES)]
 ) -> dict[str, Any]:
@@ -243,6 +272,9 @@ SANDBOX = {
 @router.get(
     "/api/v1/incidents/{case_id}/media/{sha256}/{size}",
     summary="A photo of a case: its stripped thumb or screen copy, or (admins) the original",
+    description="A `pending` photo's copy is made by this view if the finisher has not made it "
+    "yet. A `refused` photo's copies answer 404 with `detail.state` = `refused` and "
+    "`detail.refusal` (`code`, `reason`); its original still goes to admins.",
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}},
 )
