@@ -598,3 +598,39 @@ def test_a_full_finisher_queue_never_blocks_an_upload_nor_loses_a_photo(client, 
             assert where.copies.exists(media.copy_key(sha, "screen"))
     finally:
         finisher.stop()
+
+
+def test_while_an_upload_is_in_flight_one_finisher_thread_works(client, conn, media_dir):
+    import contextlib
+    import threading
+
+    from api.usecases import media
+    from layers import media as media_layer
+
+    photos = [jpeg(1600, 1200, seed=s) for s in range(50, 56)]
+    send_report(client, report_json(), photos)
+    shas = [hashlib.sha256(p).hexdigest() for p in photos]
+    lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection() -> Iterator[Any]:
+        with lock:
+            yield conn
+
+    finisher = media.Finisher(
+        connection, media.stores(settings.media().dir), settings.media(), threads=2, sweep_s=3600
+    )
+    most = 0
+    try:
+        with finisher.uploading():
+            finisher.start()
+            finisher.submit(shas)
+            deadline = time.monotonic() + 120
+            while set(shas) & set(media_layer.pending(conn, limit=1_000_000)):
+                assert time.monotonic() < deadline, "the first thread did not finish them"
+                most = max(most, finisher._busy)
+                time.sleep(0.001)
+        assert most == 1  # the second thread waited for the upload to end
+        assert finisher.wait_idle(30)
+    finally:
+        finisher.stop()

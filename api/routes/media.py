@@ -6,7 +6,9 @@ as if it did not exist); originals, with their metadata, go to admins alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -147,6 +149,17 @@ async def check_photos(request: Request, parts: list[bytes]) -> list[Checked]:
     )
 
 
+@contextlib.contextmanager
+def uploading(request: Request) -> Iterator[None]:
+    """Tell the app's finisher that an upload is in flight (``media.Finisher.uploading``)."""
+    finisher = getattr(request.app.state, "media_finisher", None)
+    if finisher is None:
+        yield
+        return
+    with finisher.uploading():
+        yield
+
+
 def finish_later(request: Request, checked: list[Checked]) -> None:
     """Hand the photos of an answered request to the app's finisher (when the server runs
     one; without it, the first view of a copy finishes the photo)."""
@@ -209,18 +222,19 @@ async def post_media(
             {"accepted": ["multipart/form-data"]},
         )
     db = Db(request)
-    row = await db.run(lambda conn: _visible(conn, who, case_id))  # 404 before any work
-    upload = await read_upload(request, allowed={"kind"})
-    kind = upload.fields.get("kind")
-    if kind is not None and kind not in media.KINDS:
-        raise InvalidInput("kind must be report or resolution", {"kind": kind[:40]})
-    if not upload.photos:
-        raise InvalidInput("no photos: send them in parts named media", {"part": "media"})
-    checked = await check_photos(request, upload.photos)
-    limits = settings.media()
-    items, new = await db.run(
-        media.attach, row["id"], checked, kind=kind, actor=who.actor(), limits=limits
-    )
+    with uploading(request):  # the finisher leaves the other cores to uploads
+        row = await db.run(lambda conn: _visible(conn, who, case_id))  # 404 before any work
+        upload = await read_upload(request, allowed={"kind"})
+        kind = upload.fields.get("kind")
+        if kind is not None and kind not in media.KINDS:
+            raise InvalidInput("kind must be report or resolution", {"kind": kind[:40]})
+        if not upload.photos:
+            raise InvalidInput("no photos: send them in parts named media", {"part": "media"})
+        checked = await check_photos(request, upload.photos)
+        limits = settings.media()
+        items, new = await db.run(
+            media.attach, row["id"], checked, kind=kind, actor=who.actor(), limits=limits
+        )
     finish_later(request, checked)
     doc = {
         "id": row["id"],
@@ -341,25 +355,26 @@ async def post_report_with_media(
     """``POST /api/v1/incidents`` as multipart: the part ``report`` and photos named ``media``."""
     from api.routes.incidents import case_response, report_body
 
-    upload = await read_upload(request, allowed={"report"})
-    raw = upload.fields.get("report")
-    if raw is None:
-        raise InvalidInput(
-            "a multipart report needs a part named report with the JSON body",
-            {"part": "report"},
+    with uploading(request):  # the finisher leaves the other cores to uploads
+        upload = await read_upload(request, allowed={"report"})
+        raw = upload.fields.get("report")
+        if raw is None:
+            raise InvalidInput(
+                "a multipart report needs a part named report with the JSON body",
+                {"part": "report"},
+            )
+        body = await report_body(request, raw.encode("utf-8"))
+        checked = await check_photos(request, upload.photos)
+        limits = settings.media()
+        case, created = await Db(request).run(
+            media.report_with_media,
+            body,
+            request.app.state.catalogue,
+            checked,
+            idempotency_key=idempotency_key,
+            actor=who.actor(),
+            limits=limits,
         )
-    body = await report_body(request, raw.encode("utf-8"))
-    checked = await check_photos(request, upload.photos)
-    limits = settings.media()
-    case, created = await Db(request).run(
-        media.report_with_media,
-        body,
-        request.app.state.catalogue,
-        checked,
-        idempotency_key=idempotency_key,
-        actor=who.actor(),
-        limits=limits,
-    )
     if created:
         finish_later(request, checked)
     return case_response(case, created)

@@ -410,8 +410,10 @@ class Finisher:
     still pending in the database (on start, and every ``sweep_s``: photos left by a crash or
     by another process). The threads, one per core by default (Pillow lets go of the GIL while
     it decodes, resamples and encodes, so they run in parallel), run at a lower CPU priority
-    than the requests, so a burst of uploads is answered first and its copies follow. Each
-    unit of work takes a database connection from ``connection`` only to record its outcome.
+    than the requests, so a burst of uploads is answered first and its copies follow; while
+    any upload is in flight (``uploading``, around the routes' work) only the first thread
+    takes photos, leaving the other cores to the requests. Each unit of work takes a database
+    connection from ``connection`` only to record its outcome.
 
     The queue is bounded (``queue_size``) and ``submit`` never blocks a request: a hash that
     does not fit is left to the sweep. Nothing acknowledged is lost that way, nor by a crash
@@ -444,8 +446,9 @@ class Finisher:
         self._stop = threading.Event()
         self._idle = threading.Condition(self._guard)
         self._busy = 0
+        self._uploads = 0  # requests between their body's first byte and their answer
         self._threads = [
-            threading.Thread(target=self._run, name=f"jointgrid-media-{i}", daemon=True)
+            threading.Thread(target=self._run, args=(i,), name=f"jointgrid-media-{i}", daemon=True)
             for i in range(n_threads)
         ]
         self._sweeper = threading.Thread(target=self._sweep_loop, name="jointgrid-media-sweep")
@@ -509,10 +512,27 @@ class Finisher:
         for t in self._threads:
             t.join(timeout=timeout)
 
-    def _run(self) -> None:
+    @contextlib.contextmanager
+    def uploading(self) -> Iterator[None]:
+        """Around an upload's request: while any is in flight, only the first thread
+        finishes photos, so the requests keep the other cores and are answered first."""
+        with self._guard:
+            self._uploads += 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._uploads -= 1
+                self._idle.notify_all()
+
+    def _run(self, index: int) -> None:
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
         while True:
+            if index:  # before taking a photo, so that the first thread can take it meanwhile
+                with self._guard:
+                    while self._uploads and not self._stop.is_set():
+                        self._idle.wait(1.0)
             sha = self.queue.get()
             if sha is None:
                 return
