@@ -504,12 +504,24 @@ def _refused_after_the_answer(client, conn, good: bytes, bad: bytes, sha: str) -
     assert client.get(f"/api/v1/incidents/{other['id']}/media").json()["count"] == 0
 
 
-def test_the_finisher_makes_copies_after_the_answer_and_sweeps_what_a_crash_left(
-    client, conn, media_dir
-):
+def one_user(conn: Any) -> Any:
+    """The finisher's ``connection``: the test's one connection, one user at a time."""
     import contextlib
     import threading
 
+    lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection() -> Iterator[Any]:
+        with lock:
+            yield conn
+
+    return connection
+
+
+def test_the_finisher_makes_copies_after_the_answer_and_sweeps_what_a_crash_left(
+    client, conn, media_dir
+):
     from api.usecases import media
     from layers import media as media_layer
     from tests.mediagen import undecodable_png
@@ -517,12 +529,7 @@ def test_the_finisher_makes_copies_after_the_answer_and_sweeps_what_a_crash_left
     good, bad = jpeg(seed=32), undecodable_png(200, 100)
     case = send_report(client, report_json(), [good, bad]).json()
     shas = [hashlib.sha256(p).hexdigest() for p in (good, bad)]
-    lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def connection() -> Iterator[Any]:
-        with lock:  # the test's one connection, one user at a time
-            yield conn
+    connection = one_user(conn)
 
     where = media.stores(settings.media().dir)
     # As after a crash: the rows are pending and no process remembers them; a sweep finds them.
@@ -560,21 +567,13 @@ def test_the_finisher_makes_copies_after_the_answer_and_sweeps_what_a_crash_left
 
 
 def test_a_full_finisher_queue_never_blocks_an_upload_nor_loses_a_photo(client, conn, media_dir):
-    import contextlib
-    import threading
-
     from api.usecases import media
     from layers import media as media_layer
 
     photos = [jpeg(seed=s) for s in (41, 42, 43)]
     case = send_report(client, report_json(), photos).json()
     shas = [hashlib.sha256(p).hexdigest() for p in photos]
-    lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def connection() -> Iterator[Any]:
-        with lock:
-            yield conn
+    connection = one_user(conn)
 
     where = media.stores(settings.media().dir)
     finisher = media.Finisher(
@@ -601,21 +600,13 @@ def test_a_full_finisher_queue_never_blocks_an_upload_nor_loses_a_photo(client, 
 
 
 def test_while_an_upload_is_in_flight_one_finisher_thread_works(client, conn, media_dir):
-    import contextlib
-    import threading
-
     from api.usecases import media
     from layers import media as media_layer
 
     photos = [jpeg(1600, 1200, seed=s) for s in range(50, 56)]
     send_report(client, report_json(), photos)
     shas = [hashlib.sha256(p).hexdigest() for p in photos]
-    lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def connection() -> Iterator[Any]:
-        with lock:
-            yield conn
+    connection = one_user(conn)
 
     finisher = media.Finisher(
         connection, media.stores(settings.media().dir), settings.media(), threads=2, sweep_s=3600
