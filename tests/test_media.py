@@ -435,12 +435,26 @@ def test_the_gallery_partial_and_the_map_popup_show_the_photos(client, conn):
 def test_a_photo_that_passes_the_quick_check_but_does_not_decode_is_refused_and_never_served(
     client, conn
 ):
-    from layers.incidents import verify_chain
     from tests.mediagen import undecodable_png
 
     bad = undecodable_png()
     sha = hashlib.sha256(bad).hexdigest()
     good = jpeg(seed=30)
+    # a subscriber of every event (the delivery worker does not run here: the outbox keeps it)
+    sub = client.post(
+        "/api/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["*"], "allow_private": True},
+    )
+    assert sub.status_code == 201, sub.text
+    try:
+        _refused_after_the_answer(client, conn, good, bad, sha)
+    finally:
+        client.post(f"/api/v1/webhooks/{sub.json()['id']}/disable")
+
+
+def _refused_after_the_answer(client, conn, good: bytes, bad: bytes, sha: str) -> None:
+    from layers.incidents import verify_chain
+
     case = send_report(client, report_json(), [good, bad], key=str(uuid.uuid4()))
     assert case.status_code == 201, case.text  # its structure is whole: acknowledged, durable
     case = case.json()
@@ -466,6 +480,16 @@ def test_a_photo_that_passes_the_quick_check_but_does_not_decode_is_refused_and_
     assert [e["payload"]["sha256"] for e in refused] == [sha]
     assert refused[0]["payload"]["code"] == "corrupt_image"
     assert not [b for b in verify_chain(conn)["breaks"] if b["code"] == case["code"]]
+    # pushed as incident.media_refused, after the two photo_added of the upload
+    types = [
+        r["event_type"]
+        for r in conn.execute(
+            "SELECT event_type FROM outbox WHERE incident_id = %s::uuid AND kind = 'webhook'"
+            " ORDER BY id",
+            (case["id"],),
+        ).fetchall()
+    ]
+    assert types[-3:] == ["incident.photo_added"] * 2 + ["incident.media_refused"], types
     # feeds do not link it; the case page shows it as refused, without an image
     feat = client.get(f"/ogc/collections/incidents/items/{case['id']}").json()
     assert not any(token["public_token"] in u for u in feat["properties"]["media"])
@@ -480,12 +504,24 @@ def test_a_photo_that_passes_the_quick_check_but_does_not_decode_is_refused_and_
     assert client.get(f"/api/v1/incidents/{other['id']}/media").json()["count"] == 0
 
 
-def test_the_finisher_makes_copies_after_the_answer_and_sweeps_what_a_crash_left(
-    client, conn, media_dir
-):
+def one_user(conn: Any) -> Any:
+    """The finisher's ``connection``: the test's one connection, one user at a time."""
     import contextlib
     import threading
 
+    lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection() -> Iterator[Any]:
+        with lock:
+            yield conn
+
+    return connection
+
+
+def test_the_finisher_makes_copies_after_the_answer_and_sweeps_what_a_crash_left(
+    client, conn, media_dir
+):
     from api.usecases import media
     from layers import media as media_layer
     from tests.mediagen import undecodable_png
@@ -493,12 +529,7 @@ def test_the_finisher_makes_copies_after_the_answer_and_sweeps_what_a_crash_left
     good, bad = jpeg(seed=32), undecodable_png(200, 100)
     case = send_report(client, report_json(), [good, bad]).json()
     shas = [hashlib.sha256(p).hexdigest() for p in (good, bad)]
-    lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def connection() -> Iterator[Any]:
-        with lock:  # the test's one connection, one user at a time
-            yield conn
+    connection = one_user(conn)
 
     where = media.stores(settings.media().dir)
     # As after a crash: the rows are pending and no process remembers them; a sweep finds them.
@@ -531,5 +562,66 @@ def test_the_finisher_makes_copies_after_the_answer_and_sweeps_what_a_crash_left
         finisher.submit(shas)
         assert finisher.wait_idle(120)
         assert events() == n and states() == {shas[0]: "ready", shas[1]: "refused"}
+    finally:
+        finisher.stop()
+
+
+def test_a_full_finisher_queue_never_blocks_an_upload_nor_loses_a_photo(client, conn, media_dir):
+    from api.usecases import media
+    from layers import media as media_layer
+
+    photos = [jpeg(seed=s) for s in (41, 42, 43)]
+    case = send_report(client, report_json(), photos).json()
+    shas = [hashlib.sha256(p).hexdigest() for p in photos]
+    connection = one_user(conn)
+
+    where = media.stores(settings.media().dir)
+    finisher = media.Finisher(
+        connection, where, settings.media(), threads=1, sweep_s=3600, queue_size=1
+    )
+    # Not started: the queue holds one; the others are not queued (submit does not wait) and
+    # stay pending on record.
+    assert finisher.submit(shas) == 1 and finisher.left_to_sweep == 2
+    finisher.start()  # its first sweep queues what is pending, as far as there is room
+    try:
+        deadline = time.monotonic() + 120
+        while set(shas) & set(media_layer.pending(conn, limit=1_000_000)):
+            assert time.monotonic() < deadline, "the sweep did not finish the pending photos"
+            finisher.sweep()
+            finisher.wait_idle(30)
+        rows = conn.execute(
+            "SELECT sha256, state FROM media WHERE incident_id = %s::uuid", (case["id"],)
+        ).fetchall()
+        assert {r["sha256"]: r["state"] for r in rows} == dict.fromkeys(shas, "ready")
+        for sha in shas:
+            assert where.copies.exists(media.copy_key(sha, "screen"))
+    finally:
+        finisher.stop()
+
+
+def test_while_an_upload_is_in_flight_one_finisher_thread_works(client, conn, media_dir):
+    from api.usecases import media
+    from layers import media as media_layer
+
+    photos = [jpeg(1600, 1200, seed=s) for s in range(50, 56)]
+    send_report(client, report_json(), photos)
+    shas = [hashlib.sha256(p).hexdigest() for p in photos]
+    connection = one_user(conn)
+
+    finisher = media.Finisher(
+        connection, media.stores(settings.media().dir), settings.media(), threads=2, sweep_s=3600
+    )
+    most = 0
+    try:
+        with finisher.uploading():
+            finisher.start()
+            finisher.submit(shas)
+            deadline = time.monotonic() + 120
+            while set(shas) & set(media_layer.pending(conn, limit=1_000_000)):
+                assert time.monotonic() < deadline, "the first thread did not finish them"
+                most = max(most, finisher._busy)
+                time.sleep(0.001)
+        assert most == 1  # the second thread waited for the upload to end
+        assert finisher.wait_idle(30)
     finally:
         finisher.stop()

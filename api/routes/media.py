@@ -6,7 +6,9 @@ as if it did not exist); originals, with their metadata, go to admins alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -38,6 +40,27 @@ router = APIRouter(tags=["media"])
 # after the answer, by the app's media finisher, or by the first view of a copy.)
 MEDIA_THREADS = os.cpu_count() or 2
 SHA256 = r"^[0-9a-f]{64}$"
+
+# The OpenAPI descriptions of the routes: what a photo's record says (README, "Photos").
+PHOTO_FIELDS = """
+Each photo in `items`: `sha256`, `kind` (`report` or `resolution`), `added_at`, `added_by`
+(`role`, `side`, `team`), `content_type`, `bytes`, `width`, `height`, `has_gps`, `distance_m`
+(from the report's point; null without GPS), `far`, `taken_at` (EXIF, Asia/Shanghai unless
+the photo gives its offset), `seconds_before_report`, the `thumb` and `screen` URLs (and
+`original`, for admins, with `gps`), and its `state`:
+
+- `pending`: the upload is answered (the original durable, the record and its `add_media`
+  audit event committed); its pixels are not decoded yet. Its copies answer as soon as they are
+  made: by the server's finisher soon after the answer, or by their first view.
+- `ready`: decoded, both stripped copies made.
+- `refused`: its structure passed the upload's check but its pixels do not decode. Only then
+  the photo also has `refusal`: `{"code": "corrupt_image", "reason": "..."}`. Its copies and
+  its public link answer 404 (`detail.state` = `refused`, `detail.refusal`); the feeds, the map
+  popup and the dashboard leave it out; admins still download the original. Each case it is on
+  gets a `media_refused` audit event (its payload `sha256`, `kind`, `code`, `reason`), sent to
+  webhook subscribers as `incident.media_refused`. The same bytes sent again are refused at
+  once, `corrupt_image` (422) with `detail.index`.
+"""
 
 MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -126,6 +149,17 @@ async def check_photos(request: Request, parts: list[bytes]) -> list[Checked]:
     )
 
 
+@contextlib.contextmanager
+def uploading(request: Request) -> Iterator[None]:
+    """Tell the app's finisher that an upload is in flight (``media.Finisher.uploading``)."""
+    finisher = getattr(request.app.state, "media_finisher", None)
+    if finisher is None:
+        yield
+        return
+    with finisher.uploading():
+        yield
+
+
 def finish_later(request: Request, checked: list[Checked]) -> None:
     """Hand the photos of an answered request to the app's finisher (when the server runs
     one; without it, the first view of a copy finishes the photo)."""
@@ -167,6 +201,10 @@ def answer(request: Request, exc: NotFound) -> Response:
     "/api/v1/incidents/{case_id}/media",
     status_code=201,
     summary="Add photos to a case (multipart/form-data, parts named media; optional kind)",
+    description="Every photo is checked before anything is stored (JPEG, PNG, WebP or HEIC by "
+    "content; size, pixels, count; its whole structure): one bad photo refuses the request, with "
+    "its code and `detail.index`. The answer lists the case's photos named in the request, "
+    "each `pending` until decoded.\n" + PHOTO_FIELDS,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -184,18 +222,19 @@ async def post_media(
             {"accepted": ["multipart/form-data"]},
         )
     db = Db(request)
-    row = await db.run(lambda conn: _visible(conn, who, case_id))  # 404 before any work
-    upload = await read_upload(request, allowed={"kind"})
-    kind = upload.fields.get("kind")
-    if kind is not None and kind not in media.KINDS:
-        raise InvalidInput("kind must be report or resolution", {"kind": kind[:40]})
-    if not upload.photos:
-        raise InvalidInput("no photos: send them in parts named media", {"part": "media"})
-    checked = await check_photos(request, upload.photos)
-    limits = settings.media()
-    items, new = await db.run(
-        media.attach, row["id"], checked, kind=kind, actor=who.actor(), limits=limits
-    )
+    with uploading(request):  # the finisher leaves the other cores to uploads
+        row = await db.run(lambda conn: _visible(conn, who, case_id))  # 404 before any work
+        upload = await read_upload(request, allowed={"kind"})
+        kind = upload.fields.get("kind")
+        if kind is not None and kind not in media.KINDS:
+            raise InvalidInput("kind must be report or resolution", {"kind": kind[:40]})
+        if not upload.photos:
+            raise InvalidInput("no photos: send them in parts named media", {"part": "media"})
+        checked = await check_photos(request, upload.photos)
+        limits = settings.media()
+        items, new = await db.run(
+            media.attach, row["id"], checked, kind=kind, actor=who.actor(), limits=limits
+        )
     finish_later(request, checked)
     doc = {
         "id": row["id"],
@@ -208,7 +247,11 @@ async def post_media(
     )
 
 
-@router.get("/api/v1/incidents/{case_id}/media", summary="The photos of a case, oldest first")
+@router.get(
+    "/api/v1/incidents/{case_id}/media",
+    summary="The photos of a case, oldest first",
+    description="The case's photos and the upload limits (`limits`).\n" + PHOTO_FIELDS,
+)
 def list_media(
     case_id: str, conn: Conn, who: Annotated[Principal, allow(*CASE_ROLES)]
 ) -> dict[str, Any]:
@@ -243,6 +286,9 @@ SANDBOX = {
 @router.get(
     "/api/v1/incidents/{case_id}/media/{sha256}/{size}",
     summary="A photo of a case: its stripped thumb or screen copy, or (admins) the original",
+    description="A `pending` photo's copy is made by this view if the finisher has not made it "
+    "yet. A `refused` photo's copies answer 404 with `detail.state` = `refused` and "
+    "`detail.refusal` (`code`, `reason`); its original still goes to admins.",
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}},
 )
@@ -309,25 +355,26 @@ async def post_report_with_media(
     """``POST /api/v1/incidents`` as multipart: the part ``report`` and photos named ``media``."""
     from api.routes.incidents import case_response, report_body
 
-    upload = await read_upload(request, allowed={"report"})
-    raw = upload.fields.get("report")
-    if raw is None:
-        raise InvalidInput(
-            "a multipart report needs a part named report with the JSON body",
-            {"part": "report"},
+    with uploading(request):  # the finisher leaves the other cores to uploads
+        upload = await read_upload(request, allowed={"report"})
+        raw = upload.fields.get("report")
+        if raw is None:
+            raise InvalidInput(
+                "a multipart report needs a part named report with the JSON body",
+                {"part": "report"},
+            )
+        body = await report_body(request, raw.encode("utf-8"))
+        checked = await check_photos(request, upload.photos)
+        limits = settings.media()
+        case, created = await Db(request).run(
+            media.report_with_media,
+            body,
+            request.app.state.catalogue,
+            checked,
+            idempotency_key=idempotency_key,
+            actor=who.actor(),
+            limits=limits,
         )
-    body = await report_body(request, raw.encode("utf-8"))
-    checked = await check_photos(request, upload.photos)
-    limits = settings.media()
-    case, created = await Db(request).run(
-        media.report_with_media,
-        body,
-        request.app.state.catalogue,
-        checked,
-        idempotency_key=idempotency_key,
-        actor=who.actor(),
-        limits=limits,
-    )
     if created:
         finish_later(request, checked)
     return case_response(case, created)

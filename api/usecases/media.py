@@ -179,17 +179,12 @@ def attach(
             )
             if m is None:  # cannot happen under the row lock; kept honest rather than assumed
                 continue
-            incidents.append_event(
+            _photo_event(
                 conn,
-                incident_id=row["id"],
-                side=row["side"],
-                action="add_media",
-                from_status=row["status"],
-                to_status=row["status"],
-                actor=actor,
-                actor_side=actor.get("side"),
-                note=None,
-                payload={
+                row,
+                "add_media",
+                actor,
+                {
                     "sha256": p.sha256,
                     "kind": kind,
                     "content_type": p.content_type,
@@ -200,6 +195,24 @@ def attach(
         wanted = {p.sha256 for p in checked}
         items = [m for m in media_layer.on_case(conn, row["id"]) if m["sha256"] in wanted]
     return items, len(new)
+
+
+def _photo_event(
+    conn: Conn, case: dict[str, Any], action: str, actor: dict[str, Any], payload: dict[str, Any]
+) -> None:
+    """A photo's audit event on its case's trail; the case's status does not change."""
+    incidents.append_event(
+        conn,
+        incident_id=case["id"],
+        side=case["side"],
+        action=action,
+        from_status=case["status"],
+        to_status=case["status"],
+        actor=actor,
+        actor_side=actor.get("side"),
+        note=None,
+        payload=payload,
+    )
 
 
 def _unique(checked: Sequence[photos.Checked]) -> list[photos.Checked]:
@@ -369,17 +382,12 @@ def record_finished(conn: Conn, sha256: str, refusal: dict[str, Any] | None) -> 
             incidents.get(conn, case_id, for_update=True)
         rows = media_layer.mark_refused(conn, sha256, refusal)
         for r in rows:
-            incidents.append_event(
+            _photo_event(
                 conn,
-                incident_id=r["incident_id"],
-                side=r["side"],
-                action="media_refused",
-                from_status=r["status"],
-                to_status=r["status"],
-                actor=FINISHER_ACTOR,
-                actor_side=None,
-                note=None,
-                payload={"sha256": sha256, "kind": r["kind"], **refusal},
+                {"id": r["incident_id"], "side": r["side"], "status": r["status"]},
+                "media_refused",
+                FINISHER_ACTOR,
+                {"sha256": sha256, "kind": r["kind"], **refusal},
             )
         return len(rows)
 
@@ -400,9 +408,17 @@ class Finisher:
 
     ``submit`` queues hashes (the routes, after their transaction); ``sweep`` queues what is
     still pending in the database (on start, and every ``sweep_s``: photos left by a crash or
-    by another process). The threads run at a lower CPU priority than the requests, so a burst
-    of uploads is answered first and its copies follow. Each unit of work takes a database
+    by another process). The threads, one per core by default (Pillow lets go of the GIL while
+    it decodes, resamples and encodes, so they run in parallel), run at a lower CPU priority
+    than the requests, so a burst of uploads is answered first and its copies follow; while
+    any upload is in flight (``uploading``, around the routes' work) only the first thread
+    takes photos, leaving the other cores to the requests. Each unit of work takes a database
     connection from ``connection`` only to record its outcome.
+
+    The queue is bounded (``queue_size``) and ``submit`` never blocks a request: a hash that
+    does not fit is left to the sweep. Nothing acknowledged is lost that way, nor by a crash
+    or a stop with work queued: the original is durable and its record ``pending`` before the
+    answer, so the next sweep (or the first view of a copy) finishes it.
     """
 
     def __init__(
@@ -414,21 +430,26 @@ class Finisher:
         threads: int = 0,
         nice: int = 10,
         sweep_s: float = 60.0,
+        queue_size: int = 256,
     ) -> None:
         self.connection = connection
         self.where = where
         self.limits = limits
         self.nice = nice
         self.sweep_s = sweep_s
-        self.queue: queue.Queue[str | None] = queue.Queue()
+        n_threads = threads or os.cpu_count() or 2
+        # room for the stop's end markers after the queue is drained
+        self.queue: queue.Queue[str | None] = queue.Queue(maxsize=max(queue_size, n_threads))
+        self.left_to_sweep = 0  # hashes submitted while the queue was full
         self._queued: set[str] = set()
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._idle = threading.Condition(self._guard)
         self._busy = 0
+        self._uploads = 0  # requests between their body's first byte and their answer
         self._threads = [
-            threading.Thread(target=self._run, name=f"jointgrid-media-{i}", daemon=True)
-            for i in range(threads or os.cpu_count() or 2)
+            threading.Thread(target=self._run, args=(i,), name=f"jointgrid-media-{i}", daemon=True)
+            for i in range(n_threads)
         ]
         self._sweeper = threading.Thread(target=self._sweep_loop, name="jointgrid-media-sweep")
         self._sweeper.daemon = True
@@ -439,12 +460,23 @@ class Finisher:
         self._sweeper.start()
         return self
 
-    def submit(self, sha256s: Iterable[str]) -> None:
+    def submit(self, sha256s: Iterable[str]) -> int:
+        """Queue what is not queued yet, as far as the queue has room; how many were queued."""
+        n = 0
         with self._guard:
+            if self._stop.is_set():
+                return 0
             for sha in sha256s:
-                if sha not in self._queued:
-                    self._queued.add(sha)
-                    self.queue.put(sha)
+                if sha in self._queued:
+                    continue
+                try:
+                    self.queue.put_nowait(sha)
+                except queue.Full:
+                    self.left_to_sweep += 1  # pending on record: the sweep queues it later
+                    continue
+                self._queued.add(sha)
+                n += 1
+        return n
 
     def sweep(self, *, older_than_s: float = 0) -> int:
         """Queue the photos still pending in the database; how many."""
@@ -465,16 +497,42 @@ class Finisher:
         return True
 
     def stop(self, timeout: float = 15.0) -> None:
+        """Finish the photos being made, drop what is queued (still pending on record, for the
+        next start's sweep), and end the threads."""
         self._stop.set()
+        with self._guard:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    sha = self.queue.get_nowait()
+                    if sha is not None:
+                        self._queued.discard(sha)
+            self._idle.notify_all()
         for _ in self._threads:
             self.queue.put(None)
         for t in self._threads:
             t.join(timeout=timeout)
 
-    def _run(self) -> None:
+    @contextlib.contextmanager
+    def uploading(self) -> Iterator[None]:
+        """Around an upload's request: while any is in flight, only the first thread
+        finishes photos, so the requests keep the other cores and are answered first."""
+        with self._guard:
+            self._uploads += 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._uploads -= 1
+                self._idle.notify_all()
+
+    def _run(self, index: int) -> None:
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
         while True:
+            if index:  # before taking a photo, so that the first thread can take it meanwhile
+                with self._guard:
+                    while self._uploads and not self._stop.is_set():
+                        self._idle.wait(1.0)
             sha = self.queue.get()
             if sha is None:
                 return
