@@ -27,6 +27,7 @@ EVENT_TITLES = {
     "incident.overdue": "案件已超期，请立即处置",
     "incident.rerouted": "案件已重新分派",
     "incident.photo_added": "案件新增照片",
+    "incident.media_refused": "案件照片未通过检查，未予采用",
 }
 
 STATUS_NAMES = {
