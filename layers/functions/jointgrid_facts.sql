@@ -56,6 +56,10 @@ CREATE OR REPLACE FUNCTION jointgrid_facts(
 -- One cached plan for every call (planning the statement per call cost more than running it
 -- for one point; a plan made for a large array's real size was slower, not faster).
 SET plan_cache_mode = force_generic_plan
+-- No JIT: the plan is large (some 600 expressions), and once the positions table is big its
+-- cost passes jit_above_cost, when compiling it took seconds (45 s under load) for a call that
+-- runs in milliseconds.
+SET jit = off
 AS $$
 BEGIN
 RETURN QUERY SELECT * FROM jointgrid_facts_set(

@@ -241,10 +241,16 @@ near_devices AS (
     WHERE l.updated_at <= p.as_of AND l.time <= p.as_of AND l.time >= p.since
       AND ST_DWithin(l.geom::geography, p.gg, p_radius_m)
     UNION
-    SELECT p.ord, q.device FROM fix_pts p
-    JOIN positions q ON q.geom && ST_Expand(p.g, p.rdeg) AND q.time >= p.since
-                    AND q.time <= p.as_of
-    WHERE p.moved AND q.received_at <= p.as_of AND q.flags = '{}'
+    -- (the stored fixes of the time window, through the index on time: the window holds a
+    -- few fixes of each device, where the point's box holds every fix of its day)
+    -- (LATERAL: per point, never a scan of the whole table)
+    SELECT p.ord, x.device FROM fix_pts p
+    CROSS JOIN LATERAL (
+        SELECT q.device FROM positions q
+        WHERE q.time >= p.since AND q.time <= p.as_of AND q.received_at <= p.as_of
+          AND q.flags = '{}' AND ST_DWithin(q.geom::geography, p.gg, p_radius_m)
+    ) x
+    WHERE p.moved
 ),
 -- the candidate teams' devices (and those near the point), each with its fix as of the time
 dev_fixes AS MATERIALIZED (
@@ -365,10 +371,13 @@ a_nearest_police AS (
     GROUP BY x.ord
 ),
 a_teams AS (
-    -- `fix` only where there is one: the documents of teams placed by their bases are those
-    -- from before positions
-    SELECT t.ord, json_agg(CASE WHEN t.fix IS NULL THEN to_json(j) ELSE to_json(k) END
-                           ORDER BY t.base_distance_m, t.code) AS j FROM teams_near t
+    -- `fix` only where there is one: the documents of points whose teams are all placed by
+    -- their bases are, to the byte, those from before positions (json_agg of records)
+    SELECT t.ord, CASE WHEN bool_and(t.fix IS NULL)
+                       THEN json_agg(j ORDER BY t.base_distance_m, t.code)
+                       ELSE json_agg(CASE WHEN t.fix IS NULL THEN to_json(j) ELSE to_json(k) END
+                                     ORDER BY t.base_distance_m, t.code) END AS j
+    FROM teams_near t
     CROSS JOIN LATERAL (SELECT t.code, t.name, t.kind, t.side, t.sides, t.mechanisms,
                         t.roster, t.covers, t.base_distance_m) j
     CROSS JOIN LATERAL (SELECT t.code, t.name, t.kind, t.side, t.sides, t.mechanisms,
