@@ -306,3 +306,31 @@ def test_locate_and_the_report_read_the_same_fix(db, http, make_device, catalogu
     )  # fmt: skip
     batch = locate.to_facts(P[0], P[1], many.docs[many.keys[0]])
     assert batch.teams == _facts(db, catalogue, now).teams
+
+
+def test_documents_without_fixes_are_those_of_bases_alone_to_the_byte(conn, catalogue):
+    """With no fresh fix near, the document read as of now is the one read by bases alone (the
+    engine's document from before positions): the same text, so the same md5 in the re-route."""
+    conn.execute("UPDATE devices SET revoked_at = now() WHERE revoked_at IS NULL")
+    line = conn.execute(
+        "SELECT ST_X(p) AS x, ST_Y(p) AS y FROM (SELECT ST_LineInterpolatePoint(l.g, f) AS p"
+        " FROM (SELECT d.geom AS g FROM border b, ST_Dump(ST_LineMerge(b.geom)) d"
+        " WHERE b.kind = 'line' ORDER BY ST_Length(d.geom) DESC LIMIT 1) l,"
+        " generate_series(0.0, 1.0, 0.005) f) s"
+    ).fetchall()
+    xs, ys = [r["x"] for r in line], [r["y"] for r in line]
+    mech = (["joint_defense", None, "joint_governance"] * len(xs))[: len(xs)]
+    q = (
+        "SELECT facts::text AS t FROM jointgrid_facts(%s::float8[], %s::float8[], %s, %s::text[],"
+        " p_teams_if_cross => true, p_as_of => %s::timestamptz[]) ORDER BY ord"
+    )
+    now = [datetime.now(UTC)] * len(xs)
+    zone = catalogue.border_zone_m
+    by_base = [r["t"] for r in conn.execute(q, (xs, ys, zone, mech, None))]
+    as_of = [r["t"] for r in conn.execute(q, (xs, ys, zone, mech, now))]
+    assert as_of == by_base
+    assert sum('"teams" : [{' in t for t in by_base) > 100  # points whose teams are read
+    assert all('"fix"' not in t for t in as_of)
+    # the teams aggregated as records, as before positions (json_agg's separator for records;
+    # an aggregate of json values, the engine's form with fixes, has none)
+    assert any('}, \n {"code"' in t for t in as_of)
