@@ -310,7 +310,8 @@ class PatrolSettings(BaseSettings):
     max_accuracy_m: float = Field(default=100, gt=0)  # worse than this: flagged
     future_s: float = Field(default=300, ge=0)  # further ahead than this: refused
     area_buffer_m: float = Field(default=5000, ge=0)  # the service area's box grown by this
-    fresh_fix_s: float = Field(default=600, gt=0)  # routing uses a member's fix no older than this
+    # routing places a team by its member's fix no older than this (s), as of the decision (README)
+    fresh_fix_s: float = Field(default=600, gt=0)
 
 
 @cache

@@ -155,11 +155,13 @@ def reroute_cases(
     ids: Sequence[str] | None = None,
     far: bool = False,
     half: int | None = None,
+    fix_max_age_s: float = 600.0,
 ) -> Any:
     """The cases to re-route with their facts, as a pandas DataFrame (COPY out, parsed in C):
     with ``candidates``, only those staged in ``_reroute_candidates`` (``layers.changes``);
     with ``ids``, only those; with ``half`` (0 or 1), one of two disjoint halves of them.
-    ``mechanisms``: each category's."""
+    ``mechanisms``: each category's. ``fix_max_age_s``: how old a member's fix may be, as of
+    the case's decision, to place a team."""
     import io
 
     import pandas as pd
@@ -176,7 +178,8 @@ def reroute_cases(
         only += f"  AND (hashtext(i.id::text) & 1) = {int(half)}\n"
     cats = sorted(mechanisms)
     params = {"open_only": open_only, "radius_m": radius_m, "far": far, "categories": cats,
-              "mechanisms": [mechanisms[c] for c in cats], "ids": list(ids or ())}  # fmt: skip
+              "mechanisms": [mechanisms[c] for c in cats], "ids": list(ids or ()),
+              "fix_max_age_s": fix_max_age_s}  # fmt: skip
     stmt = ClientCursor(conn).mogrify(sql("reroute_cases").replace("{candidates}", only), params)
     with (
         translate_errors(),

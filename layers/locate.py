@@ -3,6 +3,10 @@
 One facts engine, the SQL function ``jointgrid_facts()`` (migration 0018), for one point (a
 report, ``/locate``: ``sql/locate.sql``) as for a million (the batch re-route, the province
 loader: ``facts_of_points``); its JSON documents are turned into ``gis.facts`` values.
+
+Every caller says as of when its teams' positions are read (``as_of``): now for a report and
+``/locate``, the time a case was decided for the batch re-route (``layers/sql/reroute_cases.sql``),
+so that a re-route reads the fixes its decision read. Without it a team is placed by its base.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ def facts(
     duplicates: DuplicateQuery | None = None,
     sides: Sequence[str] = (),
     teams_if_cross: bool = False,
+    as_of: datetime | None = None,
+    fix_max_age_s: float = 600.0,
 ) -> LocationFacts:
     """Gather the facts for a WGS84 point; ``radius_m`` (metres) bounds the chiefs returned.
 
@@ -66,6 +72,8 @@ def facts(
     other side, and every side in ``sides`` (e.g. a report's parties) that exists.
     ``teams_if_cross`` (routing, with ``radius_m`` the border zone): the teams only where the
     case can be cross-boundary; a single-side decision never reads them.
+    ``as_of``: the time the teams' members' fixes are read as of (each team carries its nearest
+    member's fix no older than ``fix_max_age_s`` then, if any); None: by bases alone.
     """
     dup = duplicates
     params = {
@@ -81,6 +89,8 @@ def facts(
         "dup_since": dup.since if dup else None,
         "sides": PARTIES_SEP.join(sides) or None,
         "teams_if_cross": teams_if_cross,
+        "as_of": as_of,
+        "fix_max_age_s": fix_max_age_s,
     }
     with translate_errors():
         row = conn.execute(sql("locate"), params).fetchone()
@@ -141,18 +151,22 @@ def facts_of_points(
     mechanism: Sequence[str | None] | None = None,
     sides: Sequence[Sequence[str]] | None = None,
     far: bool = True,
+    as_of: datetime | Sequence[datetime | None] | None = None,
+    fix_max_age_s: float = 600.0,
 ) -> ManyFacts:
     """The facts of many points in one statement (teams only where a case can be
     cross-boundary, as the report path asks). ``sides``: per point, the sides to report
     however far (a report's parties). ``far``: the nearest other side however far
-    (its distance is a case's distance to the border); without it, plain facts repeat."""
+    (its distance is a case's distance to the border); without it, plain facts repeat.
+    ``as_of``: the time the teams' fixes are read as of, one for all or per point."""
     import orjson
 
     query = (
         "WITH f AS (SELECT f.ord, f.facts::text AS t, md5(f.facts::text) AS key"
         " FROM jointgrid_facts(%(lon)s::float8[], %(lat)s::float8[], %(radius_m)s::float8,"
         " %(mechanism)s::text[], p_sides => %(sides)s::text[], p_teams_if_cross => true,"
-        " p_far => %(far)s) f)"
+        " p_far => %(far)s, p_as_of => %(as_of)s::timestamptz[],"
+        " p_fix_max_age_s => %(fix_max_age_s)s::float8) f)"
         " SELECT ord, key, CASE WHEN row_number() OVER (PARTITION BY key ORDER BY ord) = 1"
         " THEN t END AS facts FROM f ORDER BY ord"
     )
@@ -163,6 +177,12 @@ def facts_of_points(
         "mechanism": None if mechanism is None else list(mechanism),
         "sides": None if sides is None else [PARTIES_SEP.join(s) or None for s in sides],
         "far": far,
+        "as_of": None
+        if as_of is None
+        else [as_of] * len(lon)
+        if isinstance(as_of, datetime)
+        else list(as_of),
+        "fix_max_age_s": fix_max_age_s,
     }
     keys: list[str] = []
     docs: dict[str, dict[str, Any]] = {}

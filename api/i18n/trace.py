@@ -95,39 +95,83 @@ def _lead_side(d: Mapping[str, Any], loc: str, ctx: Mapping[str, Any]) -> str:
 
 def _teams(d: Mapping[str, Any], loc: str, ctx: Mapping[str, Any]) -> str:
     # The same choice as gis.routing._pick_teams, read back from its candidates (nearest first).
+    # A candidate placed by its member's fix (``placed_by: "fix"``) is said to be so, with its
+    # distance from the point and the fix's age; one placed by its base, with its base's.
     cands = list(d.get("candidates") or [])
     mech = name("mechanism", ctx.get("mechanism"), loc)
     covering = [c for c in cands if c.get("covers") and c.get("on_duty")]
     on_duty = [c for c in cands if c.get("on_duty")]
     if covering:
-        text, lead = (
-            t("trace.teams.covering", loc, count=len(covering), mechanism=mech),
-            covering[0],
-        )
+        lead = covering[0]
+        text = t("trace.teams.covering", loc, count=len(covering), mechanism=mech)
+        if _by_fix(lead):
+            return text + "；" + t("trace.teams.lead.fix", loc, place=_fix_place(lead, loc, ctx))
+        if lead.get("placed_by") == "base":
+            return (
+                text
+                + "；"
+                + t(
+                    "trace.teams.lead.base",
+                    loc,
+                    team=_team(lead, ctx),
+                    distance=_m(lead.get("base_distance_m")),
+                )
+            )
     elif on_duty:
         lead = on_duty[0]
-        text = t(
-            "trace.teams.nearest_on_duty",
-            loc,
-            team=_team(lead, ctx),
-            distance=_m(lead.get("base_distance_m")),
-        )
+        if _by_fix(lead):
+            text = t("trace.teams.nearest_on_duty.fix", loc, place=_fix_place(lead, loc, ctx))
+        else:
+            text = t(
+                "trace.teams.nearest_on_duty",
+                loc,
+                team=_team(lead, ctx),
+                distance=_m(lead.get("base_distance_m")),
+            )
     elif cands:
         lead = cands[0]
-        text = t(
-            "trace.teams.call_out",
-            loc,
-            at=when(d.get("at"), "long", loc),
-            mechanism=mech,
-            team=_team(lead, ctx),
-            distance=_m(lead.get("base_distance_m")),
-        )
+        at = when(d.get("at"), "long", loc)
+        if _by_fix(lead):
+            text = t(
+                "trace.teams.call_out.fix",
+                loc,
+                at=at,
+                mechanism=mech,
+                place=_fix_place(lead, loc, ctx),
+            )
+        else:
+            text = t(
+                "trace.teams.call_out",
+                loc,
+                at=at,
+                mechanism=mech,
+                team=_team(lead, ctx),
+                distance=_m(lead.get("base_distance_m")),
+            )
     else:
         return t("trace.teams.none", loc, mechanism=mech)
-    text += "；" + t("trace.teams.lead", loc, team=_team(lead, ctx))
-    if d.get("by_position") or lead.get("by_position"):
-        text += "（" + t("trace.teams.by_position", loc) + "）"
-    return text
+    return text + "；" + t("trace.teams.lead", loc, team=_team(lead, ctx))
+
+
+def _by_fix(cand: Mapping[str, Any]) -> bool:
+    return cand.get("placed_by") == "fix"
+
+
+def _fix_place(cand: Mapping[str, Any], loc: str, ctx: Mapping[str, Any]) -> str:
+    """ "T07，距事发点 180 米（3 分钟前的定位）": where the member's fix put the team."""
+    age = float(cand["fix_age_s"])
+    age_text = (
+        t("trace.teams.fix_age_s", loc, seconds=f"{max(age, 0.0):.0f}")
+        if age < 59.5
+        else t("trace.teams.fix_age_min", loc, minutes=f"{age / 60:.0f}")
+    )
+    return t(
+        "trace.teams.fix_place",
+        loc,
+        team=_team(cand, ctx),
+        distance=_m(cand["distance_m"]),
+        age=age_text,
+    )
 
 
 def _team(cand: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:

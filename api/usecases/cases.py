@@ -15,6 +15,7 @@ from typing import Any
 
 from shapely.geometry import Point
 
+from api import settings
 from api.usecases import trail
 from api.usecases.schemas import ReportIn, TransitionIn
 from gis.catalogue import Catalogue
@@ -121,6 +122,10 @@ def _decide(conn: Conn, report: Report, catalogue: Catalogue, *, now: datetime) 
         ),
         sides=report.parties_sides,
         teams_if_cross=True,  # teams are read only for a cross-boundary decision
+        # the members' fixes as of the decision's time, which is stored as its decided_at: a
+        # re-route reads them as of that time again (layers/sql/reroute_cases.sql)
+        as_of=now,
+        fix_max_age_s=settings.patrol().fresh_fix_s,
     )
     return decide(
         report, facts, catalogue, now=now, known_sides=frozenset(s.code for s in facts.sides)

@@ -38,6 +38,7 @@ import orjson
 import shapely
 from psycopg.pq import TransactionStatus
 
+from api.settings import patrol
 from api.usecases.cases import now_utc
 from gis.catalogue import Catalogue
 from gis.duty import DutyMemo
@@ -146,7 +147,8 @@ def _read(conn: Conn, catalogue: Catalogue, *, open_only: bool, candidates: bool
 
     mech = {c: catalogue.mechanism_for(c) for c in catalogue.categories}
     kw = {"open_only": open_only, "candidates": candidates, "ids": ids, "far": far,
-          "radius_m": catalogue.border_zone_m, "mechanisms": mech}  # fmt: skip
+          "radius_m": catalogue.border_zone_m, "mechanisms": mech,
+          "fix_max_age_s": patrol().fresh_fix_s}  # fmt: skip
     other = None if candidates or ids is not None else bulk.sibling(conn)
     if other is None:
         return bulk.reroute_cases(conn, **kw)  # type: ignore[arg-type]
@@ -392,7 +394,8 @@ def bulk_decisions(
     for want_open, sel in batches:
         many = locate.facts_of_points(
             conn, [lon[i] for i in sel], [lat[i] for i in sel], radius_m=zone,
-            mechanism=[mech[cats[i]] for i in sel], far=want_open,
+            mechanism=[mech[cats[i]] for i in sel], far=want_open, as_of=now,
+            fix_max_age_s=patrol().fresh_fix_s,
         )  # fmt: skip
         facts = {k: locate.to_facts(0.0, 0.0, v) for k, v in many.docs.items()}
         say(f"  facts for {len(sel):,} {'open' if want_open else 'closed'} cases gathered")

@@ -18,7 +18,9 @@ CREATE OR REPLACE FUNCTION jointgrid_facts_set(
     p_far boolean,
     p_category text[],
     p_dup_radius_m double precision,
-    p_dup_since timestamptz
+    p_dup_since timestamptz,
+    p_as_of timestamptz[],
+    p_fix_max_age_s double precision
 ) RETURNS TABLE (ord integer, facts json) LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
 WITH pts AS MATERIALIZED (
@@ -30,10 +32,10 @@ WITH pts AS MATERIALIZED (
            u.m AS mechanism, u.e AS extent,
            CASE WHEN u.s IS NULL OR u.s = '' THEN NULL ELSE string_to_array(u.s, E'\x1f') END
                AS asked,
-           u.c AS category
+           u.c AS category, u.t AS as_of
     FROM unnest(p_lon, p_lat, coalesce(p_mechanism, '{}'), coalesce(p_extent, '{}'),
-                coalesce(p_sides, '{}'), coalesce(p_category, '{}'))
-         WITH ORDINALITY AS u(x, y, m, e, s, c, k)
+                coalesce(p_sides, '{}'), coalesce(p_category, '{}'), coalesce(p_as_of, '{}'))
+         WITH ORDINALITY AS u(x, y, m, e, s, c, t, k)
     WHERE u.x IS NOT NULL
 ),
 inside AS MATERIALIZED (
@@ -203,13 +205,13 @@ need_teams AS (
     UNION
     SELECT h.ord FROM grids_here h WHERE h.joint
 ),
--- A team's position is its base. (Where a team is, and so its distance, is decided here, for
--- every caller at once: a later rule for positions changes only this part.)
+-- Where a team is, and so its distance, is decided here, for every caller at once: its base,
+-- and (for a point with a time to read positions as of) its nearest member's fresh fix.
 team_pts AS MATERIALIZED (
-    SELECT p.ord, p.g, p.mechanism FROM pts p
+    SELECT p.ord, p.g, p.gg, p.rdeg, p.mechanism, p.as_of FROM pts p
     WHERE EXISTS (SELECT FROM need_teams n WHERE n.ord = p.ord)
 ),
-team_ids AS (
+base_ids AS (
     SELECT p.ord, t.code FROM team_pts p
     JOIN teams t ON ST_Intersects(t.patrol_area, p.g)
     WHERE p.mechanism IS NULL OR p.mechanism = ANY (t.mechanisms)
@@ -222,11 +224,87 @@ team_ids AS (
         LIMIT 10
     ) c
 ),
+fix_pts AS MATERIALIZED (
+    SELECT p.ord, p.g, p.gg, p.rdeg, p.mechanism, p.as_of,
+           p.as_of - make_interval(secs => p_fix_max_age_s) AS since,
+           -- some device's latest fix is newer than the point's time, or was stored after it
+           -- (a re-route's past time; a device clock a little ahead): its fix as of the time
+           -- is among the stored ones
+           EXISTS (SELECT FROM device_latest l WHERE greatest(l.updated_at, l.time) > p.as_of)
+               AS moved
+    FROM team_pts p WHERE p.as_of IS NOT NULL
+),
+-- the devices that may have a fresh fix within the radius of the point
+near_devices AS (
+    SELECT p.ord, l.device FROM fix_pts p
+    JOIN device_latest l ON l.geom && ST_Expand(p.g, p.rdeg)
+    WHERE l.updated_at <= p.as_of AND l.time <= p.as_of AND l.time >= p.since
+      AND ST_DWithin(l.geom::geography, p.gg, p_radius_m)
+    UNION
+    -- (the stored fixes of the time window, through the index on time: the window holds a
+    -- few fixes of each device, where the point's box holds every fix of its day)
+    -- (LATERAL: per point, never a scan of the whole table)
+    SELECT p.ord, x.device FROM fix_pts p
+    CROSS JOIN LATERAL (
+        SELECT q.device FROM positions q
+        WHERE q.time >= p.since AND q.time <= p.as_of AND q.received_at <= p.as_of
+          AND q.flags = '{}' AND ST_DWithin(q.geom::geography, p.gg, p_radius_m)
+    ) x
+    WHERE p.moved
+),
+-- the candidate teams' devices (and those near the point), each with its fix as of the time
+dev_fixes AS MATERIALIZED (
+    SELECT c.ord, d.team, d.id AS device, f.member_id, f.time, f.geom, p.as_of,
+           ST_Distance(f.geom::geography, p.gg) AS distance_m
+    FROM (SELECT b.ord, b.code FROM base_ids b
+          UNION
+          SELECT n.ord, d.team FROM near_devices n JOIN devices d ON d.id = n.device) c
+    JOIN fix_pts p ON p.ord = c.ord
+    JOIN devices d ON d.team = c.code AND (d.revoked_at IS NULL OR d.revoked_at > p.as_of)
+    CROSS JOIN LATERAL (
+        SELECT x.member_id, x.time, x.geom FROM (
+            -- the latest fix, when nothing was stored since the time (one key look-up)
+            SELECT l.member_id, l.time, l.geom FROM device_latest l
+            WHERE l.device = d.id AND l.updated_at <= p.as_of AND l.time <= p.as_of
+            UNION ALL
+            -- else the latest good fix at or before the time, received by then
+            SELECT q.member_id, q.time, q.geom FROM positions q
+            WHERE p.moved AND q.device = d.id AND q.time <= p.as_of AND q.time >= p.since
+              AND q.received_at <= p.as_of AND q.flags = '{}'
+              AND NOT EXISTS (SELECT FROM device_latest l
+                              WHERE l.device = d.id AND l.updated_at <= p.as_of
+                                AND l.time <= p.as_of)
+        ) x
+        ORDER BY x.time DESC
+        LIMIT 1
+    ) f
+    WHERE f.time >= p.since
+),
+-- per team, its member nearest the point (ties: the later fix, then the device)
+team_fix AS (
+    SELECT DISTINCT ON (f.ord, f.team) f.ord, f.team, f.distance_m,
+           json_build_object(
+               'member', f.member_id, 'device', f.device,
+               'at', to_char(f.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
+               'lon', ST_X(f.geom), 'lat', ST_Y(f.geom), 'distance_m', f.distance_m,
+               'age_s', extract(epoch FROM f.as_of - f.time)::float8) AS fix
+    FROM dev_fixes f
+    ORDER BY f.ord, f.team, f.distance_m, f.time DESC, f.device
+),
+team_ids AS (
+    SELECT b.ord, b.code FROM base_ids b
+    UNION
+    -- a team whose base is far but whose member stands near the point
+    SELECT f.ord, f.team FROM team_fix f
+    JOIN fix_pts p ON p.ord = f.ord JOIN teams t ON t.code = f.team
+    WHERE f.distance_m <= p_radius_m AND (p.mechanism IS NULL OR p.mechanism = ANY (t.mechanisms))
+),
 teams_near AS (
     SELECT p.ord, t.code, t.name, t.kind, t.side, t.sides, t.mechanisms, t.roster,
            ST_Intersects(t.patrol_area, p.g) AS covers,
-           ST_Distance(t.base::geography, p.gg) AS base_distance_m
+           ST_Distance(t.base::geography, p.gg) AS base_distance_m, f.fix
     FROM team_ids i JOIN pts p ON p.ord = i.ord JOIN teams t ON t.code = i.code
+    LEFT JOIN team_fix f ON f.ord = i.ord AND f.team = i.code
 ),
 chiefs_near AS (
     SELECT p.ord, c.code, c.role, c.side, c.name, c.phone, c.feature_name,
@@ -293,9 +371,17 @@ a_nearest_police AS (
     GROUP BY x.ord
 ),
 a_teams AS (
-    SELECT t.ord, json_agg(j ORDER BY t.base_distance_m, t.code) AS j FROM teams_near t
+    -- `fix` only where there is one: the documents of points whose teams are all placed by
+    -- their bases are, to the byte, those from before positions (json_agg of records)
+    SELECT t.ord, CASE WHEN bool_and(t.fix IS NULL)
+                       THEN json_agg(j ORDER BY t.base_distance_m, t.code)
+                       ELSE json_agg(CASE WHEN t.fix IS NULL THEN to_json(j) ELSE to_json(k) END
+                                     ORDER BY t.base_distance_m, t.code) END AS j
+    FROM teams_near t
     CROSS JOIN LATERAL (SELECT t.code, t.name, t.kind, t.side, t.sides, t.mechanisms,
                         t.roster, t.covers, t.base_distance_m) j
+    CROSS JOIN LATERAL (SELECT t.code, t.name, t.kind, t.side, t.sides, t.mechanisms,
+                        t.roster, t.covers, t.base_distance_m, t.fix) k
     GROUP BY t.ord
 ),
 a_chiefs AS (

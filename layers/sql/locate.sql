@@ -1,5 +1,5 @@
 -- The location facts of one point: the facts engine (jointgrid_facts(), migration 0018) on an
--- array of one.
+-- array of one; its teams' fixes as of `as_of` (NULL: by bases alone).
 SELECT f.facts FROM jointgrid_facts(
     p_lon => ARRAY[%(lon)s::float8],
     p_lat => ARRAY[%(lat)s::float8],
@@ -11,5 +11,7 @@ SELECT f.facts FROM jointgrid_facts(
     p_far => true,
     p_category => ARRAY[%(category)s::text],
     p_dup_radius_m => %(dup_radius_m)s::float8,
-    p_dup_since => %(dup_since)s::timestamptz
+    p_dup_since => %(dup_since)s::timestamptz,
+    p_as_of => ARRAY[%(as_of)s::timestamptz],
+    p_fix_max_age_s => %(fix_max_age_s)s::float8
 ) f
