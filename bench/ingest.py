@@ -148,11 +148,21 @@ def sample_memory(
         time.sleep(0.5)
 
 
+def load_in_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
+    """``run_load_in_subprocess``, with the load generator's own error shown if it fails."""
+    import subprocess
+
+    try:
+        return run_load_in_subprocess(spec)
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"the load generator failed: {exc.stderr.decode()[-2000:]}") from exc
+
+
 def measure(
     port: int, pid: int, requests: list[list[object]], seconds: float, url: str = "", app: str = ""
 ) -> dict[str, object]:
     warm = {"port": port, "requests": requests[:2000], "concurrency": CONCURRENCY, "seconds": 3}
-    run_load_in_subprocess(warm)
+    load_in_subprocess(warm)
     procs = list(memory_of(pid))
     server0 = cpu_s(procs)
     pg0 = cpu_s(backends(url, app)) if app else {}
@@ -160,7 +170,7 @@ def measure(
     stop = threading.Event()
     t = threading.Thread(target=sample_memory, args=(pid, stop, mem), daemon=True)
     t.start()
-    res = run_load_in_subprocess(
+    res = load_in_subprocess(
         {"port": port, "requests": requests[2000:], "concurrency": CONCURRENCY, "seconds": seconds}
     )
     stop.set()
@@ -252,14 +262,21 @@ def steps(n: int) -> None:
     cat = load_catalogue(settings.data().catalogue)
     bodies = report_bodies(url, n + 50, seed=31)
     spent: dict[str, list[float]] = defaultdict(list)
+    backend_cpu: dict[str, float] = defaultdict(float)  # the session's backend, CPU seconds
+    backend = [0]
+
+    def pg_cpu() -> float:
+        return cpu_s(backend).get(backend[0], 0.0)
 
     def timed(name: str, fn: Any) -> Any:
         def run(*a: Any, **k: Any) -> Any:
+            c = pg_cpu()
             t = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
                 spent[name].append((time.perf_counter() - t) * 1000)
+                backend_cpu[name] += pg_cpu() - c
 
         return run
 
@@ -276,6 +293,7 @@ def steps(n: int) -> None:
     try:
         with connect(url) as conn:
             conn.autocommit = True
+            backend[0] = conn.info.backend_pid
             actor = {"key_id": "bench-steps", "role": "grid_worker", "side": None}
             for k, b in enumerate(bodies):
                 body = ReportIn.model_validate(b)
@@ -288,6 +306,7 @@ def steps(n: int) -> None:
                 t2 = time.perf_counter()
                 if k < 50:  # warm-up: plans cached, imports done
                     spent.clear()
+                    backend_cpu.clear()
                     continue
                 spent["whole report (use-case)"].append((t1 - t) * 1000)
                 spent["orjson.dumps of the answer"].append((t2 - t1) * 1000)
@@ -303,10 +322,11 @@ def steps(n: int) -> None:
             "mean_ms": round(sum(v) / len(v), 3),
             "p50_ms": round(percentile(v, 50), 3),
             "p99_ms": round(percentile(v, 99), 3),
+            "pg_cpu_ms": round(1000 * backend_cpu[name] / len(v), 3) if name in backend_cpu else "",
         }
         for name, v in spent.items()
     ]
-    print(table(rows, ["step", "mean_ms", "p50_ms", "p99_ms"]))
+    print(table(rows, ["step", "mean_ms", "p50_ms", "p99_ms", "pg_cpu_ms"]))
     sizes.sort()
     print(
         f"answer bytes: mean {sum(sizes) / len(sizes):.0f}, p50 {sizes[len(sizes) // 2]},"
