@@ -24,6 +24,7 @@ from bench._common import (
 from bench.ingest import key_for, report_bodies
 
 SECONDS = float(os.environ.get("JOINTGRID_BENCH_SECONDS", "20"))
+SQL_POINTS = int(os.environ.get("JOINTGRID_BENCH_LOCATE_POINTS", "5000"))  # per SQL measure
 
 
 def sql_latencies(url: str, pts: list[tuple[float, float]], query: str) -> list[float]:
@@ -48,12 +49,12 @@ def main() -> None:
     pts = [(float(b["lon"]), float(b["lat"])) for b in bodies]  # type: ignore[arg-type]
     bare = sql_latencies(
         url,
-        pts[:5000],
+        pts[:SQL_POINTS],
         "SELECT code FROM grids WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326))",
     )
     facts = sql_latencies(
         url,
-        pts[:5000],
+        pts[:SQL_POINTS],
         "SELECT facts FROM jointgrid_facts(ARRAY[%(x)s::float8], ARRAY[%(y)s::float8], 2000.0)",
     )
     token = key_for(url)

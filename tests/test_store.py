@@ -234,6 +234,29 @@ def test_geometries_are_valid_4326_and_indexed(conn):
         assert idx["n"] >= 1, f"{r['t']}.{r['c']} has no GiST index"
 
 
+def test_every_index_of_incidents_is_traced_to_its_query(conn):
+    """Each report pays an insert into every index of ``incidents``: each one kept names the
+    query it serves in docs/performance.md, and the ones dropped there are gone."""
+    import re
+
+    doc = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+    part = doc.split("#### Which query each index of `incidents` serves", 1)[1].split("\n#", 1)[0]
+    rows = dict(re.findall(r"^\| `(incidents_[a-z_]+)` \| (.+?) \|$", part, flags=re.M))
+    dropped = {name for name, why in rows.items() if why.startswith("**dropped")}
+    have = {
+        r["indexname"]
+        for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'incidents'"
+        ).fetchall()
+    }
+    assert dropped, "the table names the indexes dropped (migration 0027)"
+    assert not have & dropped, f"dropped in the analysis but still there: {have & dropped}"
+    assert have == set(rows) - dropped, (
+        f"indexes with no query named: {have - set(rows)}; named but missing: "
+        f"{set(rows) - dropped - have}"
+    )
+
+
 def test_pending_migrations_are_noticed(conn):
     from layers.db import pending_migrations
 

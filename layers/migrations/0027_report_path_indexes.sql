@@ -1,0 +1,11 @@
+-- Every report pays one insert into each index of `incidents` whose predicate it meets. Each
+-- index was traced to the queries it serves (docs/performance.md, "Which query each index of
+-- incidents serves"); the one below serves none that another index does not serve as well.
+--
+-- incidents_side_id_idx (side, id): made for a look-up by id with its intake side
+-- (`layers.incidents.get`, `update_state`: `side = … AND id = …`), which the primary key on
+-- `id` answers alone (one row), and a filter on the intake side alone (an OGC `side=` filter)
+-- is served by `incidents_side_status_idx (side, status)`, whose prefix is the same column.
+-- Nothing reads `(side, id)` in order. A sharded cluster makes `(side, id)` its primary key
+-- (docs/scaling.md), which replaces the key on `id` then, not beside it.
+DROP INDEX IF EXISTS incidents_side_id_idx;
