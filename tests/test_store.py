@@ -308,3 +308,19 @@ def test_healthz_on_a_database_never_migrated_is_503_not_500():
     body = r.json()
     assert body["database"] == "migrations pending" and body["postgis"] is None
     assert "jointgrid migrate" in body["detail"]
+
+
+def test_server_pool_connections_run_without_jit(db_url):
+    """A plan whose cost passes jit_above_cost on province-size tables compiled for seconds per
+    call; the server's pooled connections have JIT off, whatever the database's default."""
+    from layers.pools import server_pool
+
+    pool = server_pool(
+        lambda: db_url, min_size=1, max_size=1, connect_timeout_s=5, statement_timeout_ms=5000
+    )
+    try:
+        with pool.connection() as c:
+            assert c.execute("SHOW jit").fetchone()["jit"] == "off"
+            assert c.execute("SHOW statement_timeout").fetchone()["statement_timeout"] == "5s"
+    finally:
+        pool.close()
