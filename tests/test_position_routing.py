@@ -199,6 +199,24 @@ def test_a_fix_150_m_from_the_point_places_its_team(db, http, make_device, catal
     assert "距驻地" in text["text"] and "定位" not in text["text"]
 
 
+def test_the_stored_decision_names_the_team_placed_by_its_members_fix(db, http, make_device):
+    dev = make_device("T06")  # T06 covers the point: the lead, now placed by its member's fix
+    _post_fix(http, dev, _whole_seconds_ago(120), _offset(*P, 120.0), accuracy=8.0)
+    row = _stored(db, _report(http)["id"])
+    lead = row["teams"][0]
+    assert lead["code"] == "T06" and lead["lead"], row["teams"]
+    assert lead["fix"]["device"] == dev["id"] and lead["fix"]["member"] == dev["member_id"]
+    assert lead["fix"]["distance_m"] == pytest.approx(120.0, abs=0.1)
+    assert lead["fix"]["age_s"] == pytest.approx(120.0, abs=30)
+    step = next(s for s in row["routing"]["trace"] if s["step"] == "teams")
+    assert "T06, 120 m from the point (fix 2 min old)" in step["says"], step["says"]
+    cand = next(c for c in step["data"]["candidates"] if c["code"] == "T06")
+    assert cand["placed_by"] == "fix" and cand["distance_m"] == pytest.approx(120.0, abs=0.1)
+    shown = trace_text.render(row["routing"]["trace"], row)
+    teams = next(x for x in shown if x["step"] == "teams")
+    assert "T06，距事发点 120 米（2 分钟前的定位）" in teams["text"], teams["text"]
+
+
 def test_a_team_whose_base_is_far_is_a_candidate_by_its_members_fix(
     db, conn, http, make_device, catalogue
 ):

@@ -128,7 +128,12 @@ def _decide(conn: Conn, report: Report, catalogue: Catalogue, *, now: datetime) 
         fix_max_age_s=settings.patrol().fresh_fix_s,
     )
     return decide(
-        report, facts, catalogue, now=now, known_sides=frozenset(s.code for s in facts.sides)
+        report,
+        facts,
+        catalogue,
+        now=now,
+        known_sides=frozenset(s.code for s in facts.sides),
+        fresh_fix_s=settings.patrol().fresh_fix_s,
     )
 
 

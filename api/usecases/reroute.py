@@ -275,7 +275,7 @@ def _reroute(
     reports = _reports(df)
     by_key = _facts_by_key(df)
     lap(f"parse the {len(by_key)} distinct facts")
-    memo = DecisionMemo(catalogue, now=now)
+    memo = DecisionMemo(catalogue, now=now, fresh_fix_s=patrol().fresh_fix_s)
     old = {k: df[f"old_{k}"].tolist() for k in SIG_KEYS}
     changed: list[int] = []
     diffs: list[tuple[str, ...]] = []
@@ -318,7 +318,8 @@ def _reroute(
     def rows() -> Any:
         for i, diff in zip(changed, diffs, strict=True):
             rep = reports[i]
-            d = decide(rep, full_facts[full_key[ids[i]]], catalogue, now=now, duty=duty)
+            d = decide(rep, full_facts[full_key[ids[i]]], catalogue, now=now, duty=duty,
+                       fresh_fix_s=memo.fresh_fix_s)  # fmt: skip
             r = routing_record(d, now, rerouted=True)
             new = signature(d)
             was = tuple(old[k][i] for k in SIG_KEYS)
@@ -383,7 +384,7 @@ def bulk_decisions(
         return signature_text(("", side, "", contacts_digest([])))
 
     synthetic_routing = orjson.dumps({"synthetic": True, "trace": []}).decode()
-    duty = DutyMemo()
+    duty, fresh = DutyMemo(), patrol().fresh_fix_s
     # In chunks: the facts of a million points at once, parsed, held about 22 GB.
     batches = [
         (want_open, idx[k : k + BULK_CHUNK])
@@ -395,7 +396,7 @@ def bulk_decisions(
         many = locate.facts_of_points(
             conn, [lon[i] for i in sel], [lat[i] for i in sel], radius_m=zone,
             mechanism=[mech[cats[i]] for i in sel], far=want_open, as_of=now,
-            fix_max_age_s=patrol().fresh_fix_s,
+            fix_max_age_s=fresh,
         )  # fmt: skip
         facts = {k: locate.to_facts(0.0, 0.0, v) for k, v in many.docs.items()}
         say(f"  facts for {len(sel):,} {'open' if want_open else 'closed'} cases gathered")
@@ -407,7 +408,7 @@ def bulk_decisions(
                     occurred_at=datetime.fromtimestamp(float(cases.occurred[i]), UTC),
                 )  # fmt: skip
                 try:
-                    d = decide(rep, f, catalogue, now=now, duty=duty)
+                    d = decide(rep, f, catalogue, now=now, duty=duty, fresh_fix_s=fresh)
                 except DomainError:
                     d = None
                 if d is not None:
