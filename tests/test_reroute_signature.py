@@ -132,6 +132,15 @@ def test_batch_equals_deciding_every_case_in_full(conn, client, catalogue):
 
     mech = {c: catalogue.mechanism_for(c) for c in catalogue.categories}
     df = bulk.reroute_cases(conn, open_only=True, radius_m=catalogue.border_zone_m, mechanisms=mech)
+    # the members' fixes as of the time each case was decided, as its report read them
+    as_of = {
+        r["id"]: r["as_of"]
+        for r in conn.execute(
+            "SELECT id::text, CASE WHEN (routing ->> 'rerouted')::boolean THEN reported_at"
+            " ELSE coalesce((routing ->> 'decided_at')::timestamptz, reported_at) END AS as_of"
+            " FROM incidents"
+        ).fetchall()
+    }
     changed, failed, by_change = 0, 0, Counter[str]()
     for i in range(len(df)):
         x, y = float(df["lon"][i]), float(df["lat"][i])
@@ -143,6 +152,7 @@ def test_batch_equals_deciding_every_case_in_full(conn, client, catalogue):
             one = locate.facts(
                 conn, lon=x, lat=y, radius_m=catalogue.border_zone_m,
                 mechanism=mech[df["category"][i]], teams_if_cross=True,
+                as_of=as_of[str(df["id"][i])],
             )  # fmt: skip
             new = signature(decide(rep, one, catalogue, now=now))
         except DomainError:
