@@ -668,7 +668,7 @@ def case_action(
         acting = side or (who.side or "")
         try:
             body = TransitionIn(
-                action=action,  # type: ignore[arg-type]
+                action=action,
                 side=acting,
                 note=note or None,
                 due_at=_parse_due(due_at),
