@@ -271,12 +271,8 @@ def create_app(pool: ServerPool | None = None, *, database: Database | None = No
         webhooks,
     )
 
-    app.include_router(health.router)
-    app.include_router(locate.router)
-    app.include_router(incidents.router)
-    app.include_router(catalogue_routes.router)
-    app.include_router(media.router)
-    app.include_router(webhooks.router)
+    for routes in (health, locate, incidents, catalogue_routes, media, webhooks):
+        app.include_router(routes.router)
     positions.install(app)
     ogc.install(app)
     open311.install(app)

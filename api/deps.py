@@ -14,6 +14,7 @@ never on a thread (see ``layers.db``):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 import anyio
@@ -21,7 +22,7 @@ from fastapi import Depends, Request
 
 from gis.catalogue import Catalogue
 from layers.db import Conn as DbConn
-from layers.db import Database
+from layers.db import Database, Source
 
 
 def database(request: Request) -> Database:
@@ -34,29 +35,32 @@ def Db(request: Request) -> Database:
     return database(request)
 
 
+@asynccontextmanager
+async def _holding(request: Request, source: Source) -> AsyncIterator[DbConn]:
+    """A connection leased from ``source``, named on the request for its unit of work: the key
+    check reuses it instead of taking a second one (api.access)."""
+    async with source.lease() as lease:
+        request.state.conn = lease.conn
+        try:
+            yield lease.conn
+        finally:
+            request.state.conn = None
+
+
 async def get_conn(request: Request) -> AsyncIterator[DbConn]:
     """A connection on the write pool for the handler's unit of work.
 
     Connections are autocommit: a handler that changes data does so in ``conn.transaction()``,
     which commits when the block ends, before the answer is sent.
     """
-    async with database(request).write.lease() as lease:
-        # The key check reuses this connection instead of taking a second one (api.access).
-        request.state.conn = lease.conn
-        try:
-            yield lease.conn
-        finally:
-            request.state.conn = None
+    async with _holding(request, database(request).write) as conn:
+        yield conn
 
 
 async def get_read_conn(request: Request) -> AsyncIterator[DbConn]:
     """A connection on the read pool (a standby once there is one), for read-only handlers."""
-    async with database(request).read.lease() as lease:
-        request.state.conn = lease.conn
-        try:
-            yield lease.conn
-        finally:
-            request.state.conn = None
+    async with _holding(request, database(request).read) as conn:
+        yield conn
 
 
 async def get_catalogue(request: Request) -> Catalogue:

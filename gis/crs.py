@@ -15,6 +15,7 @@ scalars too. Longitudes and latitudes are in degrees.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
@@ -150,50 +151,57 @@ def _bd_to_gcj(blon: Arr, blat: Arr) -> tuple[Arr, Arr]:
     return lon, lat
 
 
+def _convert(kernel: Callable[[Arr, Arr], tuple[Arr, Arr]], lon: Num, lat: Num) -> tuple[Num, Num]:
+    """``kernel`` (one of the array conversions above) applied to scalars or arrays alike."""
+    x, y, s = _arrays(lon, lat)
+    return cast(tuple[Num, Num], _out(*kernel(x, y), s))
+
+
 def wgs84_to_gcj02(lon: Num, lat: Num) -> tuple[Num, Num]:
     """WGS84 degrees to GCJ-02 degrees (unchanged outside China)."""
-    x, y, s = _arrays(lon, lat)
-    return cast(tuple[Num, Num], _out(*_wgs_to_gcj(x, y), s))
+    return _convert(_wgs_to_gcj, lon, lat)
 
 
 def gcj02_to_wgs84(lon: Num, lat: Num) -> tuple[Num, Num]:
     """GCJ-02 degrees to WGS84 degrees: the exact inverse of ``wgs84_to_gcj02``."""
-    x, y, s = _arrays(lon, lat)
-    return cast(tuple[Num, Num], _out(*_gcj_to_wgs(x, y), s))
+    return _convert(_gcj_to_wgs, lon, lat)
 
 
 def gcj02_to_bd09(lon: Num, lat: Num) -> tuple[Num, Num]:
     """GCJ-02 degrees to BD-09 degrees."""
-    x, y, s = _arrays(lon, lat)
-    return cast(tuple[Num, Num], _out(*_gcj_to_bd(x, y), s))
+    return _convert(_gcj_to_bd, lon, lat)
 
 
 def bd09_to_gcj02(lon: Num, lat: Num) -> tuple[Num, Num]:
     """BD-09 degrees to GCJ-02 degrees: the exact inverse of ``gcj02_to_bd09``."""
-    x, y, s = _arrays(lon, lat)
-    return cast(tuple[Num, Num], _out(*_bd_to_gcj(x, y), s))
+    return _convert(_bd_to_gcj, lon, lat)
+
+
+def _same(lon: Arr, lat: Arr) -> tuple[Arr, Arr]:
+    return lon, lat
+
+
+def _bd_to_wgs(lon: Arr, lat: Arr) -> tuple[Arr, Arr]:
+    return _gcj_to_wgs(*_bd_to_gcj(lon, lat))
+
+
+def _wgs_to_bd(lon: Arr, lat: Arr) -> tuple[Arr, Arr]:
+    return _gcj_to_bd(*_wgs_to_gcj(lon, lat))
+
+
+# The conversion of each coordinate system to WGS84 and back; WGS84 and CGCS2000 are the same.
+_TO_WGS84 = {"gcj02": _gcj_to_wgs, "bd09": _bd_to_wgs}
+_FROM_WGS84 = {"gcj02": _wgs_to_gcj, "bd09": _wgs_to_bd}
 
 
 def to_wgs84(lon: Num, lat: Num, crs: Crs | str = "wgs84") -> tuple[Num, Num]:
     """Convert coordinates declared in ``crs`` to WGS84 degrees."""
-    c = parse_crs(crs)
-    x, y, s = _arrays(lon, lat)
-    if c == "gcj02":
-        x, y = _gcj_to_wgs(x, y)
-    elif c == "bd09":
-        x, y = _gcj_to_wgs(*_bd_to_gcj(x, y))
-    return cast(tuple[Num, Num], _out(x, y, s))
+    return _convert(_TO_WGS84.get(parse_crs(crs), _same), lon, lat)
 
 
 def from_wgs84(lon: Num, lat: Num, crs: Crs | str = "wgs84") -> tuple[Num, Num]:
     """Convert WGS84 degrees to ``crs`` (for output to GCJ-02 or BD-09 map platforms)."""
-    c = parse_crs(crs)
-    x, y, s = _arrays(lon, lat)
-    if c == "gcj02":
-        x, y = _wgs_to_gcj(x, y)
-    elif c == "bd09":
-        x, y = _gcj_to_bd(*_wgs_to_gcj(x, y))
-    return cast(tuple[Num, Num], _out(x, y, s))
+    return _convert(_FROM_WGS84.get(parse_crs(crs), _same), lon, lat)
 
 
 G = TypeVar("G", bound=BaseGeometry)

@@ -362,12 +362,26 @@ def _plain_number(v: Any) -> bool:
     return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
 
 
-def read_batch(
-    items: list[Any], *, crs: str, now: datetime, rules: Rules
-) -> tuple[FixBatch, list[dict[str, Any]]]:
-    """The fixes of a batch and the refused ones (``{"index", "code", "message"}``, by index):
-    malformed fixes (as ``batch_item`` says), fixes a rule refuses (``refusal``) and a second
-    fix of the same time (``duplicate_time``). Accepted fixes come back sorted by time."""
+@dataclass
+class _Columns:
+    """The fixes of a batch as read, before the coordinates and the rules: each one's place
+    in the request, time, coordinates (in ``crss``, or WGS84 where ``wgs``), accuracy and
+    speed (NaN: unknown); and the fixes refused as malformed."""
+
+    idx: list[int]
+    times: list[datetime]
+    xs: list[float]
+    ys: list[float]
+    acc: list[float]
+    spd: list[float]
+    crss: list[str]
+    wgs: npt.NDArray[np.bool_]
+    refused: list[dict[str, Any]]
+
+
+def _read_columns(items: list[Any], *, crs: str, now: datetime) -> _Columns:
+    """Read each fix of ``items``: a plainly well-formed one by a few dict look-ups, any other
+    through ``batch_item`` (which words its error, or reads an unusual value)."""
     n = len(items)
     idx: list[int] = []
     times: list[datetime] = []
@@ -429,6 +443,18 @@ def read_batch(
         spd.append(nan if sp is None or sp < 0 else float(sp))
         crss.append(c or crs)
 
+    return _Columns(idx, times, xs, ys, acc, spd, crss, wgs, refused)
+
+
+def read_batch(
+    items: list[Any], *, crs: str, now: datetime, rules: Rules
+) -> tuple[FixBatch, list[dict[str, Any]]]:
+    """The fixes of a batch and the refused ones (``{"index", "code", "message"}``, by index):
+    malformed fixes (as ``batch_item`` says), fixes a rule refuses (``refusal``) and a second
+    fix of the same time (``duplicate_time``). Accepted fixes come back sorted by time."""
+    cols = _read_columns(items, crs=crs, now=now)
+    idx, times, crss, wgs, refused = cols.idx, cols.times, cols.crss, cols.wgs, cols.refused
+    xs, ys, acc, spd = cols.xs, cols.ys, cols.acc, cols.spd
     x = np.array(xs, dtype=np.float64)
     y = np.array(ys, dtype=np.float64)
     keep = np.ones(len(idx), dtype=bool)

@@ -47,11 +47,16 @@ _SUB_COLUMNS = (
 
 def add_subscription(conn: Conn, *, fields: dict[str, Any]) -> dict[str, Any]:
     """Store a subscription (id and secret made by the caller); return it without secrets."""
+    return _insert(conn, "webhook_subscriptions", fields, _SUB_COLUMNS)
+
+
+def _insert(conn: Conn, table: str, fields: dict[str, Any], returning: str) -> dict[str, Any]:
+    """Insert one row of ``fields`` (column: value) into ``table``; its ``returning`` columns."""
     cols = list(fields)
     with translate_errors():
         row = conn.execute(
-            f"INSERT INTO webhook_subscriptions ({', '.join(cols)})"
-            f" VALUES ({', '.join(['%s'] * len(cols))}) RETURNING {_SUB_COLUMNS}",
+            f"INSERT INTO {table} ({', '.join(cols)})"
+            f" VALUES ({', '.join(['%s'] * len(cols))}) RETURNING {returning}",
             list(fields.values()),
         ).fetchone()
     assert row is not None
@@ -97,16 +102,9 @@ def rotate_secret(conn: Conn, sub_id: str, *, secret: str, grace_until: datetime
 
 def add_channel(conn: Conn, *, fields: dict[str, Any]) -> dict[str, Any]:
     """Store a notification channel."""
-    cols = list(fields)
-    with translate_errors():
-        row = conn.execute(
-            f"INSERT INTO notify_channels ({', '.join(cols)})"
-            f" VALUES ({', '.join(['%s'] * len(cols))})"
-            " RETURNING id, team, side, role, name, enabled, created_at",
-            list(fields.values()),
-        ).fetchone()
-    assert row is not None
-    return row
+    return _insert(
+        conn, "notify_channels", fields, "id, team, side, role, name, enabled, created_at"
+    )
 
 
 def channels(conn: Conn) -> list[dict[str, Any]]:

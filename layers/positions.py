@@ -136,29 +136,20 @@ def store_batch(
     once each per (device, time); move the device's and team's latest fix; bring the device's
     patrol sessions up to date (``positions_store``). One statement: in autocommit it commits
     before this returns. Returns ``{"stored", "duplicates"}``."""
-    if not len(batch):
-        return {"stored": 0, "duplicates": 0}
     none = "{" + ",".join(["NULL"] * len(batch)) + "}"
-    return _store(
-        conn,
-        device,
-        source,
-        gap_s,
-        retention_days,
-        len(batch),
-        (
-            _times(batch.time),
-            _floats(batch.lon),
-            _floats(batch.lat),
-            _floats(batch.accuracy_m),
-            _floats(batch.speed_mps),
-            none,
-            none,
-            none,
-            _bools(batch.flag_accuracy),
-            _bools(batch.flag_speed),
-        ),
+    columns = (
+        _times(batch.time),
+        _floats(batch.lon),
+        _floats(batch.lat),
+        _floats(batch.accuracy_m),
+        _floats(batch.speed_mps),
+        none,
+        none,
+        none,
+        _bools(batch.flag_accuracy),
+        _bools(batch.flag_speed),
     )
+    return _store(conn, device, source, gap_s, retention_days, len(batch), columns)
 
 
 def store(
@@ -171,28 +162,19 @@ def store(
     retention_days: int,
 ) -> dict[str, int]:
     """``store_batch`` for fixes one by one (the live protocols)."""
-    if not fixes:
-        return {"stored": 0, "duplicates": 0}
-    return _store(
-        conn,
-        device,
-        source,
-        gap_s,
-        retention_days,
-        len(fixes),
-        (
-            _times([f.time for f in fixes]),
-            _floats([f.lon for f in fixes]),
-            _floats([f.lat for f in fixes]),
-            _floats([f.accuracy_m for f in fixes]),
-            _floats([f.speed_mps for f in fixes]),
-            _floats([f.bearing for f in fixes]),
-            _floats([f.altitude_m for f in fixes]),
-            _floats([f.battery for f in fixes]),
-            _bools(["accuracy" in f.flags for f in fixes]),
-            _bools(["speed" in f.flags for f in fixes]),
-        ),
+    columns = (
+        _times([f.time for f in fixes]),
+        _floats([f.lon for f in fixes]),
+        _floats([f.lat for f in fixes]),
+        _floats([f.accuracy_m for f in fixes]),
+        _floats([f.speed_mps for f in fixes]),
+        _floats([f.bearing for f in fixes]),
+        _floats([f.altitude_m for f in fixes]),
+        _floats([f.battery for f in fixes]),
+        _bools(["accuracy" in f.flags for f in fixes]),
+        _bools(["speed" in f.flags for f in fixes]),
     )
+    return _store(conn, device, source, gap_s, retention_days, len(fixes), columns)
 
 
 def _store(
@@ -204,6 +186,9 @@ def _store(
     count: int,
     columns: tuple[str, ...],
 ) -> dict[str, int]:
+    """Send ``count`` fixes, as ``columns`` of array literals, to ``positions_store``."""
+    if not count:
+        return {"stored": 0, "duplicates": 0}
     head = (device["id"], device["side"], device["team"], device["member_id"], source)
     with translate_errors():
         try:

@@ -5,19 +5,15 @@
 # JOINTGRID_BENCH_ONLY="ingest locate" runs only those (the province is loaded if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
-own_db=0
-if [ -z "${DATABASE_URL:-}" ]; then
-    if ! scripts/pgcluster.sh status >/dev/null 2>&1; then own_db=1; fi
-    scripts/pgcluster.sh start
-    DATABASE_URL=$(scripts/pgcluster.sh url)
-fi
+use_private_cluster
 export JOINTGRID_BENCH_SERVER_URL=$DATABASE_URL
 unset DATABASE_URL
 
 cleanup() {
     .venv/bin/python -c 'from bench._common import drop_db, PROVINCE_DB; drop_db(PROVINCE_DB)' || true
-    if [ "$own_db" = 1 ]; then scripts/pgcluster.sh stop; fi
+    stop_own_cluster
 }
 trap cleanup EXIT
 

@@ -24,6 +24,7 @@
 # `pg_autoctl show state --json`. See docs/reliability.md, "A replicated cluster".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 root=$PWD
 base=$root/var/pg
 db=jointgrid
@@ -34,13 +35,7 @@ port_wait_s=${JOINTGRID_PG_PORT_WAIT_S:-30}
 say() { printf '[pgcluster] %s\n' "$*" >&2; }
 
 pgbin() {
-    local d v
-    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-        v=$(basename "$(dirname "$d")")
-        if [ -x "$d/initdb" ] && [ -f "/usr/share/postgresql/$v/extension/postgis.control" ]; then
-            echo "$d"; return 0
-        fi
-    done
+    pg_bin_with_postgis && return 0
     say "no PostgreSQL with PostGIS found; run scripts/setup.sh first"; exit 1
 }
 

@@ -4,22 +4,12 @@
 # Usage: scripts/setup.sh run|test
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 mode=${1:-run}
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 need_pkgs=()
-pg_bin_with_postgis() {
-    local d v
-    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-        v=$(basename "$(dirname "$d")")
-        if [ -x "$d/initdb" ] && [ -f "/usr/share/postgresql/$v/extension/postgis.control" ]; then
-            echo "$d"; return 0
-        fi
-    done
-    return 1
-}
-
 if [ -z "${DATABASE_URL:-}" ] && ! pg_bin_with_postgis >/dev/null; then
     need_pkgs+=(postgresql postgresql-contrib postgis)
     # The versioned PostGIS package must match the server's major version.

@@ -4,14 +4,10 @@
 # afterwards. A PostGIS test that is skipped fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
-own_db=0
-if [ -z "${DATABASE_URL:-}" ]; then
-    if ! scripts/pgcluster.sh status >/dev/null 2>&1; then own_db=1; fi
-    scripts/pgcluster.sh start
-    DATABASE_URL=$(scripts/pgcluster.sh url)
-fi
-cleanup() { if [ "$own_db" = 1 ]; then scripts/pgcluster.sh stop; fi; }
+use_private_cluster
+cleanup() { stop_own_cluster; }
 trap cleanup EXIT
 
 make --no-print-directory lint

@@ -104,53 +104,31 @@ def _teams(d: Mapping[str, Any], loc: str, ctx: Mapping[str, Any]) -> str:
     if covering:
         lead = covering[0]
         text = t("trace.teams.covering", loc, count=len(covering), mechanism=mech)
-        if _by_fix(lead):
-            return text + "；" + t("trace.teams.lead.fix", loc, place=_fix_place(lead, loc, ctx))
-        if lead.get("placed_by") == "base":
-            return (
-                text
-                + "；"
-                + t(
-                    "trace.teams.lead.base",
-                    loc,
-                    team=_team(lead, ctx),
-                    distance=_m(lead.get("base_distance_m")),
-                )
-            )
+        if _by_fix(lead) or lead.get("placed_by") == "base":
+            fix, base = "trace.teams.lead.fix", "trace.teams.lead.base"
+            return text + "；" + _placed(fix, base, lead, loc, ctx)
     elif on_duty:
         lead = on_duty[0]
-        if _by_fix(lead):
-            text = t("trace.teams.nearest_on_duty.fix", loc, place=_fix_place(lead, loc, ctx))
-        else:
-            text = t(
-                "trace.teams.nearest_on_duty",
-                loc,
-                team=_team(lead, ctx),
-                distance=_m(lead.get("base_distance_m")),
-            )
+        fix, base = "trace.teams.nearest_on_duty.fix", "trace.teams.nearest_on_duty"
+        text = _placed(fix, base, lead, loc, ctx)
     elif cands:
         lead = cands[0]
         at = when(d.get("at"), "long", loc)
-        if _by_fix(lead):
-            text = t(
-                "trace.teams.call_out.fix",
-                loc,
-                at=at,
-                mechanism=mech,
-                place=_fix_place(lead, loc, ctx),
-            )
-        else:
-            text = t(
-                "trace.teams.call_out",
-                loc,
-                at=at,
-                mechanism=mech,
-                team=_team(lead, ctx),
-                distance=_m(lead.get("base_distance_m")),
-            )
+        fix, base = "trace.teams.call_out.fix", "trace.teams.call_out"
+        text = _placed(fix, base, lead, loc, ctx, at=at, mechanism=mech)
     else:
         return t("trace.teams.none", loc, mechanism=mech)
     return text + "；" + t("trace.teams.lead", loc, team=_team(lead, ctx))
+
+
+def _placed(
+    fix: str, base: str, lead: Mapping[str, Any], loc: str, ctx: Mapping[str, Any], **more: Any
+) -> str:
+    """The message ``fix`` when the lead team was placed by its member's fix (where the fix put
+    it), else ``base`` (the team and its base's distance); ``more`` fills both."""
+    if _by_fix(lead):
+        return t(fix, loc, place=_fix_place(lead, loc, ctx), **more)
+    return t(base, loc, team=_team(lead, ctx), distance=_m(lead.get("base_distance_m")), **more)
 
 
 def _by_fix(cand: Mapping[str, Any]) -> bool:

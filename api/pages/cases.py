@@ -296,14 +296,10 @@ def _inbox_context(
     }
 
 
-def _render(name: str, **context: Any) -> str:
-    return config.templates().get_template(name).render(**context)
-
-
 @router.get("/cases", response_class=HTMLResponse, summary="The operators' inbox")
 def inbox(request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker) -> HTMLResponse:
     ctx = _inbox_context(request, conn, catalogue, who)
-    html = _render(
+    html = config.render(
         "cases.html",
         **ctx,
         catalogue=catalogue,
@@ -326,7 +322,7 @@ def inbox(request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker) ->
 )
 def inbox_live(request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker) -> HTMLResponse:
     ctx = _inbox_context(request, conn, catalogue, who)
-    return HTMLResponse(_render("cases_live.html", **ctx), headers=NO_STORE)
+    return HTMLResponse(config.render("cases_live.html", **ctx), headers=NO_STORE)
 
 
 @router.get(
@@ -583,7 +579,7 @@ def case_page(
     code: str, request: Request, conn: Conn, catalogue: CatalogueDep, who: Worker
 ) -> HTMLResponse:
     row = _case(conn, who, code)
-    html = _render(
+    html = config.render(
         "case.html",
         **case_context(conn, who, row, catalogue, locale_of(request)),
         # The photos, before and after (templates/case_evidence.html includes the gallery).
@@ -668,7 +664,7 @@ def case_action(
         acting = side or (who.side or "")
         try:
             body = TransitionIn(
-                action=action,  # type: ignore[arg-type]
+                action=action,
                 side=acting,
                 note=note or None,
                 due_at=_parse_due(due_at),

@@ -136,6 +136,11 @@ def templates() -> Jinja2Templates:
     return _templates()
 
 
+def render(name: str, **context: Any) -> str:
+    """The page template ``name`` filled with ``context``."""
+    return templates().get_template(name).render(**context)
+
+
 @cache
 def _templates() -> Jinja2Templates:
     t = Jinja2Templates(directory=str(TEMPLATE_DIR))

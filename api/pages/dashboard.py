@@ -181,34 +181,31 @@ def dashboard(
     choropleth = mapdata.grid_choropleth(conn, filters=filters.query)
     week = patrols.week_start(now.astimezone(ZoneInfo("Asia/Shanghai")))
     patrol_doc = patrols.shares(conn, since=week, until=now, gap_s=patrol().session_gap_s)
-    html = (
-        config.templates()
-        .get_template("dashboard.html")
-        .render(
-            doc=doc,
-            filters=filters,
-            catalogue=catalogue,
-            sides=sides,
-            statuses=STATUSES,
-            windows=[(k, i18n.t(f"window.{k}")) for k in WINDOWS],
-            query=as_query({**filters.raw, **({"layout": "wall"} if layout == "wall" else {})}),
-            map_query=as_query({k: v for k, v in filters.raw.items() if k != "status"}),
-            charts=_charts(doc, catalogue, sides),
-            choropleth=_choropleth(choropleth),
-            mech_name=lambda code: _mech_name(catalogue, code),
-            cat_name=lambda code: _cat_name(catalogue, code),
-            csrf=who.csrf,
-            colour=config.mechanism_colour,
-            tables=TABLES,
-            now=now,
-            wall=layout == "wall",
-            patrol=patrol_doc,
-            top_grids=TOP_ROWS[layout == "wall"][0],
-            top_overdue=TOP_ROWS[layout == "wall"][1],
-            few=FEW_CASES,
-            refresh_s=config.page_settings().dashboard_refresh_s,
-            links=[(href, i18n.t(key)) for href, key in PAGE_LINKS],
-        )
+    html = config.render(
+        "dashboard.html",
+        doc=doc,
+        filters=filters,
+        catalogue=catalogue,
+        sides=sides,
+        statuses=STATUSES,
+        windows=[(k, i18n.t(f"window.{k}")) for k in WINDOWS],
+        query=as_query({**filters.raw, **({"layout": "wall"} if layout == "wall" else {})}),
+        map_query=as_query({k: v for k, v in filters.raw.items() if k != "status"}),
+        charts=_charts(doc, catalogue, sides),
+        choropleth=_choropleth(choropleth),
+        mech_name=lambda code: _mech_name(catalogue, code),
+        cat_name=lambda code: _cat_name(catalogue, code),
+        csrf=who.csrf,
+        colour=config.mechanism_colour,
+        tables=TABLES,
+        now=now,
+        wall=layout == "wall",
+        patrol=patrol_doc,
+        top_grids=TOP_ROWS[layout == "wall"][0],
+        top_overdue=TOP_ROWS[layout == "wall"][1],
+        few=FEW_CASES,
+        refresh_s=config.page_settings().dashboard_refresh_s,
+        links=[(href, i18n.t(key)) for href, key in PAGE_LINKS],
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 

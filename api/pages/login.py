@@ -43,10 +43,8 @@ def _form(
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
-    html = (
-        config.templates()
-        .get_template("login.html")
-        .render(next=_safe_next(next_), csrf=token, error=error, csp_nonce=nonce_of(request))
+    html = config.render(
+        "login.html", next=_safe_next(next_), csrf=token, error=error, csp_nonce=nonce_of(request)
     )
     resp = HTMLResponse(
         html, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
@@ -127,9 +125,7 @@ async def logout(
 
         if not await database(request).run(close):
             return HTMLResponse(
-                config.templates()
-                .get_template("signed_out.html")
-                .render(ok=False, csp_nonce=nonce_of(request)),
+                config.render("signed_out.html", ok=False, csp_nonce=nonce_of(request)),
                 status_code=403,
                 headers={"Cache-Control": "no-store"},
             )

@@ -295,27 +295,24 @@ def build_map(
             layers=layer_vars,
         )
     )
-    panel = (
-        config.templates()
-        .get_template("map_panel.html")
-        .render(
-            loc=loc,
-            filters=filters,
-            catalogue=catalogue,
-            sides=list(sides),
-            side_colours=colours,
-            statuses=STATUSES,
-            windows=list(WINDOWS),
-            mechanism_colours=config.MECHANISM_COLOURS,
-            shapes=list(dict.fromkeys(config.STATUS_SHAPES.values())),
-            views=views,
-            layer_title=lambda v: layer_title(v, loc),
-            view_style=maplook.style,
-            heat_days=maplook.HEAT_DAYS,
-            tiles=tiles,
-            query=filters.raw,
-            csrf=csrf,
-        )
+    panel = config.render(
+        "map_panel.html",
+        loc=loc,
+        filters=filters,
+        catalogue=catalogue,
+        sides=list(sides),
+        side_colours=colours,
+        statuses=STATUSES,
+        windows=list(WINDOWS),
+        mechanism_colours=config.MECHANISM_COLOURS,
+        shapes=list(dict.fromkeys(config.STATUS_SHAPES.values())),
+        views=views,
+        layer_title=lambda v: layer_title(v, loc),
+        view_style=maplook.style,
+        heat_days=maplook.HEAT_DAYS,
+        tiles=tiles,
+        query=filters.raw,
+        csrf=csrf,
     )
     fig.html.add_child(Element(panel))
     # folium's templates take no nonce: put it on the tags of the page it renders (all of them
@@ -513,18 +510,15 @@ def popup(
         raise NotFound("no such case, or not visible to this key", {"id": case_id})
     loc = locale_of(request)
     pending = [s for s in row["sides"] if s not in row["verified_sides"]]
-    html = (
-        config.templates()
-        .get_template("popup.html")
-        .render(
-            case=row,
-            loc=loc,
-            description=row["description"],
-            by_side=by_side(row, loc),
-            reasons=i18n.join((i18n.name("reason", r, loc) for r in row["reasons"]), loc),
-            pending=i18n.join((i18n.side_name(s, loc, "short") for s in pending), loc),
-            trace=trace_text.render((row["routing"] or {}).get("trace", []), row, loc),
-            photos=media.thumbnails(conn, row["id"], admin=who.role == "admin"),
-        )
+    html = config.render(
+        "popup.html",
+        case=row,
+        loc=loc,
+        description=row["description"],
+        by_side=by_side(row, loc),
+        reasons=i18n.join((i18n.name("reason", r, loc) for r in row["reasons"]), loc),
+        pending=i18n.join((i18n.side_name(s, loc, "short") for s in pending), loc),
+        trace=trace_text.render((row["routing"] or {}).get("trace", []), row, loc),
+        photos=media.thumbnails(conn, row["id"], admin=who.role == "admin"),
     )
     return HTMLResponse(html, headers=NO_STORE)

@@ -141,20 +141,17 @@ def report_page(
         "text": script_text(),
         "media": media_limits,
     }
-    html = (
-        config.templates()
-        .get_template("report.html")
-        .render(
-            catalogue=catalogue,
-            coord_sources=COORD_SOURCES,
-            page_config=page_config,
-            severity_colours=config.SEVERITY_COLOURS,
-            tiles=tiles,
-            csrf=who.csrf,
-            links=PAGE_LINKS.get(who.role or "", ()),
-            with_map=map_ == "on",
-            media=media_limits,
-            csp_nonce=nonce_of(request),
-        )
+    html = config.render(
+        "report.html",
+        catalogue=catalogue,
+        coord_sources=COORD_SOURCES,
+        page_config=page_config,
+        severity_colours=config.SEVERITY_COLOURS,
+        tiles=tiles,
+        csrf=who.csrf,
+        links=PAGE_LINKS.get(who.role or "", ()),
+        with_map=map_ == "on",
+        media=media_limits,
+        csp_nonce=nonce_of(request),
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -25,9 +25,5 @@ def install(app: FastAPI) -> None:
         name="assets",
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(mapview.router)
-    app.include_router(dashboard.router)
-    app.include_router(report.router)
-    app.include_router(login.router)
-    app.include_router(cases.router)
-    app.include_router(i18n_routes.router)
+    for pages in (mapview, dashboard, report, login, cases, i18n_routes):
+        app.include_router(pages.router)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from gis.workflow import ACTIONS
 
 
 class Reporter(BaseModel):
@@ -45,19 +47,11 @@ class ReportIn(BaseModel):
     reporter: Reporter | None = None
 
 
-TransitionAction = Literal[
-    "accept",
-    "dispatch",
-    "start",
-    "resolve",
-    "verify",
-    "close",
-    "reject",
-    "return",
-    "postpone",
-    "escalate",
-    "merge",
-]
+# The actions a transition may name: exactly the workflow's, in its order (the JSON schema's enum).
+if TYPE_CHECKING:
+    TransitionAction = str
+else:
+    TransitionAction = Literal[ACTIONS]
 
 
 class TransitionIn(BaseModel):

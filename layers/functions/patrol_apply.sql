@@ -25,6 +25,7 @@ DECLARE
     seg_side  text[] := '{}';
     seg_a     geometry[] := '{}';
     seg_b     geometry[] := '{}';
+    seg_from  geometry;            -- where the fix's piece of track starts
     a_grp     integer[];
     k0        integer;
 BEGIN
@@ -113,12 +114,7 @@ BEGIN
             END IF;
             IF has_s AND extract(epoch FROM f.time - s.ended_at) <= p_gap_s
                AND NOT (has_mk AND mk.at > s.ended_at) THEN
-                seg_sid := seg_sid || s.id;
-                seg_t := seg_t || f.time;
-                seg_team := seg_team || f.team;
-                seg_side := seg_side || f.side;
-                seg_a := seg_a || s.last_geom;
-                seg_b := seg_b || f.geom;
+                seg_from := s.last_geom;  -- the piece of track from the session's last fix
                 pts := pts || f.geom;
                 s.ended_at := f.time;
                 s.fixes := s.fixes + 1;
@@ -138,13 +134,14 @@ BEGIN
                 RETURNING * INTO s;
                 has_s := true;
                 -- a session's first fix marks the cell it stands in as patrolled
-                seg_sid := seg_sid || s.id;
-                seg_t := seg_t || f.time;
-                seg_team := seg_team || f.team;
-                seg_side := seg_side || f.side;
-                seg_a := seg_a || f.geom;
-                seg_b := seg_b || f.geom;
+                seg_from := f.geom;
             END IF;
+            seg_sid := seg_sid || s.id;
+            seg_t := seg_t || f.time;
+            seg_team := seg_team || f.team;
+            seg_side := seg_side || f.side;
+            seg_a := seg_a || seg_from;
+            seg_b := seg_b || f.geom;
             n := n + 1;
         END LOOP;
         IF has_s AND cardinality(pts) > 0 THEN

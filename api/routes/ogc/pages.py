@@ -17,11 +17,7 @@ NAV_RELS = ("self", "alternate", "next", "prev", "collection", "data", "items")
 def page(template: str, title: str, links: list[dict[str, str]], **context: Any) -> Response:
     """An HTML view: ``ogc/<template>.html`` with the page's title and its navigation links."""
     nav = [ln for ln in links if ln["rel"] in NAV_RELS or ln["rel"].startswith("service")]
-    text = (
-        config.templates()
-        .get_template(f"ogc/{template}.html")
-        .render(title=title, nav=nav, **context)
-    )
+    text = config.render(f"ogc/{template}.html", title=title, nav=nav, **context)
     return Response(
         text, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"}
     )

@@ -9,6 +9,7 @@ the client's disconnect).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -98,6 +99,27 @@ def may_know(who: Principal, spec: LayerSpec) -> bool:
 def _spec(collection_id: str, who: Principal) -> LayerSpec:
     """The collection ``collection_id`` for this caller; a 404 listing only those it may read."""
     return layer_spec(collection_id, _shown(who))
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The collection a route's path names, as its caller may see it, with the read-pool
+    connection to read it on and the catalogue's sensitive fields (redacted in every feed)."""
+
+    spec: LayerSpec
+    conn: Conn
+    sensitive: frozenset[str]
+
+
+async def asked_collection(
+    collection_id: str,
+    conn: Conn = Depends(get_read_conn),
+    catalogue: Catalogue = Depends(get_catalogue),
+    who: Principal = FEEDS,
+) -> Asked:
+    """The dependency of the routes under ``/collections/{collection_id}`` that read on a
+    pooled connection: a 404 (listing only what the caller may read) for an unknown id."""
+    return Asked(_spec(collection_id, who), conn, sensitive_of(catalogue))
 
 
 @router.get("")
@@ -220,17 +242,11 @@ def collections(
 
 
 @router.get("/collections/{collection_id}")
-def collection(
-    collection_id: str,
-    request: Request,
-    conn: Conn = Depends(get_read_conn),
-    catalogue: Catalogue = Depends(get_catalogue),
-    who: Principal = FEEDS,
-) -> Response:
-    spec = _spec(collection_id, who)
+def collection(request: Request, asked: Asked = Depends(asked_collection)) -> Response:
+    spec, conn = asked.spec, asked.conn
     q = check_params(request, DOC_PARAMS)
     base = base_url(request)
-    doc = _collection_doc(base, features.describe(conn, spec), conn, sensitive_of(catalogue))
+    doc = _collection_doc(base, features.describe(conn, spec), conn, asked.sensitive)
     if wants_html(request, q.get("f")):
         return pages.page(
             "collection",
@@ -287,16 +303,11 @@ GEOMETRY_FORMATS = {
 
 
 @router.get("/collections/{collection_id}/queryables")
-def queryables(
-    collection_id: str,
-    request: Request,
-    conn: Conn = Depends(get_read_conn),
-    who: Principal = FEEDS,
-) -> Response:
-    spec = _spec(collection_id, who)
+def queryables(request: Request, asked: Asked = Depends(asked_collection)) -> Response:
+    spec = asked.spec
     q = check_params(request, DOC_PARAMS)
     base = base_url(request)
-    schema = _queryables_schema(base, features.describe(conn, spec))
+    schema = _queryables_schema(base, features.describe(asked.conn, spec))
     if wants_html(request, q.get("f")):
         rows = [{"name": k, "schema": v} for k, v in schema["properties"].items()]
         links = [link(f"{base}/collections/{spec.id}", "collection", JSON, spec.title)]
@@ -448,21 +459,18 @@ def _page_links(
 
 @router.get("/collections/{collection_id}/items/{feature_id}")
 def item(
-    collection_id: str,
     feature_id: str,
     request: Request,
-    conn: Conn = Depends(get_read_conn),
-    catalogue: Catalogue = Depends(get_catalogue),
-    who: Principal = FEEDS,
+    asked: Asked = Depends(asked_collection),
 ) -> Response:
-    spec = _spec(collection_id, who)
+    spec, conn = asked.spec, asked.conn
     q = check_params(request, ITEM_PARAMS)
     p.check_crs("crs", q.get("crs"))
     coords = q.get("coords", "wgs84")
     if coords not in COORDS:
         raise e.InvalidInput("coords must be wgs84, gcj02 or bd09", {"coords": coords[:30]})
     coll = features.describe(conn, spec)
-    text = features.feature(conn, coll, feature_id, sensitive=sensitive_of(catalogue), crs=coords)
+    text = features.feature(conn, coll, feature_id, sensitive=asked.sensitive, crs=coords)
     base = base_url(request)
     url = f"{base}/collections/{spec.id}/items/{feature_id}"
     extra = "" if coords == "wgs84" else f"?coords={coords}"
