@@ -342,7 +342,7 @@ def teams_traced(picks: tuple[TeamPick, ...], ordered: tuple[Placed, ...], mecha
                 "placed_by": "base" if c.fix is None else "fix",
             }
         if c.fix is not None:
-            item |= {"fix_age_s": round(c.fix.age_s), "by_position": True}
+            item["fix_age_s"] = round(c.fix.age_s)
         cands.append(item)
     ctx = {"mechanism": mechanism, "names": {p.code: p.name for p in picks},
            "distance_m": {c.team.code: c.distance_m for c in ordered}}  # fmt: skip

@@ -215,7 +215,7 @@ def test_a_team_is_placed_by_its_fresh_fix_before_its_base():
     assert "nearest on duty: T1, 180 m from the point (fix 3 min old)" in step.says
     assert step.data["candidates"] == [
         {"code": "T1", "covers": False, "on_duty": True, "base_distance_m": 9000.0,
-         "distance_m": 180.4, "placed_by": "fix", "fix_age_s": 190, "by_position": True},
+         "distance_m": 180.4, "placed_by": "fix", "fix_age_s": 190},
         {"code": "T2", "covers": False, "on_duty": True, "base_distance_m": 600.0,
          "distance_m": 600.0, "placed_by": "base"},
     ]  # fmt: skip
