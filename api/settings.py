@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gis.routing import FRESH_FIX_S
 from layers.roles import conninfo_as
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,7 +312,7 @@ class PatrolSettings(BaseSettings):
     future_s: float = Field(default=300, ge=0)  # further ahead than this: refused
     area_buffer_m: float = Field(default=5000, ge=0)  # the service area's box grown by this
     # routing places a team by its member's fix no older than this (s), as of the decision (README)
-    fresh_fix_s: float = Field(default=600, gt=0)
+    fresh_fix_s: float = Field(default=FRESH_FIX_S, gt=0)
 
 
 @cache

@@ -107,7 +107,9 @@ def _m(v: float | None) -> float | None:
 # quotes (names, exact metres; see gis.says). ``decide`` turns it into a ``Step``.
 Traced = tuple[str, dict[str, Any], dict[str, Any]]
 
-FRESH_FIX_S = 600.0  # a member's fix older than this places no team (api.settings: fresh_fix_s)
+# A member's fix older than this places no team; the default of api.settings' fresh_fix_s and
+# of the facts readers (layers.locate, layers.bulk).
+FRESH_FIX_S = 600.0
 
 
 def _step(traced: Traced) -> Step:

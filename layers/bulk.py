@@ -15,6 +15,7 @@ from psycopg import ClientCursor
 from psycopg import sql as q
 from psycopg.types.json import Jsonb
 
+from gis.routing import FRESH_FIX_S
 from layers.db import Conn, translate_errors
 
 
@@ -155,7 +156,7 @@ def reroute_cases(
     ids: Sequence[str] | None = None,
     far: bool = False,
     half: int | None = None,
-    fix_max_age_s: float = 600.0,
+    fix_max_age_s: float = FRESH_FIX_S,
 ) -> Any:
     """The cases to re-route with their facts, as a pandas DataFrame (COPY out, parsed in C):
     with ``candidates``, only those staged in ``_reroute_candidates`` (``layers.changes``);

@@ -31,6 +31,7 @@ from gis.facts import (
     SideFact,
     TeamCandidate,
 )
+from gis.routing import FRESH_FIX_S
 from layers.db import Conn, sql, translate_errors
 
 _M_PER_DEG_LAT = 110_574.0
@@ -64,7 +65,7 @@ def facts(
     sides: Sequence[str] = (),
     teams_if_cross: bool = False,
     as_of: datetime | None = None,
-    fix_max_age_s: float = 600.0,
+    fix_max_age_s: float = FRESH_FIX_S,
 ) -> LocationFacts:
     """Gather the facts for a WGS84 point; ``radius_m`` (metres) bounds the chiefs returned.
 
@@ -152,7 +153,7 @@ def facts_of_points(
     sides: Sequence[Sequence[str]] | None = None,
     far: bool = True,
     as_of: datetime | Sequence[datetime | None] | None = None,
-    fix_max_age_s: float = 600.0,
+    fix_max_age_s: float = FRESH_FIX_S,
 ) -> ManyFacts:
     """The facts of many points in one statement (teams only where a case can be
     cross-boundary, as the report path asks). ``sides``: per point, the sides to report
