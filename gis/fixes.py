@@ -254,16 +254,9 @@ def _has_zone(text: str) -> bool:
 
 
 def refusal(fix: Fix, *, now: datetime, rules: Rules) -> str | None:
-    """Why a fix is refused, or None: ``future``, ``too_old`` or ``outside_service_area``."""
-    if fix.time > now + rules.future:
-        return "future"
-    if fix.time < now - rules.retention:
-        return "too_old"
-    if rules.bounds is not None:
-        minx, miny, maxx, maxy = rules.bounds
-        if not (minx <= fix.lon <= maxx and miny <= fix.lat <= maxy):
-            return "outside_service_area"
-    return None
+    """Why a fix is refused, or None: ``future``, ``too_old`` or ``outside_service_area``
+    (``refusals`` for a batch of one)."""
+    return refusals(FixBatch.of([fix]), now=now, rules=rules)[0]
 
 
 REASONS = {
@@ -273,33 +266,14 @@ REASONS = {
 }
 
 
-def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    """Great-circle distance in metres (spherical, mean radius): enough to judge a speed."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 def flag(fixes: list[Fix], *, previous: Fix | None, rules: Rules) -> list[Fix]:
     """The fixes (sorted by time) with their flags: ``accuracy`` for an accuracy worse than the
     rule, ``speed`` for an impossible speed from the previous good fix (flagged fixes are not
-    a base for the next, so one wild fix does not flag the good ones after it)."""
-    out: list[Fix] = []
-    base = previous
-    for f in sorted(fixes, key=lambda f: f.time):
-        flags: list[str] = []
-        if f.accuracy_m is not None and f.accuracy_m > rules.max_accuracy_m:
-            flags.append("accuracy")
-        if base is not None and f.time > base.time:
-            dt = (f.time - base.time).total_seconds()
-            if distance_m(base.lon, base.lat, f.lon, f.lat) / dt > rules.max_speed_mps:
-                flags.append("speed")
-        g = replace(f, flags=tuple(flags))
-        if not flags:
-            base = g
-        out.append(g)
-    return out
+    a base for the next, so one wild fix does not flag the good ones after it). ``flag_batch``
+    for a batch of these fixes."""
+    ordered = sorted(fixes, key=lambda f: f.time)
+    flagged = flag_batch(FixBatch.of(ordered), previous=previous, rules=rules)
+    return [replace(f, flags=flagged.flags(k)) for k, f in enumerate(ordered)]
 
 
 def expand_bounds(
@@ -344,6 +318,22 @@ class FixBatch:
     def __len__(self) -> int:
         return len(self.index)
 
+    @classmethod
+    def of(cls, fixes: list[Fix]) -> FixBatch:
+        """The batch of fixes already read (the live protocols' one fix), in their order."""
+        m = len(fixes)
+        return cls(
+            index=np.arange(m, dtype=np.int64),
+            time=[f.time for f in fixes],
+            epoch=np.array([f.time.timestamp() for f in fixes], dtype=np.float64),
+            lon=np.array([f.lon for f in fixes], dtype=np.float64),
+            lat=np.array([f.lat for f in fixes], dtype=np.float64),
+            accuracy_m=np.array([_nan(f.accuracy_m) for f in fixes], dtype=np.float64),
+            speed_mps=np.array([_nan(f.speed_mps) for f in fixes], dtype=np.float64),
+            flag_accuracy=np.zeros(m, dtype=bool),
+            flag_speed=np.zeros(m, dtype=bool),
+        )
+
     def flagged(self) -> list[dict[str, Any]]:
         """``{"index", "flags"}`` of each flagged fix, in time order."""
         marks = np.flatnonzero(self.flag_accuracy | self.flag_speed)
@@ -356,6 +346,33 @@ class FixBatch:
             for name, on in (("accuracy", self.flag_accuracy[k]), ("speed", self.flag_speed[k]))
             if on
         )
+
+
+def _nan(v: float | None) -> float:
+    return math.nan if v is None else v
+
+
+def refusals(batch: FixBatch, *, now: datetime, rules: Rules) -> list[str | None]:
+    """The rule refusing each fix of ``batch`` (``future``, ``too_old`` or
+    ``outside_service_area``), or None where none does."""
+    return _refused_by(batch.epoch, batch.lon, batch.lat, now=now, rules=rules)
+
+
+def _refused_by(
+    epoch: Floats, x: Floats, y: Floats, *, now: datetime, rules: Rules
+) -> list[str | None]:
+    now_s = now.timestamp()
+    future = epoch > now_s + rules.future.total_seconds()
+    old = ~future & (epoch < now_s - rules.retention.total_seconds())
+    outside = np.zeros(len(epoch), dtype=bool)
+    if rules.bounds is not None:
+        minx, miny, maxx, maxy = rules.bounds
+        outside = ~future & ~old & ~((x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy))
+    out: list[str | None] = [None] * len(epoch)
+    for reason, mask in (("future", future), ("too_old", old), ("outside_service_area", outside)):
+        for k in np.flatnonzero(mask):
+            out[k] = reason
+    return out
 
 
 def _plain_number(v: Any) -> bool:
@@ -483,17 +500,10 @@ def read_batch(
             x[sel], y[sel] = to_wgs84(x[sel], y[sel], the_crs)
 
     epoch = np.array([t.timestamp() for t in times], dtype=np.float64)
-    now_s = now.timestamp()
-    future = epoch > now_s + rules.future.total_seconds()
-    old = ~future & (epoch < now_s - rules.retention.total_seconds())
-    outside = np.zeros(len(idx), dtype=bool)
-    if rules.bounds is not None:
-        minx, miny, maxx, maxy = rules.bounds
-        outside = ~future & ~old & ~((x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy))
-    for reason, mask in (("future", future), ("too_old", old), ("outside_service_area", outside)):
-        for k in np.flatnonzero(keep & mask):
-            keep[k] = False
-            refused.append({"index": idx[k], "code": reason, "message": REASONS[reason]})
+    for j, reason in enumerate(_refused_by(epoch, x, y, now=now, rules=rules)):
+        if reason is not None and keep[j]:
+            keep[j] = False
+            refused.append({"index": idx[j], "code": reason, "message": REASONS[reason]})
     seen: dict[datetime, int] = {}
     for k in np.flatnonzero(keep):
         first = seen.setdefault(times[k], idx[k])
@@ -531,8 +541,9 @@ def _error_of(item: Any, *, crs: str, now: datetime) -> dict[str, str] | None:
     return None
 
 
-def distances_m(lon1: Floats, lat1: Floats, lon2: Floats, lat2: Floats) -> Floats:
-    """``distance_m`` over arrays."""
+def distances_m(lon1: Any, lat1: Any, lon2: Any, lat2: Any) -> Any:
+    """Great-circle distances in metres (spherical, mean radius: enough to judge a speed), of
+    arrays or of single numbers."""
     p1, p2 = np.radians(lat1), np.radians(lat2)
     dp, dl = p2 - p1, np.radians(lon2 - lon1)
     a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
@@ -569,7 +580,7 @@ def flag_batch(batch: FixBatch, *, previous: Fix | None, rules: Rules) -> FixBat
     for k in range(m):
         t, x, y = float(batch.epoch[k]), float(batch.lon[k]), float(batch.lat[k])
         if base is not None and t > base[2]:
-            fs[k] = distance_m(base[0], base[1], x, y) / (t - base[2]) > rules.max_speed_mps
+            fs[k] = distances_m(base[0], base[1], x, y) / (t - base[2]) > rules.max_speed_mps
         if not (fa[k] or fs[k]):
             base = (x, y, t)
     return replace(batch, flag_accuracy=fa, flag_speed=fs)

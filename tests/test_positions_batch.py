@@ -1,11 +1,13 @@
 """The batch reader of ``POST /api/v1/positions`` (``gis.fixes.read_batch``, ``flag_batch``),
-which reads a batch as columns, gives the same fixes, refusals and flags as the rules applied
-to one fix at a time (``batch_item``, ``refusal``, ``flag``), on hand-made and generated
-batches."""
+which reads a batch as columns, gives the same fixes, refusals and flags as each fix read by
+``batch_item`` and judged on its own by the rules written out here, one fix at a time and in
+plain Python (the module's own ``refusal`` and ``flag`` are its batch code for a batch of one,
+so they are no reference), on hand-made and generated batches."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +29,42 @@ RULES = fx.Rules(
 )
 
 
+def refusal_ref(f: fx.Fix) -> str | None:
+    if f.time > NOW + RULES.future:
+        return "future"
+    if f.time < NOW - RULES.retention:
+        return "too_old"
+    assert RULES.bounds is not None
+    minx, miny, maxx, maxy = RULES.bounds
+    if not (minx <= f.lon <= maxx and miny <= f.lat <= maxy):
+        return "outside_service_area"
+    return None
+
+
+def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def flag_ref(fixes: list[fx.Fix], previous: fx.Fix | None) -> list[fx.Fix]:
+    out, base = [], previous
+    for f in sorted(fixes, key=lambda f: f.time):
+        flags = []
+        if f.accuracy_m is not None and f.accuracy_m > RULES.max_accuracy_m:
+            flags.append("accuracy")
+        if base is not None and f.time > base.time:
+            dt = (f.time - base.time).total_seconds()
+            if haversine_m(base.lon, base.lat, f.lon, f.lat) / dt > RULES.max_speed_mps:
+                flags.append("speed")
+        g = replace(f, flags=tuple(flags))
+        if not flags:
+            base = g
+        out.append(g)
+    return out
+
+
 def one_by_one(items: list[Any], *, crs: str, previous: fx.Fix | None) -> tuple[Any, Any]:
     """The reference: each fix read and judged on its own, as the batch use-case did."""
     read: list[tuple[int, fx.Fix]] = []
@@ -37,7 +75,7 @@ def one_by_one(items: list[Any], *, crs: str, previous: fx.Fix | None) -> tuple[
         except InvalidInput as exc:
             refused.append({"index": i, "code": exc.code, "message": exc.message})
             continue
-        reason = fx.refusal(f, now=NOW, rules=RULES)
+        reason = refusal_ref(f)
         if reason is not None:
             refused.append({"index": i, "code": reason, "message": fx.REASONS[reason]})
         else:
@@ -57,7 +95,7 @@ def one_by_one(items: list[Any], *, crs: str, previous: fx.Fix | None) -> tuple[
     if refused:
         return None, refused
     index = {f.time: i for i, f in read}
-    flagged = fx.flag([f for _, f in read], previous=previous, rules=RULES)
+    flagged = flag_ref([f for _, f in read], previous)
     return [(index[f.time], f) for f in flagged], []
 
 
