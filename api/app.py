@@ -126,38 +126,59 @@ async def _checkpoint_loop(app: FastAPI, interval_s: float) -> None:
             log.warning("the audit checkpoint failed; retrying later", exc_info=True)
 
 
-def _start_delivery(app: FastAPI, conninfo: Callable[[], str], idle_s: float) -> Any:
-    """The delivery worker as a thread of the server (``make run``), on a connection of its
-    own: a round holds its transaction while it sends, which must not take a pool slot."""
+def _start_worker(
+    name: str, run: Callable[..., None], conninfo: Callable[[], str], **kwargs: Any
+) -> Callable[[], None]:
+    """``run(connect, stop=..., **kwargs)`` as a thread of the server, on connections of its
+    own (the server's least-privileged login, in autocommit, found again after the database
+    moves); returns what stops it."""
     import threading
 
-    from api.usecases.deliver import from_settings
     from layers.db import connect
 
     stop = threading.Event()
-    worker = from_settings(app.state.catalogue)
 
     def connect_() -> Any:
-        # The server's own least-privileged login, found again after the database moves.
         conn = connect(conninfo(), autocommit=True)
         work_as_app_role(conn)
         return conn
 
     thread = threading.Thread(
-        target=worker.run,
-        args=(connect_,),
-        kwargs={"stop": stop, "idle_s": idle_s},
-        name="deliver",
-        daemon=True,
+        target=run, args=(connect_,), kwargs={"stop": stop, **kwargs}, name=name, daemon=True
     )
     thread.start()
 
     def finish() -> None:
         stop.set()
         thread.join(timeout=15)
+
+    return finish
+
+
+def _start_delivery(app: FastAPI, conninfo: Callable[[], str], idle_s: float) -> Any:
+    """The delivery worker as a thread of the server (``make run``), on a connection of its
+    own: a round holds its transaction while it sends, which must not take a pool slot."""
+    from api.usecases.deliver import from_settings
+
+    worker = from_settings(app.state.catalogue)
+    stop = _start_worker("deliver", worker.run, conninfo, idle_s=idle_s)
+
+    def finish() -> None:
+        stop()
         worker.close()
 
     return finish
+
+
+def _start_patrol_worker(conninfo: Callable[[], str], interval_s: float) -> Any:
+    """The patrol worker as a thread of the server: it applies the sessions and the cells
+    after the answers (api.usecases.positions.apply_backlog_until)."""
+    from api.usecases.positions import apply_backlog_until
+
+    gap_s = settings.patrol().session_gap_s
+    return _start_worker(
+        "patrol-apply", apply_backlog_until, conninfo, gap_s=gap_s, interval_s=interval_s
+    )
 
 
 def _start_media_finisher(app: FastAPI) -> Any:
@@ -208,6 +229,10 @@ def create_app(pool: ServerPool | None = None, *, database: Database | None = No
             stop_delivery = _start_delivery(app, db.server_conninfo, push.interval_s)
         if own_pool:
             app.state.media_finisher = _start_media_finisher(app)
+        stop_patrols = None
+        patrol_s = settings.patrol().apply_interval_s
+        if own_pool and patrol_s > 0 and db.url:
+            stop_patrols = _start_patrol_worker(db.server_conninfo, patrol_s)
         try:
             yield
         finally:
@@ -216,6 +241,8 @@ def create_app(pool: ServerPool | None = None, *, database: Database | None = No
                 await asyncio.to_thread(finisher.stop)
             if stop_delivery is not None:
                 await asyncio.to_thread(stop_delivery)
+            if stop_patrols is not None:
+                await asyncio.to_thread(stop_patrols)
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

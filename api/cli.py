@@ -684,6 +684,17 @@ def positions_maintain(retention_days: int | None) -> None:
         _out(positions.maintain(conn, retention_days=days))
 
 
+@main.command("patrols-apply")
+def patrols_apply() -> None:
+    """Bring the patrol sessions and the cells up to date with the fixes stored since (what the
+    server's patrol worker does after the answers); prints what it applied."""
+    from layers import patrols
+
+    with _conn() as conn:
+        conn.autocommit = True
+        _out(patrols.apply_all(conn, gap_s=settings.patrol().session_gap_s))
+
+
 def _shanghai(value: str | None, default: Any) -> Any:
     from datetime import datetime
     from zoneinfo import ZoneInfo
@@ -719,6 +730,8 @@ def coverage(since: str | None, until: str | None, gap_days: float | None, as_js
     with _conn() as conn:
         conn.autocommit = True
         patrols.ensure_cells(conn)
+        # the cells' "last patrolled" as of every fix stored, not of the worker's last pass
+        patrols.apply_all(conn, gap_s=p.session_gap_s)
         rows = patrols.coverage_table(
             conn,
             since=t0,

@@ -1,9 +1,11 @@
 """Patrol sessions (tracks) and border patrol coverage: the layers ``patrol_tracks`` and
 ``patrol_coverage``, explicit start and stop, and the coverage table.
 
-Sessions and the cells' "last patrolled" are kept by ``patrol_apply`` (migration 0022) in the
-transaction that stores fixes; patrolled minutes are computed from the stored fixes on demand
-(``patrol_coverage_minutes``), so a late fix counts the moment it is stored.
+Sessions and the cells' "last patrolled" are kept by ``patrol_apply`` (migration 0022), from the
+backlog that each store of fixes adds to (``apply_backlog``, migration 0030: the server's patrol
+worker, after the answer), and by an explicit start or stop in its own transaction. Patrolled
+minutes are computed from the stored fixes on demand (``patrol_coverage_minutes``), so a late
+fix counts the moment it is stored.
 """
 
 from __future__ import annotations
@@ -80,6 +82,42 @@ def ensure_cells(conn: Conn) -> None:
     """Derive the cells if the border changed since they were (or they never were)."""
     with translate_errors(), conn.transaction():
         conn.execute("SELECT coverage_cells_ready()")
+
+
+def apply_backlog(conn: Conn, *, gap_s: float, devices: int = 50) -> dict[str, int]:
+    """Bring the sessions and the cells up to date with the fixes stored since (the backlog),
+    for up to ``devices`` devices, in the caller's transaction; a device another transaction
+    is applying is left for the next call. Returns ``{"devices", "rows"}`` applied."""
+    with translate_errors():
+        row = conn.execute(
+            "SELECT applied_devices, applied_rows FROM patrol_apply_backlog(%s, %s)",
+            (gap_s, devices),
+        ).fetchone()
+    assert row is not None
+    return {"devices": int(row["applied_devices"]), "rows": int(row["applied_rows"])}
+
+
+def apply_all(conn: Conn, *, gap_s: float, devices: int = 50) -> dict[str, int]:
+    """``apply_backlog`` until the backlog is empty, each call its own transaction (``conn``
+    in autocommit) or all in the caller's; the totals."""
+    total = {"devices": 0, "rows": 0}
+    while True:
+        got = apply_backlog(conn, gap_s=gap_s, devices=devices)
+        total = {k: total[k] + got[k] for k in total}
+        if got["devices"] < devices:
+            return total
+
+
+def backlog(conn: Conn) -> dict[str, Any]:
+    """The backlog's size: rows, devices, and the age in seconds of the oldest row (0: none)."""
+    with translate_errors():
+        row = conn.execute(
+            "SELECT count(*) AS rows, count(DISTINCT device) AS devices,"
+            " COALESCE(extract(epoch FROM now() - min(queued_at)), 0)::float8 AS oldest_s"
+            " FROM patrol_backlog"
+        ).fetchone()
+    assert row is not None
+    return dict(row)
 
 
 def mark(conn: Conn, *, device: dict[str, Any], kind: str, at: datetime, gap_s: float) -> None:

@@ -2,7 +2,9 @@
 of each device and team, and the team positions layer (``team_positions``).
 
 Every write here runs in the caller's transaction: the fixes, the latest fix of the device and
-of its team, and the patrol sessions (``patrol_apply``, migration 0022) commit together.
+of its team, and the device's row of the patrol backlog commit together; the patrol worker
+brings the sessions and the cells up to date from that backlog after the answer
+(``layers.patrols.apply_backlog``, migration 0030).
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def previous_good(conn: Conn, *, device: str, before: datetime) -> Fix | None:
 STORE = (
     "SELECT positions_store(%s, %s, %s, %s, %s, %s::timestamptz[], %s::float8[], %s::float8[],"
     " %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::boolean[],"
-    " %s::boolean[], %s) AS n"
+    " %s::boolean[]) AS n"
 )
 
 
@@ -129,13 +131,12 @@ def store_batch(
     device: dict[str, Any],
     batch: FixBatch,
     source: str,
-    gap_s: float,
     retention_days: int,
 ) -> dict[str, int]:
     """Store a device's fixes (checked and flagged: ``gis.fixes.read_batch``, ``flag_batch``)
-    once each per (device, time); move the device's and team's latest fix; bring the device's
-    patrol sessions up to date (``positions_store``). One statement: in autocommit it commits
-    before this returns. Returns ``{"stored", "duplicates"}``."""
+    once each per (device, time); move the device's and team's latest fix; queue the device's
+    sessions for the patrol worker (``positions_store``). One statement: in autocommit it
+    commits before this returns. Returns ``{"stored", "duplicates"}``."""
     none = "{" + ",".join(["NULL"] * len(batch)) + "}"
     columns = (
         _times(batch.time),
@@ -149,7 +150,7 @@ def store_batch(
         _bools(batch.flag_accuracy),
         _bools(batch.flag_speed),
     )
-    return _store(conn, device, source, gap_s, retention_days, len(batch), columns)
+    return _store(conn, device, source, retention_days, len(batch), columns)
 
 
 def store(
@@ -158,7 +159,6 @@ def store(
     device: dict[str, Any],
     fixes: list[Fix],
     source: str,
-    gap_s: float,
     retention_days: int,
 ) -> dict[str, int]:
     """``store_batch`` for fixes one by one (the live protocols)."""
@@ -174,14 +174,13 @@ def store(
         _bools(["accuracy" in f.flags for f in fixes]),
         _bools(["speed" in f.flags for f in fixes]),
     )
-    return _store(conn, device, source, gap_s, retention_days, len(fixes), columns)
+    return _store(conn, device, source, retention_days, len(fixes), columns)
 
 
 def _store(
     conn: Conn,
     device: dict[str, Any],
     source: str,
-    gap_s: float,
     retention_days: int,
     count: int,
     columns: tuple[str, ...],
@@ -192,7 +191,7 @@ def _store(
     head = (device["id"], device["side"], device["team"], device["member_id"], source)
     with translate_errors():
         try:
-            row = conn.execute(STORE, (*head, *columns, gap_s)).fetchone()
+            row = conn.execute(STORE, (*head, *columns)).fetchone()
         except pgerr.CheckViolation as exc:
             # no partition for a fix's day (a server that ran past the partitions made ahead):
             # the caller makes them (``maintain``) and runs its transaction once more

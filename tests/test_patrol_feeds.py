@@ -12,7 +12,7 @@ import pytest
 
 from api.settings import PatrolSettings
 from api.usecases.positions import batch
-from layers import devices, positions
+from layers import devices, patrols, positions
 from tests.conftest import SharedSource, bearer
 from tests.geo import ANJU, point_inside
 
@@ -56,6 +56,7 @@ def patrolling(conn: Any) -> dict[str, Any]:
         ],
     }
     batch(conn, key=key, body=body, settings=SETTINGS)
+    patrols.apply_all(conn, gap_s=SETTINGS.session_gap_s)  # the server's patrol worker
     return {
         "team": team["code"],
         "team_name": team["name"],

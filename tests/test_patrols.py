@@ -44,7 +44,14 @@ def _post(
             for (x, y), t in zip(pts, times, strict=True)
         ],
     }
-    return batch(conn, key=dev["key"], body=body, settings=SETTINGS)
+    out = batch(conn, key=dev["key"], body=body, settings=SETTINGS)
+    _apply(conn)
+    return out
+
+
+def _apply(conn: Any) -> dict[str, int]:
+    """What the server's patrol worker does after the answers: the sessions and the cells."""
+    return patrols.apply_all(conn, gap_s=SETTINGS.session_gap_s)
 
 
 def _walk(side: str, metres: float, f0: float, f1: float, n: int) -> list[tuple[float, float]]:
@@ -119,6 +126,7 @@ def test_offline_fixes_arriving_after_live_ones_land_in_order(client, conn):
         headers=bearer(dev["key"]),
     )
     assert r.status_code == 200, r.text
+    _apply(conn)
     (s,) = patrols.sessions(conn, device=dev["id"])
     assert (s["started_at"], s["ended_at"], s["fixes"]) == (times[0], times[-1], 12)
     assert _flat(s["track"]["coordinates"]) == pytest.approx(_flat(pts), abs=1e-9)
@@ -156,6 +164,59 @@ def test_explicit_stop_and_start(client, conn):
         (times[6], 3, True),
     ]
     assert len(positions.track(conn, device=dev["id"])) == 9
+
+
+def _sessions_of(conn: Any, device: str) -> list[tuple[Any, ...]]:
+    return [
+        (
+            x["started_at"],
+            x["ended_at"],
+            x["fixes"],
+            x["explicit"],
+            round(x["length_m"], 6),
+            round(x["border_m"], 6),
+            tuple(
+                _flat(x["track"]["coordinates"] if x["fixes"] > 1 else [x["track"]["coordinates"]])
+            ),
+        )
+        for x in patrols.sessions(conn, device=device)
+    ]
+
+
+def test_the_backlog_applied_once_gives_the_sessions_of_a_pass_after_each_batch(conn):
+    """The patrol worker applies whatever arrived for a device since its last pass in one call:
+    the sessions, their tracks, lengths and border lengths are those of a pass after every
+    batch, with a silence that splits a session, a batch that extends one, an offline batch
+    older than what is stored, and a flagged fix."""
+    each, once = _device(conn, side=TONGNAN), _device(conn, side=TONGNAN)
+    pts = _line(point_inside(TONGNAN, 900, 0.15), point_inside(TONGNAN, 100, 0.2), 24)
+    times = [T0 + timedelta(minutes=30, seconds=30 * i) for i in range(12)]
+    times += [times[-1] + timedelta(minutes=25, seconds=30 * i) for i in range(12)]  # a silence
+    batches = [range(4, 9), range(9, 16), range(20, 24), range(16, 20), range(0, 4)]
+    for dev in (each, once):
+        for b in batches:
+            body = {
+                "device": dev["id"],
+                "fixes": [
+                    {
+                        "lon": pts[i][0],
+                        "lat": pts[i][1],
+                        "time": times[i].isoformat(),
+                        "accuracy": 500 if i == 10 else 5,
+                    }
+                    for i in b
+                ],
+            }
+            batch(conn, key=dev["key"], body=body, settings=SETTINGS)
+            if dev is each:
+                assert _apply(conn)["rows"] == 1
+        if dev is once:
+            assert _apply(conn) == {"devices": 1, "rows": len(batches)}
+    assert conn.execute("SELECT count(*) AS n FROM patrol_backlog").fetchone()["n"] == 0
+    got = _sessions_of(conn, once["id"])
+    assert [(s[0], s[2]) for s in got] == [(times[0], 11), (times[12], 12)]
+    assert got == _sessions_of(conn, each["id"])
+    assert _apply(conn) == {"devices": 0, "rows": 0}  # nothing left, nothing done twice
 
 
 # -- coverage ------------------------------------------------------------------------------
@@ -278,6 +339,7 @@ def test_flagged_fixes_are_left_out_of_tracks_and_coverage(conn):
     }
     out = batch(conn, key=dev["key"], body=body, settings=SETTINGS)
     assert out["flagged"] == [{"index": 2, "flags": ["accuracy"]}]
+    _apply(conn)
     (s,) = patrols.sessions(conn, device=dev["id"])
     assert s["fixes"] == 5
     assert _flat(s["track"]["coordinates"]) == pytest.approx(
@@ -303,3 +365,41 @@ def test_coverage_command_prints_the_table_with_gaps(db_url):
     cells = [ln for ln in lines if ln.startswith("c:")]
     assert cells and all(ln.split()[1] in (ANJU, TONGNAN) for ln in cells)
     assert any(ln.startswith(f"side {ANJU}:") and "cells are gaps" in ln for ln in lines)
+
+
+def test_fixes_acknowledged_with_no_worker_running_are_applied_later(db_url):
+    """The backlog commits with the fixes: whatever no worker has applied yet (the server
+    stopped or crashed after its answers) is applied by the next pass, here the command."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(db_url, row_factory=dict_row, autocommit=True) as c:
+        dev = _device(c, side=TONGNAN)
+        pts = _walk(TONGNAN, 300, 0.3, 0.32, 5)
+        times = [T0 + timedelta(hours=3, seconds=30 * i) for i in range(5)]
+        body = {
+            "device": dev["id"],
+            "fixes": [
+                {"lon": x, "lat": y, "time": t.isoformat()}
+                for (x, y), t in zip(pts, times, strict=True)
+            ],
+        }
+        assert batch(c, key=dev["key"], body=body, settings=SETTINGS)["stored"] == 5
+        out = subprocess.run(
+            [sys.executable, "-m", "api.cli", "patrols-apply"],
+            env={**os.environ, "DATABASE_URL": db_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        assert set(json.loads(out.stdout)) == {"devices", "rows"}
+        q = "SELECT count(*) AS n FROM patrol_backlog WHERE device = %s"
+        assert c.execute(q, (dev["id"],)).fetchone()["n"] == 0
+        (s,) = patrols.sessions(c, device=dev["id"])
+        assert (s["started_at"], s["ended_at"], s["fixes"]) == (times[0], times[-1], 5)

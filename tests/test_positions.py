@@ -403,7 +403,7 @@ def test_retention_drops_whole_partitions_and_leaves_the_others_unchanged(conn, 
             Fix(lon=lon, lat=lat + i * 1e-5, time=today - timedelta(days=days, seconds=-30 * i))
             for i in range(10)
         ]
-        positions.store(conn, device=dev, fixes=fixes, source="batch", gap_s=600, retention_days=20)
+        positions.store(conn, device=dev, fixes=fixes, source="batch", retention_days=20)
     names = {p["name"] for p in positions.partitions(conn)}
     old = {f"positions_p{(today - timedelta(days=d)).strftime('%Y%m%d')}" for d in (15, 12)}
     assert old <= names

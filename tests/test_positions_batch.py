@@ -7,6 +7,7 @@ so they are no reference), on hand-made and generated batches."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -229,8 +230,10 @@ def test_generated_batches_agree(items: list[Any], crs: str) -> None:
 
 def test_an_acknowledged_batch_is_committed_before_the_answer(db_url, live_server) -> None:
     """The moment each 200 arrives, another connection sees the batch's fixes, the device's
-    latest fix and its patrol session: the batch is one transaction, committed before the
-    answer is sent (so an answered batch survives a crash of the server that answered)."""
+    latest fix and the fixes queued for its sessions (on the backlog, or already placed by the
+    server's patrol worker): the batch is one transaction, committed before the answer is sent
+    (so an answered batch survives a crash of the server that answered). The worker then
+    places every fix in the device's session, and empties its backlog."""
     import httpx
     import psycopg
     from psycopg.rows import dict_row
@@ -262,10 +265,25 @@ def test_an_acknowledged_batch_is_committed_before_the_answer(db_url, live_serve
                 row = reader.execute(
                     "SELECT (SELECT count(*) FROM positions WHERE device = %(d)s) AS n,"
                     " (SELECT time FROM device_latest WHERE device = %(d)s) AS latest,"
+                    " (SELECT max(from_time) FROM patrol_backlog WHERE device = %(d)s) AS queued,"
+                    " (SELECT max(ended_at) FROM patrol_sessions WHERE device = %(d)s) AS placed",
+                    {"d": dev["id"]},
+                ).fetchone()
+                assert (row["n"], row["latest"]) == (100 * (j + 1), times[-1])
+                # this batch is on the backlog, or the worker placed it already
+                assert row["queued"] == times[0] or row["placed"] == times[-1], row
+            # the worker places them all (a pass every JOINTGRID_PATROL_APPLY_INTERVAL_S, 2 s)
+            deadline = time.monotonic() + 30
+            while True:
+                row = reader.execute(
+                    "SELECT (SELECT count(*) FROM patrol_backlog WHERE device = %(d)s) AS queued,"
                     " (SELECT sum(fixes) FROM patrol_sessions WHERE device = %(d)s) AS placed",
                     {"d": dev["id"]},
                 ).fetchone()
-                assert row == {"n": 100 * (j + 1), "latest": times[-1], "placed": 100 * (j + 1)}
+                if row == {"queued": 0, "placed": 400} or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert row == {"queued": 0, "placed": 400}
             # the same batch again: idempotent per device and time
             r = http.post("/api/v1/positions", json=body, headers=bearer(key))
             assert r.json()["stored"] == 0 and r.json()["duplicates"] == 100

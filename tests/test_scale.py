@@ -36,6 +36,7 @@ LARGE_TABLES = (
     "coverage_cells",
     "coverage_cell_parts",
     "patrol_marks",
+    "patrol_backlog",
     "positions_dropped",
     "team_latest",
     "side_parts",

@@ -16,6 +16,9 @@ key, is ``UnknownDevice`` (401) whatever else the request says.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -26,7 +29,9 @@ from layers import devices, patrols, positions
 from layers.db import Conn
 
 MAX_BATCH = 1000
+BACKLOG_DEVICES = 20  # devices a transaction of the patrol worker applies
 T = TypeVar("T")
+log = logging.getLogger("jointgrid.patrols")
 
 
 class UnknownDevice(DomainError):
@@ -115,7 +120,6 @@ def live(
                 device=dev,
                 fixes=[flagged],
                 source=source,
-                gap_s=settings.session_gap_s,
                 retention_days=settings.retention_days,
             )
         return flagged, got
@@ -165,7 +169,6 @@ def batch(
             device=dev,
             batch=flagged,
             source="batch",
-            gap_s=settings.session_gap_s,
             retention_days=settings.retention_days,
         )
         return flagged, got
@@ -197,3 +200,36 @@ def mark(
     with conn.transaction():
         patrols.mark(conn, device=dev, kind=kind, at=when, gap_s=settings.session_gap_s)
     return {"device": dev["id"], "action": kind, "at": when.isoformat()}
+
+
+def apply_backlog_until(
+    connect: Callable[[], Conn],
+    *,
+    stop: threading.Event,
+    gap_s: float,
+    interval_s: float,
+) -> None:
+    """The patrol worker: until ``stop`` is set, bring the sessions and the cells up to date
+    with the fixes stored since (``layers.patrols.apply_backlog``), a pass every
+    ``interval_s`` (passes back to back while a pass finds more than it may take), reconnecting
+    after a lost connection. A pass is transactions of ``BACKLOG_DEVICES`` devices each. Fixes
+    that arrive for a device between two passes are applied together, by one call."""
+    conn: Conn | None = None
+    while not stop.is_set():
+        try:
+            if conn is None or conn.closed:
+                conn = connect()
+                if not conn.autocommit:
+                    conn.commit()  # keeps what the connection set up (SET ROLE)
+                    conn.autocommit = True
+            patrols.apply_all(conn, gap_s=gap_s, devices=BACKLOG_DEVICES)
+        except Exception:  # keep the worker alive through outages; the backlog waits for it
+            log.warning("applying the patrol backlog failed; retrying shortly", exc_info=True)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            conn = None
+        stop.wait(interval_s)
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()

@@ -29,6 +29,9 @@ DECLARE
     a_grp     integer[];
     k0        integer;
 BEGIN
+    -- one device's sessions are rebuilt by one transaction at a time (the patrol worker, an
+    -- explicit start or stop): each reads the sessions the other wrote
+    PERFORM pg_advisory_xact_lock(hashtext('patrol_apply'), hashtext(p_device));
     PERFORM coverage_cells_ready();
     SELECT * INTO s FROM patrol_sessions
     WHERE device = p_device AND started_at < p_from ORDER BY started_at DESC LIMIT 1;

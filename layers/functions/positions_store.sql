@@ -1,7 +1,8 @@
 -- Store one device's fixes (already checked and flagged by the caller), once each per
 -- (device, time), in one statement and so in one round trip: the fixes, the device's and its
--- team's latest good fix, and the device's patrol sessions (`patrol_apply`). Returns how many
--- fixes were new. Called alone in autocommit, it is its own transaction, committed before the
+-- team's latest good fix, and a row of `patrol_backlog` from which the patrol worker brings
+-- the device's sessions and the cells up to date (`patrol_apply_backlog`, after the answer;
+-- migration 0030). Returns how many fixes were new. Called alone in autocommit, it is its own transaction, committed before the
 -- caller answers; inside a caller's transaction, it is part of it.
 --
 -- The columns come as arrays, one element a fix; `p_fa` and `p_fs` are the flags `accuracy`
@@ -10,8 +11,7 @@ CREATE OR REPLACE FUNCTION positions_store(
     p_device text, p_side text, p_team text, p_member text, p_source text,
     p_t timestamptz[], p_x double precision[], p_y double precision[],
     p_a double precision[], p_s double precision[], p_b double precision[],
-    p_alt double precision[], p_bat double precision[], p_fa boolean[], p_fs boolean[],
-    p_gap_s double precision
+    p_alt double precision[], p_bat double precision[], p_fa boolean[], p_fs boolean[]
 ) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     n          integer;
@@ -57,7 +57,7 @@ BEGIN
         ON CONFLICT (team) DO UPDATE SET time = EXCLUDED.time, geom = EXCLUDED.geom,
                                          updated_at = now()
         WHERE tl.time < EXCLUDED.time;
-        PERFORM patrol_apply(p_device, first_good, p_gap_s);
+        INSERT INTO patrol_backlog (device, side, from_time) VALUES (p_device, p_side, first_good);
     ELSIF n > 0 THEN
         UPDATE device_latest SET seen_at = greatest(seen_at, seen) WHERE device = p_device;
     END IF;
