@@ -97,6 +97,38 @@ def _devices(conn: Any, n: int, tag: str) -> list[tuple[str, str]]:
     return out
 
 
+def _cpu_s(pids: set[int] | None = None, comm: str | None = None) -> float:
+    """CPU seconds (user + system) of the processes ``pids``, or of every process named
+    ``comm`` (the local cluster's PostgreSQL processes), from /proc."""
+    hz = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if pids is not None and int(entry) not in pids:
+                continue
+            if comm is not None and Path(f"/proc/{entry}/comm").read_text().strip() != comm:
+                continue
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / hz
+
+
+def _until_applied(url: str, connect: Any, timeout: float = 600.0) -> float:
+    """Seconds until the patrol worker has emptied the backlog (sessions and cells done)."""
+    t = time.perf_counter()
+    with connect(url) as conn:
+        conn.autocommit = True
+        while conn.execute("SELECT count(*) AS n FROM patrol_backlog").fetchone()["n"]:
+            if time.perf_counter() - t > timeout:
+                raise RuntimeError("the patrol backlog was not applied in time")
+            time.sleep(0.05)
+    return time.perf_counter() - t
+
+
 def _iso(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
@@ -180,17 +212,22 @@ def _run(url: str, connect: Any) -> None:
         env,
         port,
         logdir / "patrols-server.log",
-    ):
+    ) as server:
+        cpu0 = (_cpu_s({server.pid}), _cpu_s(comm="postgres"))
         t = time.perf_counter()
         batch = run_load_in_subprocess(
             {"port": port, "requests": batch_reqs, "concurrency": CONCURRENCY, "seconds": 3600}
         )
         batch_s = time.perf_counter() - t
-        print("batch", batch, round(batch_s, 1), flush=True)
+        cpu1 = (_cpu_s({server.pid}), _cpu_s(comm="postgres"))
+        tail_s = _until_applied(url, connect)
+        cpu2 = (_cpu_s({server.pid}), _cpu_s(comm="postgres"))
+        print("batch", batch, round(batch_s, 1), "applied after", round(tail_s, 2), flush=True)
         live = run_load_in_subprocess(
             {"port": port, "requests": live_reqs, "concurrency": CONCURRENCY, "seconds": SECONDS}
         )
-        print("live", live, flush=True)
+        live_tail_s = _until_applied(url, connect)
+        print("live", live, "applied after", round(live_tail_s, 2), flush=True)
         latest = run_load_in_subprocess(
             {
                 "port": port,
@@ -290,6 +327,15 @@ def _run(url: str, connect: Any) -> None:
     load_after = os.getloadavg()
 
     batch_fps = stored / batch_s
+    applied_fps = stored / (batch_s + tail_s)
+    nb = max(1, int(batch["requests"]))
+    cpu_ms = {  # core-milliseconds a batch, while answering and with the backlog applied
+        "server": 1000 * (cpu1[0] - cpu0[0]) / nb,
+        "postgres": 1000 * (cpu1[1] - cpu0[1]) / nb,
+        "server_all": 1000 * (cpu2[0] - cpu0[0]) / nb,
+        "postgres_all": 1000 * (cpu2[1] - cpu0[1]) / nb,
+    }
+    copy_ms = 1000 * copy_s * BATCH / total_fixes  # COPY's own time for a batch's rows
     copy_fps = total_fixes / copy_s
     ratio_batch = batch_fps / copy_fps
     ratio_live = float(live["per_s"]) / float(ceiling["per_s"])
@@ -297,6 +343,8 @@ def _run(url: str, connect: Any) -> None:
     rows = [
         {"path": f"POST /api/v1/positions, batches of {BATCH}", "fixes": stored, "seconds": round(batch_s, 1),
          "fixes_per_s": round(batch_fps), "p50_ms": batch["p50_ms"], "p99_ms": batch["p99_ms"], "errors": batch["errors"]},
+        {"path": "the same, until the patrol worker has applied the last of them", "fixes": stored,
+         "seconds": round(batch_s + tail_s, 1), "fixes_per_s": round(applied_fps)},
         {"path": "ceiling: COPY of the same rows (same columns and indexes)", "fixes": total_fixes,
          "seconds": round(copy_s, 2), "fixes_per_s": round(copy_fps)},
         {"path": "/osmand, one fix per request", "fixes": live["ok"], "seconds": live["seconds"],
@@ -311,21 +359,28 @@ Scale of this run: {DEVICES} devices with a fix every {STEP_S} s for {HOURS:g} h
 ({total_fixes:,} fixes by batch), {LIVE_DEVICES} more devices posting {len(live_reqs):,} fixes
 one by one to `/osmand`; {ncells} coverage cells on the two real districts' border zone;
 {n_positions:,} positions stored in all. The issue's scale is 510 devices for 2 days (about 3
-million fixes); this machine (2 cores shared with other work, load average
-{load_before[0]:.1f} before and {load_after[0]:.1f} after the run) was given a smaller one, set
-by `JOINTGRID_BENCH_PATROL_DEVICES` and `JOINTGRID_BENCH_PATROL_HOURS`. One uvicorn worker,
+million fixes), set by `JOINTGRID_BENCH_PATROL_DEVICES` and `JOINTGRID_BENCH_PATROL_HOURS`
+(2 cores; load average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run). One uvicorn worker,
 {CONCURRENCY} keep-alive connections from the load generator in its own process.
 
 {table(rows, cols)}
 
-- **Batch intake: {ratio_batch:.0%} of COPY** (target ≥ 50 %: {"met" if ratio_batch >= 0.5 else "missed"}).
+- **Batch intake: {ratio_batch:.0%} of COPY** as answered (target ≥ 50 %:
+  {"met" if ratio_batch >= 0.5 else "missed"}); {applied_fps / copy_fps:.0%} counted until the patrol
+  worker had applied the last batch ({tail_s:.2f} s after the last answer).
   A batch is read and judged as columns (`gis.fixes.read_batch`, numpy), then stored by one
   statement that is its own transaction, committed before the answer (`positions_store`:
-  the fixes, the device's and team's latest fix, and `patrol_apply`: the session's track,
-  its length, the border cells touched and their "last patrolled"). COPY does none of this
-  but the rows.
+  the fixes, the device's and team's latest fix, and the device's row of the patrol
+  backlog); the server's patrol worker then applies the backlog (`patrol_apply_backlog`:
+  the sessions' tracks and lengths, the border cells touched and their "last patrolled"),
+  a device at a time with whatever arrived for it since. COPY does none of this but the rows.
+- **Where a batch's time goes** (CPU of the server process and of the cluster's PostgreSQL
+  processes from /proc, over the batch load, per batch of {BATCH}): the server
+  {cpu_ms["server"]:.2f} core-ms, PostgreSQL {cpu_ms["postgres"]:.2f} core-ms while answering
+  ({cpu_ms["server_all"]:.2f} and {cpu_ms["postgres_all"]:.2f} with the backlog applied), beside
+  COPY's {copy_ms:.2f} ms for the same rows, on two cores that also run the load generator.
 - **Live intake: {ratio_live:.0%} of the one-INSERT endpoint** ({live["per_s"]}/s against
-  {ceiling["per_s"]}/s).
+  {ceiling["per_s"]}/s; the backlog applied {live_tail_s:.2f} s after the last answer).
 - **Coverage of the stored window ({HOURS:g} h): {cov_s * 1000:.0f} ms, {ratio_cov:.2f}× the
   faster raw PostGIS join** of the same fixes and cells (target ≤ 2×:
   {"met" if ratio_cov <= 2 else "missed"}): a raw join of the segments with the whole cells
@@ -342,7 +397,8 @@ by `JOINTGRID_BENCH_PATROL_DEVICES` and `JOINTGRID_BENCH_PATROL_HOURS`. One uvic
     print(body)
     Path(logdir / "patrols.json").write_text(
         json.dumps({"batch": batch, "live": live, "ceiling": ceiling, "latest": latest,
-                    "copy_s": copy_s, "batch_s": batch_s, "cov_s": cov_s, "raw_s": raw_s}, default=str)
+                    "copy_s": copy_s, "batch_s": batch_s, "tail_s": tail_s, "live_tail_s": live_tail_s,
+                    "cpu_ms": cpu_ms, "cov_s": cov_s, "raw_s": raw_s}, default=str)
     )  # fmt: skip
 
 
