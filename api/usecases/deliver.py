@@ -20,7 +20,6 @@ Notifications go through apprise, which reports only success or failure.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import logging
@@ -43,6 +42,7 @@ from api import settings
 from api.usecases import push_text
 from api.usecases.cases import case_view
 from api.usecases.policy import Principal, may_see_reporter
+from api.usecases.rounds import run_rounds
 from gis.catalogue import Catalogue
 from gis.netsafety import refusal
 from layers import outbox
@@ -390,31 +390,19 @@ class Deliverer:
     ) -> None:
         """Deliver until ``stop`` is set: rounds back to back while there is work, a pause
         of ``idle_s`` when there is none, a reconnect after a lost connection."""
-        conn: Conn | None = None
         pruned_at = 0.0
-        while not stop.is_set():
-            try:
-                if conn is None or conn.closed:
-                    conn = connect()
-                    if not conn.autocommit:
-                        conn.commit()  # keeps what the connection set up (SET ROLE)
-                        conn.autocommit = True
-                if self.retention is not None and time.monotonic() - pruned_at > 3600:
-                    pruned_at = time.monotonic()
-                    outbox.prune(conn, before=datetime.now(UTC) - self.retention)
-                s = self.deliver_once(conn)
-                if s.claimed:
-                    log.info("delivered %d, failed %d, dead %d", s.delivered, s.failed, s.dead)
-                    continue
-            except Exception:
-                log.warning("a delivery round failed; retrying shortly", exc_info=True)
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        conn.close()
-                conn = None
-            stop.wait(idle_s)
-        if conn is not None:
-            conn.close()
+
+        def once(conn: Conn) -> bool:
+            nonlocal pruned_at
+            if self.retention is not None and time.monotonic() - pruned_at > 3600:
+                pruned_at = time.monotonic()
+                outbox.prune(conn, before=datetime.now(UTC) - self.retention)
+            s = self.deliver_once(conn)
+            if s.claimed:
+                log.info("delivered %d, failed %d, dead %d", s.delivered, s.failed, s.dead)
+            return bool(s.claimed)
+
+        run_rounds(connect, once, stop=stop, idle_s=idle_s, what="a delivery round", log=log)
 
 
 def from_settings(catalogue: Catalogue | None) -> Deliverer:

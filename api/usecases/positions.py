@@ -16,13 +16,13 @@ key, is ``UnknownDevice`` (401) whatever else the request says.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from api.usecases.rounds import run_rounds
 from gis import fixes as fx
 from gis.errors import DomainError, FixesRefused, InvalidInput
 from layers import devices, patrols, positions
@@ -210,26 +210,15 @@ def apply_backlog_until(
     interval_s: float,
 ) -> None:
     """The patrol worker: until ``stop`` is set, bring the sessions and the cells up to date
-    with the fixes stored since (``layers.patrols.apply_backlog``), a pass every
-    ``interval_s`` (passes back to back while a pass finds more than it may take), reconnecting
-    after a lost connection. A pass is transactions of ``BACKLOG_DEVICES`` devices each. Fixes
-    that arrive for a device between two passes are applied together, by one call."""
-    conn: Conn | None = None
-    while not stop.is_set():
-        try:
-            if conn is None or conn.closed:
-                conn = connect()
-                if not conn.autocommit:
-                    conn.commit()  # keeps what the connection set up (SET ROLE)
-                    conn.autocommit = True
-            patrols.apply_all(conn, gap_s=gap_s, devices=BACKLOG_DEVICES)
-        except Exception:  # keep the worker alive through outages; the backlog waits for it
-            log.warning("applying the patrol backlog failed; retrying shortly", exc_info=True)
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.close()
-            conn = None
-        stop.wait(interval_s)
-    if conn is not None:
-        with contextlib.suppress(Exception):
-            conn.close()
+    with the fixes stored since (``layers.patrols.apply_all``), a pass every ``interval_s``
+    until the backlog is empty, reconnecting after a lost connection. A pass is transactions
+    of ``BACKLOG_DEVICES`` devices each. Fixes that arrive for a device between two passes are
+    applied together, by one call."""
+
+    def once(conn: Conn) -> bool:
+        patrols.apply_all(conn, gap_s=gap_s, devices=BACKLOG_DEVICES)
+        return False
+
+    run_rounds(
+        connect, once, stop=stop, idle_s=interval_s, what="applying the patrol backlog", log=log
+    )
