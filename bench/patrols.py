@@ -359,7 +359,7 @@ Scale of this run: {DEVICES} devices with a fix every {STEP_S} s for {HOURS:g} h
 ({total_fixes:,} fixes by batch), {LIVE_DEVICES} more devices posting {len(live_reqs):,} fixes
 one by one to `/osmand`; {ncells} coverage cells on the two real districts' border zone;
 {n_positions:,} positions stored in all. The issue's scale is 510 devices for 2 days (about 3
-million fixes), set by `JOINTGRID_BENCH_PATROL_DEVICES` and `JOINTGRID_BENCH_PATROL_HOURS`
+million fixes); a run's is set by `JOINTGRID_BENCH_PATROL_DEVICES` and `JOINTGRID_BENCH_PATROL_HOURS`
 (2 cores; load average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run). One uvicorn worker,
 {CONCURRENCY} keep-alive connections from the load generator in its own process.
 
