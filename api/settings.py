@@ -314,7 +314,7 @@ class PatrolSettings(BaseSettings):
     # routing places a team by its member's fix no older than this (s), as of the decision (README)
     fresh_fix_s: float = Field(default=FRESH_FIX_S, gt=0)
     # the patrol worker applies the sessions and the cells this often after the answers (s);
-    # 0: no worker in this server (another process, or `jointgrid patrols apply`, does it)
+    # 0: no worker in this server (another server, or `jointgrid patrols-apply`, does it)
     apply_interval_s: float = Field(default=2.0, ge=0)
 
 

@@ -98,14 +98,15 @@ def apply_backlog(conn: Conn, *, gap_s: float, devices: int = 50) -> dict[str, i
 
 
 def apply_all(conn: Conn, *, gap_s: float, devices: int = 50) -> dict[str, int]:
-    """``apply_backlog`` until the backlog is empty, each call its own transaction (``conn``
-    in autocommit) or all in the caller's; the totals."""
+    """``apply_backlog`` until a call applies nothing (the backlog is empty, or holds only
+    devices being applied elsewhere or failing), each call its own transaction (``conn`` in
+    autocommit) or all in the caller's; the totals."""
     total = {"devices": 0, "rows": 0}
     while True:
         got = apply_backlog(conn, gap_s=gap_s, devices=devices)
-        total = {k: total[k] + got[k] for k in total}
-        if got["devices"] < devices:
+        if not got["devices"]:
             return total
+        total = {k: total[k] + got[k] for k in total}
 
 
 def backlog(conn: Conn) -> dict[str, Any]:

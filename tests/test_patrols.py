@@ -219,6 +219,38 @@ def test_the_backlog_applied_once_gives_the_sessions_of_a_pass_after_each_batch(
     assert _apply(conn) == {"devices": 0, "rows": 0}  # nothing left, nothing done twice
 
 
+def test_a_device_whose_sessions_fail_does_not_hold_up_the_others(conn):
+    """One device's sessions that cannot be built (here a trigger refuses them) leave its
+    backlog in place and the other devices' applied, in the same pass."""
+    bad, good = _device(conn, side=TONGNAN), _device(conn, side=TONGNAN)
+    conn.execute(
+        "CREATE FUNCTION pg_temp.refuse_session() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN IF NEW.device = current_setting('jointgrid.test_bad_device') THEN"
+        " RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"
+    )
+    conn.execute("SELECT set_config('jointgrid.test_bad_device', %s, true)", (bad["id"],))
+    conn.execute(
+        "CREATE TRIGGER refuse_session BEFORE INSERT ON patrol_sessions"
+        " FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse_session()"
+    )
+    pts = _walk(TONGNAN, 300, 0.3, 0.32, 4)
+    times = [T0 + timedelta(hours=4, seconds=30 * i) for i in range(4)]
+    for dev in (bad, good):  # the failing device's rows are the oldest
+        body = {
+            "device": dev["id"],
+            "fixes": [
+                {"lon": x, "lat": y, "time": t.isoformat()}
+                for (x, y), t in zip(pts, times, strict=True)
+            ],
+        }
+        batch(conn, key=dev["key"], body=body, settings=SETTINGS)
+    assert _apply(conn) == {"devices": 1, "rows": 1}
+    assert [x["fixes"] for x in patrols.sessions(conn, device=good["id"])] == [4]
+    assert patrols.sessions(conn, device=bad["id"]) == []
+    left = conn.execute("SELECT device FROM patrol_backlog").fetchall()
+    assert [r["device"] for r in left] == [bad["id"]]
+
+
 # -- coverage ------------------------------------------------------------------------------
 
 
@@ -369,7 +401,9 @@ def test_coverage_command_prints_the_table_with_gaps(db_url):
 
 def test_fixes_acknowledged_with_no_worker_running_are_applied_later(db_url):
     """The backlog commits with the fixes: whatever no worker has applied yet (the server
-    stopped or crashed after its answers) is applied by the next pass, here the command."""
+    stopped or crashed after its answers) is applied by the next pass, here the command. (A
+    server of the test session on the same database may apply it first; this checks that
+    the command runs and that the backlog committed with the fixes is applied.)"""
     import json
     import os
     import subprocess

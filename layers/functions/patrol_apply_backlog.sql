@@ -3,7 +3,9 @@
 -- the sessions from the device's earliest row's time on (`patrol_apply`), then the rows it
 -- read are deleted. Fixes of a device that arrived in several batches since its last pass are
 -- applied by one call. A device another transaction is applying is skipped (its rows stay
--- for the next pass). Returns how many devices and backlog rows were applied.
+-- for the next pass), and so is a device whose sessions fail to build: its work is rolled
+-- back, a warning names it, its rows stay, and the other devices go on. Returns how many
+-- devices and backlog rows were applied.
 --
 -- In the caller's transaction: the patrol worker calls it in autocommit, a few devices a
 -- call, so that each call is a short transaction of its own.
@@ -25,10 +27,14 @@ BEGIN
         SELECT array_agg(b.id), min(b.from_time) INTO ids, t0
         FROM patrol_backlog b WHERE b.device = d.device;
         CONTINUE WHEN ids IS NULL;
-        PERFORM patrol_apply(d.device, t0, p_gap_s);
-        DELETE FROM patrol_backlog WHERE id = ANY (ids);
-        applied_devices := applied_devices + 1;
-        applied_rows := applied_rows + cardinality(ids);
+        BEGIN
+            PERFORM patrol_apply(d.device, t0, p_gap_s);
+            DELETE FROM patrol_backlog WHERE id = ANY (ids);
+            applied_devices := applied_devices + 1;
+            applied_rows := applied_rows + cardinality(ids);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'patrol sessions of device % not applied: %', d.device, SQLERRM;
+        END;
     END LOOP;
 END;
 $$;

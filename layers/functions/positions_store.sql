@@ -2,8 +2,9 @@
 -- (device, time), in one statement and so in one round trip: the fixes, the device's and its
 -- team's latest good fix, and a row of `patrol_backlog` from which the patrol worker brings
 -- the device's sessions and the cells up to date (`patrol_apply_backlog`, after the answer;
--- migration 0030). Returns how many fixes were new. Called alone in autocommit, it is its own transaction, committed before the
--- caller answers; inside a caller's transaction, it is part of it.
+-- migration 0030). Returns how many fixes were new. Called alone in autocommit, it is its own
+-- transaction, committed before the caller answers; inside a caller's transaction, it is part
+-- of it.
 --
 -- The columns come as arrays, one element a fix; `p_fa` and `p_fs` are the flags `accuracy`
 -- and `speed` (a flagged fix is stored but is no latest fix and on no track).
