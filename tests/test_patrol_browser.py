@@ -3,6 +3,7 @@ themselves, a team's popup, and coverage coloured by the time since the last pat
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.browser
 
 
 def patrol_now(db_url: str, base: str) -> dict[str, Any]:
-    """A new member of an Anju team posting ten fixes (the last one now) through /osmand."""
+    """A new member of an Anju team posting ten fixes (the last one now) through /osmand, once
+    the server's patrol worker has put them on a track."""
     with psycopg.connect(db_url, row_factory=dict_row, autocommit=True) as c:  # type: ignore[arg-type]
         team = c.execute(
             "SELECT code FROM teams WHERE side = %s ORDER BY code LIMIT 1", (ANJU,)
@@ -44,6 +46,14 @@ def patrol_now(db_url: str, base: str) -> dict[str, Any]:
             timeout=30,
         )
         assert r.status_code == 200, r.text
+    # the server's patrol worker builds the track after the answers (every 2 s)
+    deadline = time.monotonic() + 30
+    with psycopg.connect(db_url, row_factory=dict_row, autocommit=True) as c:  # type: ignore[arg-type]
+        while (
+            c.execute("SELECT 1 FROM patrol_backlog WHERE device = %s", (dev["id"],)).fetchone()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
     return {
         "team": team["code"],
         "member": member,
