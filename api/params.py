@@ -7,6 +7,7 @@ from datetime import datetime
 
 from api import cursors
 from gis.errors import InvalidInput
+from gis.instants import in_utc
 
 
 def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
@@ -52,7 +53,7 @@ def parse_csv(text: str | None, *, name: str, valid: set[str] | None = None) -> 
 
 
 def parse_time(text: str | None, *, name: str) -> datetime | None:
-    """An ISO 8601 time with a zone, or None."""
+    """An ISO 8601 time with a zone, or None; in UTC."""
     if not text:
         return None
     try:
@@ -64,7 +65,7 @@ def parse_time(text: str | None, *, name: str) -> datetime | None:
         ) from None
     if t.tzinfo is None:
         raise InvalidInput(f"{name} needs a time zone, e.g. +08:00 or Z", {name: text[:60]})
-    return t
+    return in_utc(t, name=name, text=text)
 
 
 def encode_cursor(*values: str) -> str:

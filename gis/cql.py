@@ -27,6 +27,7 @@ from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
 from gis.errors import InvalidInput
+from gis.instants import in_utc
 
 # The JSON Schema kind of each queryable property, as published at /queryables.
 Kind = Literal["string", "integer", "number", "boolean", "datetime", "date", "array", "geometry"]
@@ -384,7 +385,7 @@ def _short(value: Any) -> Any:
 
 
 def parse_instant(text: str, *, name: str) -> datetime:
-    """An RFC 3339 date-time with a zone (or a date, taken as its start in UTC)."""
+    """An RFC 3339 date-time with a zone (or a date, taken as its start in UTC), in UTC."""
     t = text.strip()
     try:
         if len(t) == 10:
@@ -402,4 +403,4 @@ def parse_instant(text: str, *, name: str) -> datetime:
             f"{name}: {t[:40]!r} needs a time zone (Z or an offset such as +08:00)",
             {"example": "2026-11-27T08:00:00+08:00"},
         )
-    return parsed
+    return in_utc(parsed, name=name, text=t)

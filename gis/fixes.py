@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from gis.crs import parse_crs, to_wgs84
 from gis.errors import InvalidInput
+from gis.instants import in_utc
 from gis.location import check_lonlat
 
 KNOT_MPS = 1852.0 / 3600.0
@@ -108,7 +109,7 @@ def parse_time(value: Any, *, now: datetime) -> datetime:
                 "the time must be epoch seconds or ISO 8601",
                 {"time": value[:40], "hint": "e.g. 2026-12-01T08:30:00+08:00"},
             ) from None
-        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+        return in_utc(t if t.tzinfo else t.replace(tzinfo=UTC), name="time", text=value)
     raise InvalidInput("the time must be epoch seconds or ISO 8601", {"time": str(value)[:40]})
 
 
@@ -446,14 +447,14 @@ def _read_columns(items: list[Any], *, crs: str, now: datetime) -> _Columns:
             continue
         try:
             t = datetime.fromisoformat(t_raw)
-        except ValueError:
+            if t.tzinfo is None:
+                raise ValueError  # a number, or a time without zone: ``batch_item`` says which
+            t = t.astimezone(UTC)
+        except (ValueError, OverflowError):  # out of the calendar in UTC: ``batch_item`` too
             slow(i, item)
             continue
-        if t.tzinfo is None:
-            slow(i, item)  # a number, or a time without zone: ``batch_item`` says which
-            continue
         idx.append(i)
-        times.append(t.astimezone(UTC))
+        times.append(t)
         xs.append(float(lon))
         ys.append(float(lat))
         acc.append(nan if a is None or a <= 0 else float(a))  # 0 or less: unknown

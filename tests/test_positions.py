@@ -236,6 +236,13 @@ def test_osmand_refuses_unknown_devices_and_wrong_keys_but_never_a_known_devices
     ):
         r = client.get("/osmand", params={"id": device["id"], "key": device["key"], **params})
         assert r.status_code == 200, r.text
+    # a time that leaves the calendar once moved to UTC: a malformed request, said so
+    r = client.get(
+        "/osmand",
+        params={"id": device["id"], "key": device["key"], "lat": lat, "lon": lon,
+                "timestamp": "0001-01-01T00:00:00+10:00"},
+    )  # fmt: skip
+    assert r.status_code == 422 and "out of range" in r.json()["message"], r.text
     assert _stored(conn, device["id"]) == []
     assert positions.dropped(conn, device=device["id"]) == {
         "future": 1,
@@ -341,6 +348,7 @@ def test_batch_is_idempotent_and_names_each_refused_fix(client, conn, device):
             {"lon": lon, "lat": lat, "time": (_now() - timedelta(days=400)).isoformat()},
             {"lon": lon, "lat": lat},
             {"lon": lon, "lat": lat, "time": "2026-12-01T08:00:00"},
+            {"lon": lon, "lat": lat, "time": "0001-01-01T00:00:00+10:00"},  # before year 1 in UTC
         ],
     }
     r = client.post("/api/v1/positions", json=bad, headers=h)
@@ -354,6 +362,7 @@ def test_batch_is_idempotent_and_names_each_refused_fix(client, conn, device):
         3: "too_old",
         4: "invalid_input",
         5: "invalid_input",
+        6: "invalid_input",
     }
     assert len(_stored(conn, device["id"])) == 5  # nothing of the refused batch was stored
     # another device's key may not post for this one
