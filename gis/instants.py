@@ -19,6 +19,6 @@ def in_utc(t: datetime, *, name: str, text: str) -> datetime:
         return t.astimezone(UTC)
     except OverflowError:
         raise InvalidInput(
-            f"{name} is out of range once moved to UTC",
+            f"{name} is too far in the past or future: out of range once moved to UTC",
             {name: text[:60], "example": "2026-11-27T08:00:00+08:00"},
         ) from None
